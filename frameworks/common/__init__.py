@@ -1,0 +1,1 @@
+"""Logic shared by several hosts (model sizes, pooling, prompt helpers). Hosts never import each other."""
