@@ -1,0 +1,101 @@
+"""Which row of a tower call is a reference frame, and which reference each selective row reads.
+
+A tower call carries B frames. Each row belongs to a stream (`CacherState`); rows of the same stream
+are consecutive frames in order. Planning once per call (at the first encoder layer) turns that into
+data the layers only read:
+
+- reference rows run the full layer; the LAST reference row of each stream writes the stream's
+  stored reference;
+- a selective row compares against the most recent reference row of its stream *earlier in the same
+  batch*, or else against the stream's stored reference.
+
+Because a row only depends on rows before it at the same layer, this is exactly the result of
+feeding the frames one at a time, while still batching the GEMMs of all rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import torch
+
+from stc.cacher.state import CacherState
+
+
+@dataclass
+class CallPlan:
+    """Decisions for one tower call (B rows). Built by `plan_call`, read by every layer."""
+
+    states: list[CacherState]
+    reference_rows: list[int] = field(default_factory=list)
+    selective_rows: list[int] = field(default_factory=list)
+    # for each selective row (same order as selective_rows): in-batch reference row, or None = stored
+    reference_source: list[Optional[int]] = field(default_factory=list)
+    # (row, state) pairs whose layer outputs become the stream's stored reference
+    store_rows: list[tuple[int, CacherState]] = field(default_factory=list)
+    tokens_to_update: int = 0
+
+    @property
+    def all_selective_from_store(self) -> bool:
+        return not self.reference_rows and all(src is None for src in self.reference_source)
+
+
+def plan_call(
+    states: Sequence[CacherState],
+    hidden: torch.Tensor,
+    cache_interval: int,
+    tokens_to_update: int,
+    with_feature: bool,
+) -> CallPlan:
+    """Plan one call and advance the streams' counters (a frame counts when it enters the tower).
+
+    Args:
+        states: one state per row of `hidden` (a stream may appear in several rows, in frame order).
+        hidden: [B, T, D] input of the first encoder layer (only its shape/dtype/device are used).
+        cache_interval: N; frame i of a stream is a reference when i % N == 0.
+        tokens_to_update: k tokens recomputed per layer on selective rows.
+        with_feature: also store the LN1 output as selection feature.
+    """
+    batch, num_tokens, width = hidden.shape
+    if len(states) != batch:
+        raise ValueError(f"STC-Cacher got {batch} frames but {len(states)} stream states; pass one state per frame")
+    plan = CallPlan(states=list(states), tokens_to_update=tokens_to_update)
+    last_reference_row: dict[int, int] = {}
+    frame_of: dict[int, int] = {}
+    for row, state in enumerate(states):
+        frame = frame_of.get(state.id, state.frame_idx)
+        frame_of[state.id] = frame + 1
+        has_reference = state.id in last_reference_row or state.reference_matches(
+            num_tokens, width, hidden.dtype, hidden.device
+        )
+        if frame % cache_interval == 0 or not has_reference:
+            plan.reference_rows.append(row)
+            last_reference_row[state.id] = row
+        else:
+            plan.selective_rows.append(row)
+            plan.reference_source.append(last_reference_row.get(state.id))
+
+    stored = {}
+    for row in plan.reference_rows:
+        stored[plan.states[row].id] = (row, plan.states[row])
+    plan.store_rows = list(stored.values())
+    for _, state in plan.store_rows:
+        state.prepare_buffers(num_tokens, width, hidden.dtype, hidden.device, with_feature)
+    commit_frames(plan, num_tokens)
+    return plan
+
+
+def commit_frames(plan: CallPlan, num_tokens: int) -> None:
+    """Advance frame counters and statistics for every row of `plan` (also used after a graph replay)."""
+    reference = set(plan.reference_rows)
+    for row, state in enumerate(plan.states):
+        state.frame_idx += 1
+        state.stats.tokens_per_frame = num_tokens
+        if row in reference:
+            state.stats.reference_frames += 1
+            state.stats.last_frame_reference = True
+        else:
+            state.stats.selective_frames += 1
+            state.stats.last_frame_reference = False
+            state.stats.tokens_recomputed = plan.tokens_to_update

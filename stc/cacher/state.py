@@ -1,0 +1,102 @@
+"""Per-stream STC-Cacher state: frame counter, counters, and per-layer reference buffers.
+
+One `CacherState` per video stream. It is created by a `CacherHandle` (so it knows how many layers
+the tower has) and passed to the tower explicitly (`handle.use(state)`); several states can share one
+tower, and a batch may mix frames of different states. Nothing here is global.
+
+Reference buffers are allocated on the first reference frame and then written IN PLACE on every later
+reference frame, so their addresses never change: CUDA graphs captured for selective frames keep
+reading the current reference. They are re-allocated (and `version` bumped, invalidating graphs) only
+when the token count, width, dtype or device changes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+_state_ids = itertools.count()  # identity only; never read as configuration
+
+
+@dataclass
+class CacherStats:
+    """What the cacher did for this stream since the last reset (tests and harnesses read these)."""
+
+    reference_frames: int = 0
+    selective_frames: int = 0
+    last_frame_reference: Optional[bool] = None
+    tokens_per_frame: int = 0  # T seen by the encoder layers
+    tokens_recomputed: int = 0  # k per layer on the last selective frame
+
+
+class LayerReference:
+    """The four reference tensors of one encoder layer, each [T, D] (plus the LN1 output when the
+    selection feature is "input"): keys, values, attention-branch output, MLP-branch output."""
+
+    __slots__ = ("key", "value", "attn", "mlp", "feature")
+
+    def __init__(self):
+        self.key = self.value = self.attn = self.mlp = self.feature = None
+
+
+class CacherState:
+    """Per-stream state. `frame_idx` counts frames since `reset()`; frame i is a reference frame when
+    i % cache_interval == 0 or when no reference exists yet."""
+
+    def __init__(self, num_layers: int, owner_id: int):
+        self.id = next(_state_ids)
+        self.owner_id = owner_id
+        self.layers = [LayerReference() for _ in range(num_layers)]
+        self.frame_idx = 0
+        self.version = 0
+        self.stats = CacherStats()
+        self._signature = None  # (T, D, dtype, device) of the stored reference
+
+    def reset(self) -> None:
+        """Start a new video: the next frame is a reference frame. Buffers are kept for reuse."""
+        self.frame_idx = 0
+        self.stats = CacherStats()
+        self._signature = None
+
+    @property
+    def has_reference(self) -> bool:
+        return self._signature is not None
+
+    def reference_matches(self, num_tokens: int, width: int, dtype: torch.dtype, device: torch.device) -> bool:
+        return self._signature == (num_tokens, width, dtype, torch.device(device))
+
+    def prepare_buffers(self, num_tokens: int, width: int, dtype: torch.dtype, device: torch.device, with_feature: bool):
+        """Make sure every layer has [T, D] buffers of this signature; called before writing a reference."""
+        signature = (num_tokens, width, dtype, torch.device(device))
+        first = self.layers[0]
+        if first.key is not None and (first.key.shape, first.key.dtype, first.key.device) == (
+            (num_tokens, width),
+            dtype,
+            signature[3],
+        ) and (first.feature is not None) == with_feature:
+            self._signature = signature
+            return
+        for layer in self.layers:
+            for name in ("key", "value", "attn", "mlp"):
+                setattr(layer, name, torch.empty(num_tokens, width, dtype=dtype, device=device))
+            layer.feature = torch.empty(num_tokens, width, dtype=dtype, device=device) if with_feature else None
+        self.version += 1
+        self._signature = signature
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the reference buffers of this stream."""
+        return sum(
+            t.numel() * t.element_size()
+            for layer in self.layers
+            for t in (layer.key, layer.value, layer.attn, layer.mlp, layer.feature)
+            if t is not None
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"CacherState(id={self.id}, frame_idx={self.frame_idx}, has_reference={self.has_reference}, "
+            f"reference_frames={self.stats.reference_frames}, selective_frames={self.stats.selective_frames})"
+        )
