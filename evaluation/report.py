@@ -1,0 +1,60 @@
+"""metrics.json + report.md writers (paper-style markdown tables)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from evaluation.config import BenchmarkConfig
+from evaluation.registry import Benchmark
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return "" if value is None else str(value)
+
+
+def markdown_table(rows: Sequence[dict]) -> str:
+    if not rows:
+        return "_(no rows)_\n"
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render(metrics: dict) -> str:
+    """The report: settings (variant, fps, protocol, STC N/r/k), headline numbers, tables, counts, notes."""
+    settings = metrics["settings"]
+    out = [f"# {settings.get('benchmark', '?')} — {settings.get('framework', '?')} ({settings.get('compression', 'none')})\n"]
+    out.append("## Settings\n")
+    out.append(markdown_table([{"setting": k, "value": v} for k, v in settings.items()]))
+    out.append("\n## Results (accuracy, %)\n")
+    out.append(markdown_table([{"metric": k, "accuracy": v} for k, v in metrics["headline"].items()]))
+    for name, rows in metrics["tables"].items():
+        out.append(f"\n### {name}\n")
+        out.append(markdown_table(rows))
+    counts = metrics["counts"]
+    out.append(f"\n## Counts\n\nitems: {counts['n']}, correct: {counts['correct']}, "
+               f"unanswered: {counts['unanswered']}, errors: {counts['errors']}\n")
+    if metrics.get("error_reasons"):
+        out.append("\n### Errors by reason\n")
+        out.append(markdown_table([{"reason": r, "items": n} for r, n in metrics["error_reasons"].items()]))
+    if metrics.get("notes"):
+        out.append("\n## Notes\n\n" + "\n".join(f"- {n}" for n in metrics["notes"]) + "\n")
+    return "".join(out)
+
+
+def write_outputs(out_dir: str | Path, metrics: dict, benchmark: Benchmark, scored: Sequence[dict],
+                  cfg: BenchmarkConfig) -> list[str]:
+    """Write metrics.json, report.md and any benchmark artifact (EgoSchema submission.csv)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+    (out_dir / "report.md").write_text(render(metrics))
+    files = [str(out_dir / "metrics.json"), str(out_dir / "report.md")]
+    if benchmark.write_artifacts is not None:
+        files += benchmark.write_artifacts(scored, cfg, out_dir)
+    return files

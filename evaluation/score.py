@@ -1,0 +1,66 @@
+"""Re-score existing outputs: `python -m evaluation.score benchmark=streamingbench file=real_output_rekv.json`.
+
+`file` may be our predictions.jsonl (any benchmark) or an upstream result file:
+StreamingBench's questions JSON with responses under a model-named key (`model_key=` to choose, else
+detected), or OVO-Bench's per-task result JSON {"backward", "realtime", "forward"}. Options:
+`scoring=<variant>` (default: the benchmark's official one), `out=<dir>` to also write
+metrics.json/report.md there, plus `fps=` / `protocol=` / `framework=` labels for the report when
+the file does not carry them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from evaluation import predictions as P
+from evaluation.config import BenchmarkConfig
+from evaluation.registry import get_benchmark
+from evaluation.report import render, write_outputs
+from evaluation.scoring import build_metrics
+
+_KEYS = {"benchmark", "file", "scoring", "model_key", "out", "fps", "protocol", "framework", "response_last_line"}
+
+
+def parse_args(argv: list[str]) -> dict:
+    args = {}
+    for item in argv:
+        key, sep, value = item.partition("=")
+        if not sep or key not in _KEYS:
+            raise SystemExit(f"unknown argument {item!r}; expected key=value with key in {sorted(_KEYS)}")
+        args[key] = value
+    for required in ("benchmark", "file"):
+        if required not in args:
+            raise SystemExit(f"missing {required}=...; usage: python -m evaluation.score benchmark=NAME file=PATH")
+    return args
+
+
+def rescore(args: dict) -> dict:
+    benchmark = get_benchmark(args["benchmark"])
+    cfg = BenchmarkConfig(name=benchmark.name, scoring=args.get("scoring", benchmark.scorings[0]),
+                          prompt=benchmark.prompts[0], fps=float(args.get("fps", 1.0)),
+                          response_last_line=args.get("response_last_line", "false").lower() in ("1", "true", "yes"))
+    path = Path(args["file"])
+    if path.suffix == ".jsonl":
+        predictions = P.read_predictions(path)
+        if not predictions and not path.is_file():
+            raise FileNotFoundError(f"{path}: predictions file not found")
+    elif benchmark.read_upstream is not None:
+        predictions = benchmark.read_upstream(path, cfg, args.get("model_key"))
+    else:
+        raise ValueError(f"benchmark {benchmark.name} has no upstream result format; pass a predictions.jsonl")
+    settings = {"framework": args.get("framework", "unknown (re-scored file)"), "benchmark": benchmark.name,
+                "scoring": cfg.scoring, "fps": args.get("fps", "unknown (not recorded in file)"),
+                "protocol": args.get("protocol", "unknown"), "source_file": str(path)}
+    metrics, scored = build_metrics(benchmark, predictions, cfg, settings)
+    if "out" in args:
+        write_outputs(args["out"], metrics, benchmark, scored, cfg)
+    return metrics
+
+
+def main(argv=None) -> None:
+    print(render(rescore(parse_args(sys.argv[1:] if argv is None else argv))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Score predictions and assemble the metrics object written to metrics.json and report.md."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Sequence
+
+from evaluation.common.metrics import tally
+from evaluation.config import BenchmarkConfig
+from evaluation.registry import Benchmark
+
+
+def score_predictions(benchmark: Benchmark, predictions: Sequence[dict], cfg: BenchmarkConfig) -> list[dict]:
+    """Attach parsed/answered/correct to every prediction; failed items are unanswered and wrong."""
+    scored = []
+    for pred in predictions:
+        if pred.get("error") is not None:
+            verdict = {"parsed": "", "answered": False, "correct": False}
+        else:
+            verdict = benchmark.score_item(pred, cfg)
+        scored.append({**pred, **verdict})
+    return scored
+
+
+def build_metrics(benchmark: Benchmark, predictions: Sequence[dict], cfg: BenchmarkConfig, settings: dict) -> tuple[dict, list[dict]]:
+    """-> (metrics, scored predictions). metrics = aggregate() + settings + counts + error reasons."""
+    benchmark.check(cfg)
+    scored = score_predictions(benchmark, predictions, cfg)
+    metrics = benchmark.aggregate(scored, cfg)
+    counts = tally(scored)
+    reasons = Counter(_reason(p["error"]) for p in scored if p.get("error") is not None)
+    metrics = {
+        "settings": dict(settings),
+        "counts": {k: counts[k] for k in ("n", "correct", "unanswered", "errors")},
+        **metrics,
+        "error_reasons": dict(reasons.most_common(20)),
+        "error_examples": [{"id": p["id"], "error": p["error"]} for p in scored if p.get("error")][:20],
+    }
+    return metrics, scored
+
+
+def _reason(error: str) -> str:
+    """Group errors by their kind: the text after the path (videos) or before the first colon."""
+    text = str(error)
+    if ": " in text and ("/" in text.split(": ")[0] or "\\" in text.split(": ")[0]):
+        text = text.split(": ", 1)[1]
+    return text.split(" (")[0][:120]
