@@ -1,0 +1,102 @@
+"""The four ReKV attention modes, as backends for `DecoderStack.run` (one object per LLM call).
+
+- `SinkEncoding`: the init prompt, plain causal attention at positions 0..n-1; keeps its pre-RoPE K/V.
+- `WindowPrefill`: video tokens attend to [sink, local window, themselves]; their pre-RoPE K/V go to the
+  block store (one block per frame) and, rotated, into the local window.
+- `RetrievalPass`: the question attends like `WindowPrefill` but leaves no trace; each layer averages the
+  question's pre-RoPE queries and picks its own top-k frame blocks.
+- `AnswerAttention`: the templated prompt and the generated tokens attend to [sink + retrieved blocks,
+  themselves] with positions re-indexed from 0 over that context (`AnswerCache`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from frameworks.rekv.attention import prefix_causal_attention
+from frameworks.rekv.block_store import BlockStore
+from frameworks.rekv.local_window import LocalWindow
+from frameworks.rekv.rope import RotaryTable, apply_rotary
+
+
+class SinkEncoding:
+    def __init__(self, rope: RotaryTable, length: int, device: torch.device):
+        self.cos, self.sin = rope.cos_sin(torch.arange(length, device=device))
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+
+    def __call__(self, layer, queries, keys, values, scale):
+        self.keys.append(keys)
+        self.values.append(values)
+        q, k = apply_rotary(queries, self.cos, self.sin), apply_rotary(keys, self.cos, self.sin)
+        return prefix_causal_attention(q, k, values, scale)
+
+    def sink(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pre-RoPE keys and values of every layer: [L, Hkv, n_init, D] each."""
+        return torch.stack(self.keys), torch.stack(self.values)
+
+
+class WindowPrefill:
+    """Pre-fill of `num_new` tokens; `store` receives them as frame blocks (None: attend only)."""
+
+    def __init__(self, window: LocalWindow, rope: RotaryTable, num_new: int, store: BlockStore | None):
+        self.window, self.store = window, store
+        self.cos, self.sin = rope.cos_sin(window.prepare(num_new))
+
+    def __call__(self, layer, queries, keys, values, scale):
+        if self.store is not None:
+            self.store.write(layer, keys, values)
+        q, k = apply_rotary(queries, self.cos, self.sin), apply_rotary(keys, self.cos, self.sin)
+        context_keys, context_values = self.window.context(layer, k, values)
+        return prefix_causal_attention(q, context_keys, context_values, scale)
+
+
+class RetrievalPass(WindowPrefill):
+    """Question pass: attend like a pre-fill (nothing stored) and select blocks per layer."""
+
+    def __init__(self, window: LocalWindow, rope: RotaryTable, num_new: int, store: BlockStore, topk: int | None):
+        super().__init__(window, rope, num_new, store=None)
+        self.blocks, self.topk = store, topk
+        self.selected: list[torch.Tensor] = []
+
+    def __call__(self, layer, queries, keys, values, scale):
+        self.selected.append(self.blocks.select(layer, queries.mean(dim=1), self.topk))
+        return super().__call__(layer, queries, keys, values, scale)
+
+
+class AnswerCache:
+    """Per-layer context for answering: rotated keys/values [L, Hkv, capacity, D], positions 0..length-1."""
+
+    def __init__(self, num_layers: int, kv_heads: int, head_dim: int, capacity: int, dtype, device, rope: RotaryTable):
+        self.keys = torch.empty(num_layers, kv_heads, capacity, head_dim, dtype=dtype, device=device)
+        self.values = torch.empty_like(self.keys)
+        self.rope, self.device, self.length = rope, device, 0
+
+    def load(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Place pre-RoPE context keys/values [Hkv, n, D] of one layer at positions 0..n-1 (all layers
+        must load the same n; `length` is set by `loaded`)."""
+        count = keys.shape[1]
+        cos, sin = self.rope.cos_sin(torch.arange(count, device=self.device))
+        self.keys[layer, :, :count] = apply_rotary(keys, cos, sin)
+        self.values[layer, :, :count] = values
+
+    def loaded(self, count: int) -> None:
+        self.length = count
+
+
+class AnswerAttention:
+    """Prompt pre-fill / one decoding step over an `AnswerCache`; call `cache.length += S` afterwards."""
+
+    def __init__(self, cache: AnswerCache, num_new: int):
+        if cache.length + num_new > cache.keys.shape[2]:
+            raise RuntimeError(f"answer cache capacity {cache.keys.shape[2]} exceeded")
+        self.cache, self.num_new = cache, num_new
+        positions = torch.arange(num_new, device=cache.device) + cache.length
+        self.cos, self.sin = cache.rope.cos_sin(positions)
+
+    def __call__(self, layer, queries, keys, values, scale):
+        cache, lo, hi = self.cache, self.cache.length, self.cache.length + self.num_new
+        cache.keys[layer, :, lo:hi] = apply_rotary(keys, self.cos, self.sin)
+        cache.values[layer, :, lo:hi] = values
+        q = apply_rotary(queries, self.cos, self.sin)
+        return prefix_causal_attention(q, cache.keys[layer, :, :hi], cache.values[layer, :, :hi], scale)

@@ -1,0 +1,70 @@
+"""ReKV host settings (one frozen dataclass; Hydra's `configs/framework/rekv.yaml` maps onto it 1:1).
+
+Defaults are the upstream ReKV/STC values (frameworks-benchmarks.md §A1.2-A1.3): n_local 15000 tokens,
+64 retrieved frame blocks, one frame per LLM pre-fill call (STC's encode_chunk_size), the ReKV init prompt
+and question template. `from_mapping` accepts a plain dict (what `build_host` passes) and names any
+unknown or invalid field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Mapping, Optional
+
+INIT_PROMPT = "<|im_start|>system \nYou are a helpful assistant.<|im_end|><|im_start|>user "
+QUESTION_TEMPLATE = "\n{prompt}<|im_end|><|im_start|>assistant\n"
+
+
+@dataclass(frozen=True)
+class ReKVConfig:
+    """Args:
+    model_path: local LLaVA-OneVision checkpoint folder; None = random weights built from `preset`.
+    preset: released size for random weights ("7b", "0.5b", "tiny"; frameworks/common/model_sizes.py).
+    dtype: "bfloat16" | "float16" | "float32".
+    device: "auto" (cuda if available) | "cuda" | "cuda:1" | "cpu".
+    seed: seed for random weights.
+    n_local: tokens of the sliding local window used while encoding (init sink not counted).
+    retrieve_size: frame blocks retrieved per layer at question time; None = all blocks.
+    frames_per_chunk: frames per vision-tower batch and per LLM pre-fill call (pruning stays per frame).
+    offload: keep frame blocks on CPU (pinned on CUDA); False keeps them on the compute device.
+    page_blocks: frame blocks per storage page (one pinned allocation per page).
+    init_prompt: text encoded once before the video; its tokens are the attention sink.
+    question_template: wraps `Query.prompt` when `Query.use_chat_template` is True ("{prompt}" placeholder).
+    forbid_eos_first: replace an end-of-sequence token at the first decoding step by the next best token.
+    """
+
+    model_path: Optional[str] = None
+    preset: str = "7b"
+    dtype: str = "bfloat16"
+    device: str = "auto"
+    seed: int = 0
+    n_local: int = 15000
+    retrieve_size: Optional[int] = 64
+    frames_per_chunk: int = 1
+    offload: bool = True
+    page_blocks: int = 16
+    init_prompt: str = INIT_PROMPT
+    question_template: str = QUESTION_TEMPLATE
+    forbid_eos_first: bool = True
+
+    def __post_init__(self):
+        checks = [
+            ("n_local", self.n_local >= 1, "must be >= 1 tokens"),
+            ("retrieve_size", self.retrieve_size is None or self.retrieve_size >= 1, "must be >= 1 or null (all blocks)"),
+            ("frames_per_chunk", self.frames_per_chunk >= 1, "must be >= 1"),
+            ("page_blocks", self.page_blocks >= 1, "must be >= 1"),
+            ("question_template", "{prompt}" in self.question_template, "must contain '{prompt}'"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"invalid ReKV setting {name}={getattr(self, name)!r}: {rule}")
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "ReKVConfig":
+        """Build from a plain mapping; `name` (the Hydra group key) is ignored, unknown keys are errors."""
+        data = {k: v for k, v in dict(mapping or {}).items() if k != "name"}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ReKV setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)

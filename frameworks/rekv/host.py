@@ -1,0 +1,257 @@
+"""ReKV streaming video QA on HF LLaVA-OneVision, with STC-Cacher and STC-Pruner (the reference integration).
+
+    host = ReKVHost(build_random_llava_onevision(cfg), ReKVConfig(), STCConfig(cacher=..., pruner=...))
+    host.reset()                               # new video
+    host.ingest(frames_uint8, timestamps)      # any number of times: only new frames are encoded
+    text = host.answer(Query(prompt=..., answer_prefix="Best option: ("))
+    host.timings                               # StageTimings of this video
+
+Per frame chunk (`frames_per_chunk` frames): pixels -> SigLIP (STC-Cacher: one cacher frame per frame,
+in order) -> hidden_states[vision_feature_layer] -> projector -> 2x bilinear pool (27x27 -> 196 tokens,
+no newline) -> STC-Pruner (k per frame) -> one LLM pre-fill into the streaming context: attention over
+[init sink, local window of n_local tokens, the chunk], keys stored without RoPE; every frame becomes
+one offloaded block. Question: per-layer top-k block retrieval with the bare question, then the
+templated prompt is pre-filled over [sink + retrieved blocks] (positions re-indexed from 0) and decoded
+greedily. See frameworks-benchmarks.md §A1 and stc-method.md §1, §3.5.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from frameworks.common.llava_loading import LoadedLlava
+from frameworks.common.llava_video import pool_2x, pooled_grid_tokens, preprocess_frames, tower_features
+from frameworks.common.stage_timer import StageTimer
+from frameworks.protocol import Query, StageTimings
+from frameworks.rekv.backends import AnswerAttention, AnswerCache, RetrievalPass, SinkEncoding, WindowPrefill
+from frameworks.rekv.block_store import BlockStore
+from frameworks.rekv.config import ReKVConfig
+from frameworks.rekv.decoder import DecoderStack
+from frameworks.rekv.local_window import LocalWindow
+from frameworks.rekv.rope import RotaryTable
+from stc import STCConfig, STCPruner, attach_cacher
+
+
+class ReKVHost:
+    """Implements `frameworks.protocol.StreamingVideoLLM` for one stream at a time."""
+
+    name = "rekv"
+    supports_incremental = True
+
+    def __init__(self, loaded: LoadedLlava, config: ReKVConfig | None = None, stc: STCConfig | None = None):
+        self.config, self.stc = config or ReKVConfig(), stc or STCConfig()
+        self.model, self.codec, self.pixel_spec = loaded.model, loaded.codec, loaded.pixels
+        inner = self.model.model
+        self.device, self.dtype = self.model.device, self.model.dtype
+        self.vision_tower, self.projector = inner.vision_tower, inner.multi_modal_projector
+        self.stack = DecoderStack(inner.language_model, self.model.lm_head)
+        self.rope = RotaryTable(inner.language_model.rotary_emb, self.dtype)
+        vision = self.model.config.vision_config
+        self.pooled_tokens = pooled_grid_tokens(vision.image_size, vision.patch_size)
+        self.block_tokens = self._block_tokens()
+        shape = (self.stack.num_layers, self.stack.kv_heads, self.stack.head_dim)
+        self.window = LocalWindow(*shape, self.config.n_local, self.dtype, self.device, self.rope)
+        self.store = BlockStore(*shape, self.block_tokens, self.dtype, self.device,
+                                offload=self.config.offload, page_blocks=self.config.page_blocks)
+        self.pruner = STCPruner(self.stc.pruner) if self.stc.pruner is not None else None
+        self.cacher = attach_cacher(self.vision_tower, self.stc.cacher) if self.stc.cacher is not None else None
+        self.timer = StageTimer(self.device)
+        self._encode_sink()
+        self.reset()
+
+    def _block_tokens(self) -> int:
+        tokens = self.pooled_tokens
+        if self.stc.pruner is not None:
+            k = self.stc.pruner.tokens_per_frame
+            if k > self.pooled_tokens:
+                raise ValueError(f"stc.pruner.tokens_per_frame={k} exceeds the {self.pooled_tokens} tokens per frame")
+            if self.stc.pruner.layout != "flat":
+                raise ValueError("LLaVA-OneVision frames are a flat token list: stc.pruner.layout must be 'flat'")
+            tokens = k
+        chunk = tokens * self.config.frames_per_chunk
+        if self.config.n_local < chunk:
+            raise ValueError(f"n_local={self.config.n_local} must hold one pre-fill chunk "
+                             f"({self.config.frames_per_chunk} frames x {tokens} tokens = {chunk})")
+        return tokens
+
+    @torch.no_grad()
+    def _encode_sink(self) -> None:
+        """Encode the init prompt once per host; its K/V are the attention sink of every video."""
+        ids = self.codec.encode(self.config.init_prompt)
+        backend = SinkEncoding(self.rope, len(ids), self.device)
+        if ids:
+            self.stack.run(self.stack.embed(ids, self.device), backend)
+            self.window.set_init(*backend.sink())
+        self.init_ids = ids
+
+    # ---- protocol ------------------------------------------------------------------------------
+    def reset(self) -> None:
+        self.window.clear()
+        self.store.clear()
+        if self.pruner is not None:
+            self.pruner.reset()
+        if self.cacher is not None:
+            self.cacher.stream.reset()
+        self.timer.reset()
+        self._counts = dict(frames=0, tokens_in=0, tokens_kept=0, answers=0, generated_tokens=0)
+        self._last_selection: list[torch.Tensor] = []
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    @torch.no_grad()
+    def ingest(self, frames: torch.Tensor, timestamps: Sequence[float] = ()) -> None:
+        if timestamps and len(timestamps) != frames.shape[0]:
+            raise ValueError(f"ingest got {frames.shape[0]} frames but {len(timestamps)} timestamps")
+        step = self.config.frames_per_chunk
+        for first in range(0, frames.shape[0], step):
+            self._ingest_chunk(frames[first:first + step])
+
+    @torch.no_grad()
+    def answer(self, query: Query) -> str:
+        cache = self._retrieve(query)
+        with self.timer.stage("decode"):
+            ids = self._generate(cache, self._prompt_ids(query), query.max_new_tokens)
+        self._counts["answers"] += 1
+        self._counts["generated_tokens"] += len(ids)
+        return self.codec.decode(ids)
+
+    @property
+    def timings(self) -> StageTimings:
+        totals = self.timer.totals()
+        counts = self._counts
+        stats = self.cacher.stream.stats if self.cacher is not None else None
+        peak = torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.type == "cuda" else None
+        extra = {name: totals.get(name, 0.0) for name in ("preprocess", "projector", "answer_prefill")}
+        extra = {f"{name}_ms": value for name, value in extra.items()}
+        extra.update(answers=counts["answers"], generated_tokens=counts["generated_tokens"],
+                     blocks=self.store.num_blocks, block_tokens=self.block_tokens, init_tokens=self.window.n_init,
+                     local_window_tokens=self.window.length, frames_per_chunk=self.config.frames_per_chunk)
+        return StageTimings(
+            vit_ms=totals.get("vit", 0.0), prefill_ms=totals.get("prefill", 0.0), pruner_ms=totals.get("pruner", 0.0),
+            retrieval_ms=totals.get("retrieval", 0.0), decode_ms=totals.get("decode", 0.0), frames=counts["frames"],
+            visual_tokens_in=counts["tokens_in"], visual_tokens_kept=counts["tokens_kept"],
+            vit_reference_frames=stats.reference_frames if stats else 0,
+            vit_selective_frames=stats.selective_frames if stats else 0, peak_memory_mb=peak, extra=extra,
+        )
+
+    def close(self) -> None:
+        """Detach STC-Cacher (the tower's original layer classes come back)."""
+        if self.cacher is not None:
+            self.cacher.detach()
+            self.cacher = None
+
+    # ---- video ---------------------------------------------------------------------------------
+    def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 [F, H, W, 3] -> pooled projector tokens [F, pooled_tokens, hidden] (timed; no pruning)."""
+        config = self.model.config
+        with self.timer.stage("preprocess"):
+            pixels = preprocess_frames(frames, self.pixel_spec, self.device, self.vision_tower.dtype)
+        with self.timer.stage("vit"):
+            selected = tower_features(self.vision_tower, pixels, config.vision_feature_layer,
+                                      config.vision_feature_select_strategy)
+        with self.timer.stage("projector"):
+            return pool_2x(self.projector(selected))
+
+    def _ingest_chunk(self, frames: torch.Tensor) -> None:
+        tokens = self.frame_features(frames)
+        self._counts["frames"] += tokens.shape[0]
+        self._counts["tokens_in"] += tokens.shape[0] * tokens.shape[1]
+        if self.pruner is not None:
+            with self.timer.stage("pruner"):
+                tokens, _ = self.pruner.compress(tokens)
+        self.prefill_tokens(tokens)
+
+    def prefill_tokens(self, tokens: torch.Tensor) -> None:
+        """Pre-fill visual tokens [F, block_tokens, hidden] (F frames, in order) into the stream."""
+        if tokens.shape[1] != self.block_tokens:
+            raise ValueError(f"expected {self.block_tokens} tokens per frame, got {tokens.shape[1]}")
+        flat = tokens.reshape(-1, tokens.shape[-1]).to(self.dtype)
+        with self.timer.stage("prefill"):
+            self.stack.run(flat, WindowPrefill(self.window, self.rope, flat.shape[0], self.store))
+            self.window.commit(flat.shape[0])
+            self.store.commit(tokens.shape[0])
+        self._counts["tokens_kept"] += flat.shape[0]
+
+    # ---- question ------------------------------------------------------------------------------
+    def _prompt_ids(self, query: Query) -> list[int]:
+        text = query.prompt
+        if query.use_chat_template:
+            text = self.config.question_template.replace("{prompt}", query.prompt)
+        ids = self.codec.encode(text + query.answer_prefix)
+        if not ids:
+            raise ValueError("the question prompt encodes to zero tokens")
+        return ids
+
+    def _retrieve(self, query: Query) -> AnswerCache:
+        """Per-layer top-k frame blocks for the bare question, loaded with the sink into an answer cache
+        (capacity for the prompt and `max_new_tokens`)."""
+        with self.timer.stage("retrieval"):
+            selected = self._select_blocks(query.retrieval_text if query.retrieval_text is not None else query.prompt)
+            chosen = len(selected[0]) if selected else 0
+            context = self.window.n_init + chosen * self.block_tokens
+            capacity = context + len(self._prompt_ids(query)) + query.max_new_tokens + 1
+            cache = AnswerCache(*self._shape(), capacity, self.dtype, self.device, self.rope)
+            for layer in range(self.stack.num_layers):
+                keys, values = self.store.gather(layer, selected[layer]) if chosen else (None, None)
+                if self.window.n_init:
+                    sink_k, sink_v = self.window.init_keys[layer], self.window.init_values[layer]
+                    keys = sink_k if keys is None else torch.cat([sink_k, keys], dim=1)
+                    values = sink_v if values is None else torch.cat([sink_v, values], dim=1)
+                if keys is not None:
+                    cache.load(layer, keys, values)
+            cache.loaded(context)
+        return cache
+
+    def _select_blocks(self, text: str) -> list[torch.Tensor]:
+        if self.store.num_blocks == 0:
+            return []
+        topk = self.config.retrieve_size
+        if topk is None or topk >= self.store.num_blocks:
+            everything = torch.arange(self.store.num_blocks, device=self.device)
+            self._last_selection = [everything] * self.stack.num_layers
+            return self._last_selection
+        ids = self.codec.encode(text)
+        if not ids:
+            raise ValueError("the retrieval text encodes to zero tokens")
+        backend = RetrievalPass(self.window, self.rope, len(ids), self.store, topk)
+        self.stack.run(self.stack.embed(ids, self.device), backend)
+        self._last_selection = backend.selected
+        return backend.selected
+
+    def _shape(self) -> tuple[int, int, int]:
+        return self.stack.num_layers, self.stack.kv_heads, self.stack.head_dim
+
+    def _forward_answer(self, cache: AnswerCache, ids: list[int]) -> torch.Tensor:
+        """Pre-fill `ids` over the answer cache; returns final hidden states [len(ids), hidden]."""
+        hidden = self.stack.run(self.stack.embed(ids, self.device), AnswerAttention(cache, len(ids)))
+        cache.length += len(ids)
+        return hidden
+
+    def _generate(self, cache: AnswerCache, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
+        with self.timer.stage("answer_prefill"):
+            logits = self.stack.logits(self._forward_answer(cache, prompt_ids)[-1])
+        eos = set(self.codec.eos_token_ids)
+        out: list[int] = []
+        for step in range(max_new_tokens):
+            token = self._pick(logits, eos, first=step == 0)
+            if token in eos:
+                break
+            out.append(token)
+            if step + 1 < max_new_tokens:
+                logits = self.stack.logits(self._forward_answer(cache, [token])[-1])
+        return out
+
+    def _pick(self, logits: torch.Tensor, eos: set[int], first: bool) -> int:
+        """Greedy; at the first step an end-of-sequence token is replaced by the best other token."""
+        if not (first and self.config.forbid_eos_first):
+            return int(torch.argmax(logits))
+        ranked = torch.topk(logits, min(len(eos) + 1, logits.shape[-1])).indices.tolist()
+        return next(token for token in ranked if token not in eos)
+
+    @torch.no_grad()
+    def prompt_logits(self, query: Query) -> torch.Tensor:
+        """Logits [P, vocab] at every prompt position after retrieval (for equivalence checks)."""
+        cache = self._retrieve(query)
+        return self.stack.logits(self._forward_answer(cache, self._prompt_ids(query))).float()
