@@ -1,0 +1,104 @@
+"""Case (2): S concurrent streams batched, one frame from each stream per call; frames/s.
+
+Baseline: the unpatched tower on a [S, 3, H, W] batch (eager, and a plain CUDA graph per S on CUDA).
+STC: the N = stc.cache_interval tower copies from case (1) with S fresh streams routed by
+`handle.use([s1..sS])`; all streams start together, so every N-th call is a reference call for all.
+One sample per repeat = S·frames / time of the `frames` calls.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from speed_benchmark import flops
+from speed_benchmark.case_vit import baseline_graph, stc_handle, vit_shape
+from speed_benchmark.models import synthetic_frames, vision_call
+from speed_benchmark.records import Row, RunContext, compare
+from speed_benchmark.timing import Recorder
+
+
+def _videos(ctx: RunContext, streams: int, frames: int) -> torch.Tensor:
+    """[frames, S, 3, H, W]: S different synthetic videos, indexed by time first."""
+    vids = [synthetic_frames(ctx.spec, frames, ctx.device, ctx.dtype, seed=ctx.cfg.seed + 100 + s)
+            for s in range(streams)]
+    return torch.stack(vids, dim=1)
+
+
+def _modes(ctx: RunContext) -> list[str]:
+    modes = ["eager"]
+    if ctx.cfg.multistream.graph:
+        if ctx.cuda:
+            modes.append("graph")
+        else:
+            ctx.skip("multistream", "graph", "CUDA graphs need a CUDA device (this is a CPU run)")
+    return modes
+
+
+def _callables(ctx: RunContext, streams: int, mode: str) -> list[tuple[str, str, object, list]]:
+    """(name, method, fn, stc_streams) for the baseline and the STC variant of this mode."""
+    out = []
+    n = ctx.cfg.stc.cache_interval
+    try:
+        base = (vision_call(ctx.shared["base_tower"], ctx.spec, ctx.device) if mode == "eager"
+                else baseline_graph(ctx, streams))
+        out.append((f"baseline {mode} S={streams}", "baseline", base, []))
+    except Exception as error:
+        ctx.skip("multistream", f"baseline {mode} S={streams}", f"capture failed: {error!r}")
+    try:
+        handle = stc_handle(ctx, mode, n)
+    except RuntimeError as error:
+        ctx.skip("multistream", f"stc {mode} S={streams}", str(error))
+        return out
+    states = [handle.new_stream() for _ in range(streams)]
+    call = vision_call(handle.model, ctx.spec, ctx.device)
+
+    def fn(pixels, handle=handle, states=states, call=call):
+        with handle.use(states):
+            return call(pixels)
+
+    out.append((f"stc {mode} N={n} S={streams}", "stc", fn, states))
+    return out
+
+
+def _pass(fn, states, video: torch.Tensor, rec: Recorder) -> float:
+    for s in states:
+        s.reset()
+    for t in range(video.shape[0]):
+        rec.call(lambda: fn(video[t]))
+    ms = rec.finish()
+    return video.shape[0] * video.shape[1] / (sum(ms) / 1e3)
+
+
+def run(ctx: RunContext, progress) -> list[Row]:
+    cfg, rows = ctx.cfg, []
+    rec = Recorder(ctx.device)
+    shape = vit_shape(ctx)
+    n, r, frames = cfg.stc.cache_interval, cfg.stc.update_ratio, cfg.multistream.frames
+    for streams in cfg.multistream.streams:
+        video = _videos(ctx, streams, frames)
+        for mode in _modes(ctx):
+            variants = _callables(ctx, streams, mode)
+            samples = {name: [] for name, *_ in variants}
+            with torch.no_grad():
+                for name, _, fn, states in variants:
+                    for _ in range(max(1, cfg.warmup)):
+                        _pass(fn, states, video, rec)
+                for _ in range(cfg.repeats):
+                    for name, _, fn, states in variants:
+                        samples[name].append(_pass(fn, states, video, rec))
+            case_rows = []
+            for name, method, _, states in variants:
+                params = {"S": streams, "frames": frames}
+                if method == "stc":
+                    params.update(N=n, r=r)
+                row = Row("multistream", name, method, mode, params, "frames/s", samples[name],
+                          higher_is_better=True)
+                if states:
+                    row.extra["cacher"] = {"reference_frames": sum(s.stats.reference_frames for s in states),
+                                           "selective_frames": sum(s.stats.selective_frames for s in states)}
+                case_rows.append(row.finalize())
+            if len(case_rows) == 2 and case_rows[1].method == "stc":
+                compare(case_rows[1], case_rows[0], flops.vit_stream_fraction(shape, n, r, frames))
+            rows += case_rows
+        progress.update(1)
+    return rows

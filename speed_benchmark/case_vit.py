@@ -1,0 +1,167 @@
+"""Case (1): ViT encode of one stream, one frame per call (as streaming does), baseline vs STC.
+
+Variants, timed interleaved (every repeat runs each variant once, so clock drift hits all equally):
+    baseline eager   unpatched tower, B=1
+    baseline graph   the unpatched tower captured once at B=1 (plain torch.cuda.CUDAGraph); CUDA only
+    stc eager N=n    a copy of the tower with STC-Cacher (update_ratio r, cache_interval n)
+    stc graph N=n    same with CacherConfig(cuda_graph=True): selective frames replayed from a graph
+
+Each STC variant owns its own deep copy of the tower (same weights), because a tower holds one patch.
+Reported per variant: per-frame mean over the stream (one sample per repeat), and the per-frame times
+of reference and selective frames separately (pooled over repeats).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+
+from speed_benchmark import flops
+from speed_benchmark.models import PlainGraph, synthetic_frames, vision_call
+from speed_benchmark.records import Row, RunContext, compare
+from speed_benchmark.timing import Recorder, peak_memory_mb, reset_peak_memory, summarize
+
+
+@dataclass
+class Variant:
+    """A callable tower plus the STC handle it reads counters from (None for the baseline)."""
+
+    name: str
+    method: str
+    mode: str
+    interval: Optional[int]
+    fn: Callable[[torch.Tensor], Any]
+    handle: Any = None
+
+
+def vit_shape(ctx: RunContext) -> flops.ViTShape:
+    return flops.vit_shape_from_config(ctx.spec.vision_config, ctx.spec.vit_tokens)
+
+
+def stc_handle(ctx: RunContext, mode: str, interval: int):
+    """The (cached) STC tower copy + handle for (mode, N). Raises RuntimeError with the cause."""
+    key = ("stc", mode, interval)
+    if key not in ctx.shared:
+        try:
+            from stc import CacherConfig, attach_cacher
+        except ImportError as error:
+            raise RuntimeError(f"stc.attach_cacher is not importable: {error}") from error
+
+        tower = copy.deepcopy(ctx.shared["base_tower"])
+        cfg = CacherConfig(update_ratio=ctx.cfg.stc.update_ratio, cache_interval=interval, cuda_graph=mode == "graph")
+        try:
+            ctx.shared[key] = attach_cacher(tower, cfg)
+        except (ValueError, TypeError) as error:
+            raise RuntimeError(f"STC-Cacher cannot attach to this tower: {error}") from error
+    return ctx.shared[key]
+
+
+def baseline_graph(ctx: RunContext, batch: int):
+    """The plain CUDA graph of the unpatched tower at `batch` (cached per batch)."""
+    key = ("base_graph", batch)
+    if key not in ctx.shared:
+        fn = vision_call(ctx.shared["base_tower"], ctx.spec, ctx.device)
+        example = synthetic_frames(ctx.spec, batch, ctx.device, ctx.dtype, seed=1)
+        with torch.no_grad():
+            ctx.shared[key] = PlainGraph(fn, example)
+    return ctx.shared[key]
+
+
+def _variants(ctx: RunContext) -> list[Variant]:
+    cfg, out = ctx.cfg, []
+    base_fn = vision_call(ctx.shared["base_tower"], ctx.spec, ctx.device)
+    modes = [m for m, on in (("eager", cfg.vit.eager), ("graph", cfg.vit.graph)) if on]
+    if "graph" in modes and not ctx.cuda:
+        ctx.skip("vit", "graph", "CUDA graphs need a CUDA device (this is a CPU run)")
+        modes.remove("graph")
+    intervals = sorted(set(cfg.vit.intervals) | {cfg.stc.cache_interval})
+    for mode in modes:
+        try:
+            fn = base_fn if mode == "eager" else baseline_graph(ctx, 1)
+        except Exception as error:  # capture failures are reported, never fatal
+            ctx.skip("vit", f"baseline {mode}", f"capture failed: {error!r}")
+            continue
+        out.append(Variant(f"baseline {mode}", "baseline", mode, None, fn))
+    for mode in modes:
+        for n in intervals:
+            try:
+                handle = stc_handle(ctx, mode, n)
+            except RuntimeError as error:
+                ctx.skip("vit", f"stc {mode} N={n}", str(error))
+                continue
+            out.append(Variant(f"stc {mode} N={n}", "stc", mode, n,
+                               vision_call(handle.model, ctx.spec, ctx.device), handle))
+    return out
+
+
+def _run_stream(variant: Variant, frames: torch.Tensor, rec: Recorder) -> tuple[list[float], list[bool]]:
+    """One pass over the stream; returns per-frame ms and whether each frame was a reference."""
+    if variant.handle is not None:
+        variant.handle.stream.reset()
+    kinds = []
+    for f in range(frames.shape[0]):
+        rec.call(lambda: variant.fn(frames[f:f + 1]))
+        stats = variant.handle.stream.stats if variant.handle is not None else None
+        kinds.append(True if stats is None else bool(stats.last_frame_reference))
+    return rec.finish(), kinds
+
+
+def run(ctx: RunContext, progress) -> list[Row]:
+    """Time every variant over `repeats` interleaved passes of an F-frame stream."""
+    cfg = ctx.cfg
+    frames = synthetic_frames(ctx.spec, cfg.frames, ctx.device, ctx.dtype, cfg.seed)
+    variants = _variants(ctx)
+    rec = Recorder(ctx.device)
+    per_frame = {v.name: [] for v in variants}
+    kinds: dict[str, list[bool]] = {}
+    with torch.no_grad():
+        for v in variants:
+            for _ in range(max(1, cfg.warmup)):
+                _run_stream(v, frames, rec)
+        reset_peak_memory(ctx.device)
+        for _ in range(cfg.repeats):
+            for v in variants:
+                ms, kinds[v.name] = _run_stream(v, frames, rec)
+                per_frame[v.name].append(ms)
+            progress.update(1)
+    peak = peak_memory_mb(ctx.device)
+    rows = [_row(ctx, v, per_frame[v.name], kinds[v.name], peak) for v in variants]
+    _compare_rows(ctx, rows)
+    return rows
+
+
+def _row(ctx: RunContext, v: Variant, per_frame: list[list[float]], kinds: list[bool], peak) -> Row:
+    ref = [ms for rep in per_frame for ms, k in zip(rep, kinds) if k]
+    sel = [ms for rep in per_frame for ms, k in zip(rep, kinds) if not k]
+    extra = {"per_frame_ms": per_frame, "frame_is_reference": kinds, "peak_memory_mb": peak,
+             "reference_ms": summarize(ref).to_dict() if ref else None,
+             "selective_ms": summarize(sel).to_dict() if sel else None}
+    if v.handle is not None:
+        s = v.handle.stream.stats
+        extra["cacher"] = {"reference_frames": s.reference_frames, "selective_frames": s.selective_frames,
+                           "tokens_per_frame": s.tokens_per_frame, "tokens_recomputed": s.tokens_recomputed,
+                           "graph_replays": getattr(v.handle.graph_runner, "replays", None),
+                           "graph_captures": getattr(v.handle.graph_runner, "captures", None)}
+    params = {"frames": ctx.cfg.frames, "tokens": ctx.spec.vit_tokens}
+    if v.method == "stc":
+        params.update(N=v.interval, r=ctx.cfg.stc.update_ratio)
+    samples = [sum(rep) / len(rep) for rep in per_frame]
+    return Row("vit", v.name, v.method, v.mode, params, "ms/frame", samples, extra=extra).finalize()
+
+
+def _compare_rows(ctx: RunContext, rows: list[Row]) -> None:
+    base = {r.mode: r for r in rows if r.method == "baseline"}
+    shape = vit_shape(ctx)
+    for row in rows:
+        if row.method != "stc":
+            continue
+        ref = base.get(row.mode) or base.get("eager")
+        if ref is None:
+            continue
+        theory = flops.vit_stream_fraction(shape, row.params["N"], row.params["r"], ctx.cfg.frames)
+        compare(row, ref, theory)
+        if row.mode == "graph" and "eager" in base:  # the second target compares with the eager baseline
+            row.extra["fraction_vs_eager_baseline"] = row.stats["median"] / base["eager"].stats["median"]

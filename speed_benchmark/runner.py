@@ -1,0 +1,109 @@
+"""Run every enabled case of one harness configuration and write results.json, table.md, speed.png.
+
+    from speed_benchmark.config import SpeedConfig
+    from speed_benchmark.runner import run
+    result, paths = run(cfg, command="python -m speed_benchmark preset=tiny")
+
+Cases run in one process on one set of weights: (1) ViT one stream, (2) multi-stream ViT share the
+towers; they are freed before (3) builds the LLM, which is freed before (4) builds the host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from speed_benchmark import case_e2e, case_multistream, case_prefill, case_vit, plot, report, targets
+from speed_benchmark.config import SpeedConfig, validate
+from speed_benchmark.models import build_llm, build_vision_tower, resolve_device_dtype, resolve_spec
+from speed_benchmark.records import Row, RunContext
+from speed_benchmark.timing import environment
+
+SCHEMA_VERSION = 1
+
+
+def _free(ctx: RunContext) -> None:
+    ctx.shared.clear()
+    gc.collect()
+    if ctx.cuda:
+        torch.cuda.empty_cache()
+
+
+def _notes(ctx: RunContext) -> list[str]:
+    notes = []
+    if not ctx.cuda:
+        notes.append("CPU run: numbers show the harness works and the relative work done; they say nothing about GPU latency.")
+    else:
+        notes.append("Pre-fill of one frame per call is weight-bandwidth bound on H100/H200 (ridge ~295/~206 tokens): "
+                     "pruning 196->64 pays only with several frames per call (baselines-peers.md §3.3).")
+    if ctx.cfg.model.path is None:
+        notes.append("Random weights at the released sizes (latency does not depend on weight values).")
+    return notes
+
+
+def _cases(ctx: RunContext, bar) -> list[Row]:
+    cfg, rows = ctx.cfg, []
+    if cfg.vit.enabled or cfg.multistream.enabled:
+        ctx.shared["base_tower"] = build_vision_tower(ctx.spec, cfg, ctx.device, ctx.dtype)
+        if cfg.vit.enabled:
+            bar.set_description("vit one stream")
+            rows += case_vit.run(ctx, bar)
+        if cfg.multistream.enabled:
+            bar.set_description("vit multi-stream")
+            rows += case_multistream.run(ctx, bar)
+        _free(ctx)
+    if cfg.prefill.enabled:
+        bar.set_description("llm pre-fill")
+        llm = build_llm(ctx.spec, cfg, ctx.device, ctx.dtype)
+        rows += case_prefill.run(ctx, llm, bar)
+        del llm
+        _free(ctx)
+    if cfg.e2e.enabled:
+        bar.set_description("end-to-end")
+        rows += case_e2e.run(ctx, bar)
+        _free(ctx)
+    return rows
+
+
+def _total_steps(cfg: SpeedConfig) -> int:
+    return ((cfg.repeats if cfg.vit.enabled else 0) + (len(cfg.multistream.streams) if cfg.multistream.enabled else 0)
+            + (len(cfg.prefill.frames_per_chunk) if cfg.prefill.enabled else 0) + (len(cfg.e2e.frames_per_chunk) if cfg.e2e.enabled else 0))
+
+
+def run(cfg: SpeedConfig, command: str = "") -> tuple[dict, dict[str, Path]]:
+    """Validate, measure, write. Returns the result dict (as in results.json) and the output paths."""
+    validate(cfg, torch.cuda.is_available())
+    spec = resolve_spec(cfg.preset, cfg.model.path)
+    device, dtype = resolve_device_dtype(cfg)
+    torch.manual_seed(cfg.seed)
+    ctx = RunContext(cfg, spec, device, dtype)
+    started, t0 = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
+    with tqdm(total=_total_steps(cfg), disable=not cfg.progress, desc="speed", unit="step") as bar:
+        rows = _cases(ctx, bar)
+    result = {
+        "schema_version": SCHEMA_VERSION,
+        "command": command,
+        "started_utc": started,
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "environment": environment(device, dtype, cfg.model.attn_implementation),
+        "config": dataclasses.asdict(cfg),
+        "model": {**ctx.info(), "vision_config": spec.vision_config.to_dict(), "text_config": spec.text_config.to_dict()},
+        "rows": [r.to_dict() for r in rows],
+        "targets": targets.evaluate(rows, cfg),
+        "skipped": ctx.skipped,
+        "notes": _notes(ctx) + ctx.notes,
+    }
+    out_dir = Path(cfg.out_dir)
+    paths = report.write(out_dir, result, rows)
+    if cfg.plot:
+        title = f"{cfg.preset.name} on {result['environment']['device_name']} ({result['environment']['dtype']})"
+        png = plot.plot(rows, title, out_dir / "speed.png")
+        if png is not None:
+            paths["plot"] = png
+    return result, paths
