@@ -28,7 +28,7 @@ def markdown_table(rows: Sequence[dict]) -> str:
 def render(metrics: dict) -> str:
     """The report: settings (variant, fps, protocol, STC N/r/k), headline numbers, tables, counts, notes."""
     settings = metrics["settings"]
-    out = [f"# {settings.get('benchmark', '?')} — {settings.get('framework', '?')} ({settings.get('compression', 'none')})\n"]
+    out = [f"# {settings.get('benchmark', '?')} — {settings.get('framework', '?')} ({settings.get('compression', 'none')})\n\n"]
     out.append("## Settings\n")
     out.append(markdown_table([{"setting": k, "value": v} for k, v in settings.items()]))
     out.append("\n## Results (accuracy, %)\n")

@@ -10,7 +10,9 @@ the file does not carry them.
 
 from __future__ import annotations
 
+import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from evaluation import predictions as P
@@ -37,21 +39,30 @@ def parse_args(argv: list[str]) -> dict:
 
 def rescore(args: dict) -> dict:
     benchmark = get_benchmark(args["benchmark"])
-    cfg = BenchmarkConfig(name=benchmark.name, scoring=args.get("scoring", benchmark.scorings[0]),
+    path = Path(args["file"])
+    run_config = path.parent / "config.json"
+    recorded = json.loads(run_config.read_text()) if path.suffix == ".jsonl" and run_config.is_file() else None
+    default_scoring = recorded["benchmark"]["scoring"] if recorded else benchmark.scorings[0]
+    cfg = BenchmarkConfig(name=benchmark.name, scoring=args.get("scoring", default_scoring),
                           prompt=benchmark.prompts[0], fps=float(args.get("fps", 1.0)),
                           response_last_line=args.get("response_last_line", "false").lower() in ("1", "true", "yes"))
-    path = Path(args["file"])
+    if recorded:
+        cfg = replace(cfg, response_last_line=recorded["benchmark"].get("response_last_line", False))
     if path.suffix == ".jsonl":
-        predictions = P.read_predictions(path)
-        if not predictions and not path.is_file():
+        if not path.is_file():
             raise FileNotFoundError(f"{path}: predictions file not found")
+        predictions = P.read_predictions(path)
     elif benchmark.read_upstream is not None:
         predictions = benchmark.read_upstream(path, cfg, args.get("model_key"))
     else:
         raise ValueError(f"benchmark {benchmark.name} has no upstream result format; pass a predictions.jsonl")
-    settings = {"framework": args.get("framework", "unknown (re-scored file)"), "benchmark": benchmark.name,
-                "scoring": cfg.scoring, "fps": args.get("fps", "unknown (not recorded in file)"),
-                "protocol": args.get("protocol", "unknown"), "source_file": str(path)}
+    if recorded:  # our own run: its recorded settings (fps, protocol, STC N/r/k)
+        settings = {**recorded["settings"], "scoring": cfg.scoring}
+    else:
+        settings = {"framework": args.get("framework", "unknown (re-scored file)"), "benchmark": benchmark.name,
+                    "scoring": cfg.scoring, "fps": args.get("fps", "unknown (not recorded in file)"),
+                    "protocol": args.get("protocol", "unknown")}
+    settings["source_file"] = str(path)
     metrics, scored = build_metrics(benchmark, predictions, cfg, settings)
     if "out" in args:
         write_outputs(args["out"], metrics, benchmark, scored, cfg)

@@ -2,8 +2,9 @@
 
 A scored item is a dict with at least `correct` (bool), `answered` (bool: an answer could be
 extracted), `error` (str | None: the item failed before an answer existed) plus grouping keys.
-Denominators include unanswered and errored items unless a rule explicitly says otherwise
-(`answered_only`, the Video-MME official rule), and every table carries the counts.
+Denominators include unanswered and errored items; the one exception is `answered_only` (the
+Video-MME official rule), which drops unparsable answers but still keeps failed (errored) items.
+Every table carries the counts.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 def tally(items: Iterable[Mapping], answered_only: bool = False) -> dict:
     """{'n', 'correct', 'unanswered', 'errors', 'denominator', 'accuracy'} (accuracy in percent)."""
-    n = correct = unanswered = errors = 0
+    n = correct = unanswered = errors = unanswered_errors = 0
     for item in items:
+        failed = item.get("error") is not None
         n += 1
         correct += bool(item["correct"])
         unanswered += not item["answered"]
-        errors += item.get("error") is not None
-    denominator = n - unanswered if answered_only else n
+        errors += failed
+        unanswered_errors += failed and not item["answered"]
+    # answered_only drops unparsable answers (Video-MME official); failed items always stay in
+    denominator = n - (unanswered - unanswered_errors) if answered_only else n
     accuracy = 100.0 * correct / denominator if denominator else 0.0
     return {"n": n, "correct": correct, "unanswered": unanswered, "errors": errors,
             "denominator": denominator, "accuracy": accuracy}
