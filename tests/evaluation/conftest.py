@@ -32,7 +32,7 @@ ANNOTATIONS = {
 }
 
 
-def make_video(path: Path, seconds: float = 20.0, native_fps: int = 2, level: int = 128, size: int = 16) -> Path:
+def make_video(path: Path, seconds: float = 20.0, native_fps: int = 2, level: int = 128, size: int = 32) -> Path:
     """Write a constant-grey mpeg4 mp4 (no system ffmpeg needed: PyAV bundles its codecs)."""
     import av
 
