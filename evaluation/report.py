@@ -16,12 +16,13 @@ def _fmt(value) -> str:
     return "" if value is None else str(value)
 
 
-def markdown_table(rows: Sequence[dict]) -> str:
+def markdown_table(rows: Sequence[dict], fmt=_fmt) -> str:
+    """Rows of dicts (same keys) -> markdown; floats rounded to 2 decimals unless `fmt` says otherwise."""
     if not rows:
         return "_(no rows)_\n"
     columns = list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(fmt(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -30,7 +31,7 @@ def render(metrics: dict) -> str:
     settings = metrics["settings"]
     out = [f"# {settings.get('benchmark', '?')} — {settings.get('framework', '?')} ({settings.get('compression', 'none')})\n\n"]
     out.append("## Settings\n")
-    out.append(markdown_table([{"setting": k, "value": v} for k, v in settings.items()]))
+    out.append(markdown_table([{"setting": k, "value": v} for k, v in settings.items()], fmt=lambda v: "off" if v is None else str(v)))
     out.append("\n## Results (accuracy, %)\n")
     out.append(markdown_table([{"metric": k, "accuracy": v} for k, v in metrics["headline"].items()]))
     for name, rows in metrics["tables"].items():
