@@ -187,4 +187,3 @@ def register_schemas() -> None:
 
     cs = ConfigStore.instance()
     cs.store(name="speed_schema", node=SpeedConfig)
-    cs.store(group="preset", name="preset_schema", node=PresetConfig)

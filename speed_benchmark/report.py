@@ -22,7 +22,7 @@ def _f(x: Optional[float], fmt: str = "{:.2f}") -> str:
 
 def _red(row: Row) -> str:
     return "–" if row.measured_fraction is None else f"{(1 - row.measured_fraction) * 100:+.1f}%".replace("+", "−", 1) \
-        if row.measured_fraction < 1 else f"+{(row.measured_fraction - 1) * 100:.1f}% (slower)"
+        if row.measured_fraction < 1 else f"+{(row.measured_fraction - 1) * 100:.1f}% slower"
 
 
 def _vit_table(rows: list[Row]) -> list[str]:
@@ -39,15 +39,15 @@ def _vit_table(rows: list[Row]) -> list[str]:
 
 def _stream_table(rows: list[Row]) -> list[str]:
     out = ["| S | mode | baseline frames/s | STC frames/s | speed-up | theory speed-up | eff. |", "|---|---|---|---|---|---|---|"]
-    base = {(r.params["S"], r.mode): r for r in rows if r.method == "baseline"}
-    for r in rows:
-        if r.method != "stc":
+    stc = {(r.params["S"], r.mode): r for r in rows if r.method == "stc"}
+    for b in rows:
+        if b.method != "baseline":
             continue
-        b = base.get((r.params["S"], r.mode))
-        up = (1 / r.measured_fraction) if r.measured_fraction else None
-        th = (1 / r.theory_fraction) if r.theory_fraction else None
-        out.append(f"| {r.params['S']} | {r.mode} | {_f(b and b.stats['median'], '{:.1f}')} | {r.stats['median']:.1f} | "
-                   f"{_f(up)}x | {_f(th)}x | {_f(r.efficiency)} |")
+        r = stc.get((b.params["S"], b.mode))
+        up = (1 / r.measured_fraction) if r and r.measured_fraction else None
+        th = (1 / r.theory_fraction) if r and r.theory_fraction else None
+        out.append(f"| {b.params['S']} | {b.mode} | {b.stats['median']:.1f} | {_f(r and r.stats['median'], '{:.1f}')} | "
+                   f"{_f(up)}x | {_f(th)}x | {_f(r and r.efficiency)} |")
     return out
 
 
