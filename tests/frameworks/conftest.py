@@ -1,0 +1,63 @@
+"""Fixtures for host tests: tiny random-weight LLaVA-OneVision models (explicit configs, CPU, fp32)."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+
+def tiny_config(**text_overrides):
+    """LLaVA-OV "tiny" from model_sizes (toy SigLIP 63 px / patch 7 -> 81 tokens pooled to 25, 2-layer
+    Qwen2 with GQA 4/2). Text overrides (e.g. 3 layers) go to the Qwen2 config."""
+    from frameworks.common.model_sizes import llava_onevision_config, qwen2_text_config
+
+    if not text_overrides:
+        return llava_onevision_config("tiny")
+    return llava_onevision_config("tiny", text_config=qwen2_text_config("tiny", **text_overrides))
+
+
+def tiny_loaded(seed=0, **text_overrides):
+    """Tiny model whose LM attention is made sharp (see `sharpen_attention`)."""
+    from frameworks.common.llava_loading import build_random_llava_onevision
+
+    loaded = build_random_llava_onevision(tiny_config(**text_overrides), dtype="float32", device="cpu", seed=seed)
+    sharpen_attention(loaded.model.model.language_model, seed)
+    return loaded
+
+
+def sharpen_attention(language_model, seed, std=0.15):
+    """Default init (std 0.02, zero biases) gives near-uniform attention, under which position errors
+    (RoPE, masks) change logits by < 1e-5 and would go unnoticed. Larger q/k weights and non-zero q/k/v
+    biases make scores O(5), so any wrong position or mask shows up far above the tolerance."""
+    generator = torch.Generator().manual_seed(1000 + seed)
+    with torch.no_grad():
+        for layer in language_model.layers:
+            attn = layer.self_attn
+            for proj in (attn.q_proj, attn.k_proj):
+                proj.weight.copy_(torch.randn(proj.weight.shape, generator=generator) * std)
+            for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
+                proj.bias.copy_(torch.randn(proj.bias.shape, generator=generator) * 0.5)
+
+
+def make_host(loaded=None, stc=None, **settings):
+    from frameworks.rekv import ReKVConfig, ReKVHost
+
+    settings = {"dtype": "float32", "device": "cpu", **settings}
+    return ReKVHost(loaded or tiny_loaded(), ReKVConfig(**settings), stc)
+
+
+def video(count, height=48, width=56, seed=0, drift=6):
+    """uint8 [count, H, W, 3]: a random image drifting a little per frame (temporally redundant)."""
+    generator = torch.Generator().manual_seed(seed)
+    base = torch.randint(0, 256, (height, width, 3), generator=generator).float()
+    frames = []
+    for _ in range(count):
+        frames.append(base.clamp(0, 255).to(torch.uint8))
+        base = base + drift * torch.randn(height, width, 3, generator=generator)
+    return torch.stack(frames)
+
+
+@pytest.fixture
+def rekv():
+    """Factories: rekv.loaded(seed, **text), rekv.host(loaded, stc, **settings), rekv.video(n), rekv.config()."""
+    return SimpleNamespace(loaded=tiny_loaded, host=make_host, video=video, config=tiny_config)

@@ -1,0 +1,156 @@
+"""ReKV host vs plain HF: the streaming context, RoPE-at-attention and retrieval reproduce the stock model.
+
+The reference is built independently of the host's code: stock `get_video_features` (projector + stock
+`apply_pooling`, no newline in 5.17), stock embeddings, the stock `Qwen2Model` forward over
+[init prompt, video tokens, question] in one causal pass, and the stock `lm_head`.
+"""
+
+import pytest
+import torch
+
+from frameworks.common.llava_video import preprocess_frames
+from frameworks.protocol import Query
+from frameworks.rekv.attention import tail_causal_mask
+from frameworks.rekv.backends import WindowPrefill
+from frameworks.rekv.config import INIT_PROMPT
+from frameworks.rekv.rope import apply_rotary
+
+QUERY = Query(prompt="Question: what moves?\nOptions:\n(A) a\n(B) b\nOnly give the best option.",
+              retrieval_text="what moves?", answer_prefix="Best option: (")
+
+
+def reference_logits(loaded, frames, query=QUERY):
+    """Stock HF logits at the prompt positions for [init, all frames (no newline), templated prompt]."""
+    model, codec = loaded.model, loaded.codec
+    with torch.no_grad():
+        pixels = preprocess_frames(frames, loaded.pixels, torch.device("cpu"), torch.float32)
+        video_tokens = model.model.get_video_features(pixel_values=pixels[None]).pooler_output[0]
+        per_frame = video_tokens.shape[0] // frames.shape[0]
+        video_tokens = video_tokens[: per_frame * frames.shape[0]]  # drop a newline if a version appends one
+        prompt = "\n" + query.prompt + "<|im_end|><|im_start|>assistant\n" + query.answer_prefix
+        embed = model.get_input_embeddings()
+        init_ids, prompt_ids = torch.tensor(codec.encode(INIT_PROMPT)), torch.tensor(codec.encode(prompt))
+        embeds = torch.cat([embed(init_ids), video_tokens, embed(prompt_ids)])[None]
+        hidden = model.model.language_model(inputs_embeds=embeds).last_hidden_state
+        return model.lm_head(hidden)[0, -len(prompt_ids):]
+
+
+@pytest.mark.parametrize("frames_per_chunk,ingest_sizes", [(1, [6]), (3, [6]), (2, [3, 2, 1])])
+def test_full_window_matches_stock_model(rekv, frames_per_chunk, ingest_sizes):
+    loaded = rekv.loaded()
+    frames = rekv.video(sum(ingest_sizes))
+    host = rekv.host(loaded, n_local=10_000, frames_per_chunk=frames_per_chunk)
+    first = 0
+    for size in ingest_sizes:  # several ingest calls = one stream (incremental protocol)
+        host.ingest(frames[first:first + size], list(range(first, first + size)))
+        first += size
+    assert host.window.evicted == 0 and host.store.num_blocks == frames.shape[0]
+    ours = host.prompt_logits(QUERY)
+    expected = reference_logits(loaded, frames)
+    assert ours.shape == expected.shape
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_answer_is_greedy_decoding_of_stock_model(rekv):
+    loaded = rekv.loaded(seed=3)
+    frames = rekv.video(4, seed=3)
+    host = rekv.host(loaded, n_local=10_000, forbid_eos_first=False)
+    host.ingest(frames)
+    query = Query(prompt=QUERY.prompt, answer_prefix=QUERY.answer_prefix, max_new_tokens=5)
+    text = host.answer(query)
+    # stock greedy continuation, token by token, over the full sequence
+    codec = loaded.codec
+    tokens = []
+    with torch.no_grad():
+        for _ in range(5):
+            logits = _stock_next_logits(loaded, frames, tokens)
+            token = int(torch.argmax(logits))
+            if token in codec.eos_token_ids:
+                break
+            tokens.append(token)
+    assert text == codec.decode(tokens)
+    assert host.timings.extra["generated_tokens"] == len(tokens)
+
+
+def _stock_next_logits(loaded, frames, generated):
+    model, codec = loaded.model, loaded.codec
+    pixels = preprocess_frames(frames, loaded.pixels, torch.device("cpu"), torch.float32)
+    video_tokens = model.model.get_video_features(pixel_values=pixels[None]).pooler_output[0]
+    video_tokens = video_tokens[: (video_tokens.shape[0] // frames.shape[0]) * frames.shape[0]]
+    prompt = "\n" + QUERY.prompt + "<|im_end|><|im_start|>assistant\n" + QUERY.answer_prefix
+    ids = torch.tensor(codec.encode(prompt) + list(generated))
+    embed = model.get_input_embeddings()
+    embeds = torch.cat([embed(torch.tensor(codec.encode(INIT_PROMPT))), video_tokens, embed(ids)])[None]
+    hidden = model.model.language_model(inputs_embeds=embeds).last_hidden_state
+    return model.lm_head(hidden)[0, -1]
+
+
+class _BruteForceCheck:
+    """Wraps a WindowPrefill: recomputes every layer's attention from the PRE-RoPE keys of [sink, last
+    n_local tokens (read back from the block store), new tokens] rotated at contiguous positions
+    0..n-1 with an explicit eager softmax, and compares."""
+
+    def __init__(self, inner, host):
+        self.inner, self.host, self.checked = inner, host, 0
+
+    def __call__(self, layer, queries, keys, values, scale):
+        out = self.inner(layer, queries, keys, values, scale)
+        host, window = self.host, self.host.window
+        blocks = window.length // host.block_tokens
+        first = host.store.num_blocks - blocks
+        old_k, old_v = host.store.gather(layer, torch.arange(first, host.store.num_blocks))
+        all_k = torch.cat([window.init_keys[layer], old_k, keys], dim=1)
+        all_v = torch.cat([window.init_values[layer], old_v, values], dim=1)
+        positions = torch.arange(all_k.shape[1])
+        cos, sin = host.rope.cos_sin(positions)
+        q = apply_rotary(queries, cos[-queries.shape[1]:], sin[-queries.shape[1]:])
+        k = apply_rotary(all_k, cos, sin)
+        groups = q.shape[0] // k.shape[0]
+        k, v = k.repeat_interleave(groups, 0), all_v.repeat_interleave(groups, 0)
+        scores = (q @ k.transpose(1, 2)) * scale
+        scores = scores.masked_fill(~tail_causal_mask(q.shape[1], k.shape[1], q.device), float("-inf"))
+        expected = (scores.softmax(-1) @ v).transpose(0, 1).reshape(q.shape[1], -1)
+        torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+        self.checked += 1
+        return out
+
+
+def test_sliding_window_attends_sink_and_last_n_local_tokens_at_contiguous_positions(rekv):
+    host = rekv.host(n_local=50, frames_per_chunk=1)  # 2 frames of 25 tokens in the window
+    frames = rekv.video(7)
+    host.ingest(frames[:4])
+    assert host.window.length == 50 and host.window.evicted == 50
+    tokens = host.frame_features(frames[4:5])
+    flat = tokens.reshape(-1, tokens.shape[-1])
+    check = _BruteForceCheck(WindowPrefill(host.window, host.rope, flat.shape[0], host.store), host)
+    host.stack.run(flat, check)
+    assert check.checked == host.stack.num_layers
+    host.window.commit(flat.shape[0])
+    host.store.commit(1)
+    assert host.window.length == 50 and host.window.next_position == host.window.n_init + 125
+
+
+def test_retrieving_all_offloaded_blocks_equals_keeping_them_on_device(rekv):
+    loaded = rekv.loaded(seed=1)
+    frames = rekv.video(6, seed=1)
+    results = []
+    for offload in (True, False):
+        host = rekv.host(loaded, n_local=50, retrieve_size=None, offload=offload)
+        host.ingest(frames)
+        assert host.store.storage_device.type == "cpu" if offload else True
+        results.append((host.prompt_logits(QUERY), host.answer(QUERY)))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=0)
+    assert results[0][1] == results[1][1]
+
+
+def test_retrieve_size_at_least_block_count_is_the_whole_stream(rekv):
+    """With n_local >= stream, top-64 over 6 blocks keeps all of them: identical to retrieve_size=None."""
+    loaded = rekv.loaded(seed=2)
+    frames = rekv.video(6, seed=2)
+    logits = []
+    for size in (64, None, 6):
+        host = rekv.host(loaded, n_local=10_000, retrieve_size=size)
+        host.ingest(frames)
+        logits.append(host.prompt_logits(QUERY))
+    torch.testing.assert_close(logits[0], logits[1], rtol=0, atol=0)
+    torch.testing.assert_close(logits[0], logits[2], rtol=0, atol=0)
