@@ -206,8 +206,9 @@ def build_stc_config(compression: Any) -> STCConfig:
 def to_run_config(cfg: Any, env: Optional[typing.Mapping[str, str]] = None) -> RunConfig:
     """Composed DictConfig (or plain mapping) -> RunConfig. Called once, at the entry point.
 
-    `env` carries RANK/WORLD_SIZE from torchrun/accelerate: when shard is left at "0/1" and
-    WORLD_SIZE > 1, each rank evaluates shard RANK/WORLD_SIZE.
+    `env` carries RANK/WORLD_SIZE/LOCAL_RANK from torchrun/accelerate: when shard is left at "0/1"
+    and WORLD_SIZE > 1, each rank evaluates shard RANK/WORLD_SIZE, and a host configured with
+    device "cuda" gets "cuda:LOCAL_RANK".
     """
     from omegaconf import OmegaConf
 
@@ -219,6 +220,8 @@ def to_run_config(cfg: Any, env: Optional[typing.Mapping[str, str]] = None) -> R
     env = env or {}
     if num_shards == 1 and int(env.get("WORLD_SIZE", "1")) > 1:
         shard_index, num_shards = int(env.get("RANK", "0")), int(env["WORLD_SIZE"])
+        if framework.get("device") == "cuda" and "LOCAL_RANK" in env:  # one GPU per rank
+            framework["device"] = f"cuda:{int(env['LOCAL_RANK'])}"
     compression = container.get("compression") or {}
     return RunConfig(
         framework_name=str(framework["name"]),

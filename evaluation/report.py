@@ -56,6 +56,32 @@ def write_outputs(out_dir: str | Path, metrics: dict, benchmark: Benchmark, scor
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
     (out_dir / "report.md").write_text(render(metrics))
     files = [str(out_dir / "metrics.json"), str(out_dir / "report.md")]
+    files += plot_accuracy(out_dir / "accuracy.png", metrics)
     if benchmark.write_artifacts is not None:
         files += benchmark.write_artifacts(scored, cfg, out_dir)
     return files
+
+
+def plot_accuracy(path: Path, metrics: dict) -> list[str]:
+    """Bar chart of the first table's per-group accuracy (per task / type / duration) -> PNG."""
+    rows = next(iter(metrics["tables"].values()), [])
+    if not rows or "accuracy" not in rows[0]:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [str(next(iter(row.values()))) for row in rows]
+    values = [row["accuracy"] for row in rows]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(rows) + 1.5), 3.2))
+    ax.bar(range(len(rows)), values, color="#4C72B0")
+    ax.set_xticks(range(len(rows)), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("accuracy (%)")
+    settings = metrics["settings"]
+    ax.set_title(f"{settings.get('benchmark')} / {settings.get('framework')} / {settings.get('compression', 'none')}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [str(path)]

@@ -151,3 +151,31 @@ def test_limit_keeps_first_samples(ev, data_root, tmp_path):
     metrics = evaluate(ev.run_config("ovobench", data_root("ovobench"), tmp_path / "o", "limit=4"))
     assert metrics["counts"]["n"] == 4
     assert {r["task"] for r in metrics["tables"]["per task"]} == {"EPM", "HLD", "ASI"}
+
+
+def test_precut_clip_is_used_when_present(ev, data_root, tmp_path):
+    root = data_root("ovobench")
+    ev.make_video(root / "chunked_videos" / "0.mp4", seconds=3, level=32)  # OVO {id}.mp4 prefix clip
+    run = ev.run_config("ovobench", root, tmp_path / "o", "benchmark.precut_dir=chunked_videos")
+    host = toy(run)
+    evaluate(run, host=host)
+    preds = {p["id"]: p for p in map(json.loads, (tmp_path / "o" / "predictions.jsonl").read_text().splitlines())}
+    assert preds["0"]["new_frames"] == 3 and preds["0"]["response"] == "A"  # clip frames (grey 32), not the source (224 -> D)
+    assert preds["1"]["new_frames"] == 13 and preds["1"]["response"] == "D"  # no clip: source restarted from 0, t <= 12
+
+
+def test_whole_video_questions_ingest_each_video_once(ev, data_root, tmp_path):
+    run = ev.run_config("mlvu", data_root("mlvu"), tmp_path / "o", "protocol=prefix")
+    host = toy(run)
+    evaluate(run, host=host)
+    # 2 videos at 0.5 fps over 20 s -> 10 frames each; the second question on movie_a reuses the stream
+    assert host.resets == 2 and host.ingested_frames_total == 20 and host.answers == 3
+    assert (tmp_path / "o" / "accuracy.png").stat().st_size > 0
+
+
+def test_world_size_maps_cuda_device_per_rank(ev):
+    from evaluation.config import to_run_config
+
+    cfg = ev.compose(["+framework.device=cuda"])
+    run = to_run_config(cfg, env={"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"})
+    assert run.framework["device"] == "cuda:1" and run.shard_index == 1
