@@ -1,19 +1,22 @@
-"""CUDA-graph replay of selective frames.
+"""CUDA-graph replay of tower calls (reference and selective frames).
 
 At batch 1 a selective frame is ~20 small kernels per layer: on a fast GPU host launch time, not
-FLOPs, dominates, and the eager selective frame can be slower than a dense one (stc-method.md §2.7).
-The selective op graph is shape-static (k is fixed, reference buffers are written in place), so one
-captured graph per (streams, input shape, dtype, kwargs) replays it with a single launch.
+FLOPs, dominates, and the eager selective frame is slower than a dense one (stc-method.md §2.7).
+Both frame kinds are shape-static (k is fixed; reference buffers are written in place, so their
+addresses never change), so one graph per (streams, frame kinds, input shape, dtype, kwargs) replays
+a whole tower call with a single launch. Upstream graphed only selective frames; graphing reference
+frames too matters because with N=4 they are a quarter of the frames.
 
 How it works: the runner replaces the tower's `forward` (instance attribute; removed on detach).
-- Calls that are not graphable run eager: CPU tensors, grad enabled, extra positional args, any row
-  that is a reference frame, a stream appearing twice in the batch.
-- The first selective call of a new key runs eager (it IS the frame), then the runner captures a graph
-  by re-running the same frame (2 warm-ups on a side stream + capture). Selective frames never write
-  references, so this has no side effects except frame counters, which are snapshotted and restored.
+- Not graphable, so eager: CPU tensors, grad enabled, extra positional args, a stream appearing twice
+  in one batch (frames chained inside a call).
+- The first call of a new key runs eager (it IS the frame). Then the runner captures a graph by
+  re-running the same frame (2 warm-ups on a side stream + capture), with the streams' counters set
+  back to that frame for each run. Re-running a frame is harmless: a selective frame writes nothing,
+  a reference frame rewrites the same reference. Counters are restored afterwards.
 - Later calls copy the pixels into the static input, replay, advance the counters and return CLONES
-  of the static outputs (a clone of the outputs costs microseconds; aliasing outputs that the next
-  call overwrites is a trap upstream users fell into).
+  of the static outputs (cloning costs microseconds; aliased outputs that the next call overwrites
+  are a trap). All graphs of a runner share one memory pool; they never run concurrently.
 - Any capture failure disables the runner for this handle with one warning; calls go eager.
 """
 
@@ -36,7 +39,7 @@ class _Captured:
     static_input: torch.Tensor
     static_output: Any
     plan: CallPlan
-    num_tokens: int
+    signature: tuple  # (T, D, dtype, device) of the references this call reads or writes
 
 
 def clone_outputs(obj):
@@ -63,6 +66,7 @@ class CudaGraphRunner:
         self.enabled = True
         self.replays = 0
         self.captures = 0
+        self._pool = None
         self._graphs: OrderedDict[tuple, _Captured] = OrderedDict()
         self._eager = type(self.tower).forward.__get__(self.tower)
         self.tower.forward = self.forward
@@ -76,21 +80,18 @@ class CudaGraphRunner:
         if not self._graphable(pixel_values, args):
             return self._eager(pixel_values, *args, **kwargs)
         states = self.handle.row_states(pixel_values.shape[0])
-        if not self._all_selective(states):
+        if len({s.id for s in states}) != len(states):
             return self._eager(pixel_values, **kwargs)
-        key = self._key(states, pixel_values, kwargs)
-        captured = self._graphs.get(key)
-        if captured is None:
-            output = self._eager(pixel_values, **kwargs)
-            if self.handle._plan is not None and self.handle._plan.all_selective_from_store:
-                self._capture(key, pixel_values, kwargs, states)
-            return output
-        self._graphs.move_to_end(key)
-        captured.static_input.copy_(pixel_values)
-        captured.graph.replay()
-        commit_frames(captured.plan, captured.num_tokens)
-        self.replays += 1
-        return clone_outputs(captured.static_output)
+        modes = self._expected_modes(states)
+        key = self._key(states, modes, pixel_values, kwargs)
+        if key in self._graphs:
+            return self._replay(key, pixel_values)
+        before = [(s, s.frame_idx, copy.copy(s.stats)) for s in states]
+        output = self._eager(pixel_values, **kwargs)
+        plan = self.handle._plan
+        if plan is not None and plan.modes == modes:  # the runner predicted this call right: graph it
+            self._capture(self._key(states, modes, pixel_values, kwargs), pixel_values, kwargs, before)
+        return output
 
     # ---- helpers -------------------------------------------------------------------------------
     def _graphable(self, pixel_values, args) -> bool:
@@ -102,43 +103,60 @@ class CudaGraphRunner:
             and not torch.is_grad_enabled()
         )
 
-    def _all_selective(self, states) -> bool:
+    def _expected_modes(self, states) -> tuple[bool, ...]:
         interval = self.handle.config.cache_interval
-        if len({s.id for s in states}) != len(states):
-            return False
-        return all(s.has_reference and s.frame_idx % interval != 0 for s in states)
+        return tuple(s.frame_idx % interval == 0 or not s.has_reference for s in states)
 
     @staticmethod
-    def _key(states, pixel_values, kwargs) -> tuple:
+    def _key(states, modes, pixel_values, kwargs) -> tuple:
         frozen = tuple(sorted((k, v if isinstance(v, (bool, int, float, str, type(None))) else id(v)) for k, v in kwargs.items()))
-        return (tuple((s.id, s.version) for s in states), tuple(pixel_values.shape), pixel_values.dtype, pixel_values.device, frozen)
+        streams = tuple((s.id, s.version) for s in states)
+        return (streams, modes, tuple(pixel_values.shape), pixel_values.dtype, pixel_values.device, frozen)
 
-    def _capture(self, key, pixel_values, kwargs, states) -> None:
-        snapshot = [(s, s.frame_idx, copy.copy(s.stats)) for s in states]
+    def _replay(self, key, pixel_values):
+        self._graphs.move_to_end(key)
+        captured = self._graphs[key]
+        captured.static_input.copy_(pixel_values)
+        captured.graph.replay()
+        for _, state in captured.plan.store_rows:  # a replayed reference frame makes the reference valid
+            state.prepare_buffers(*captured.signature)
+        commit_frames(captured.plan, captured.signature[0])
+        self.replays += 1
+        return clone_outputs(captured.static_output)
+
+    def _capture(self, key, pixel_values, kwargs, before) -> None:
+        after = [(s, s.frame_idx, s.stats) for s, _, _ in before]
+
+        def rewind():
+            for state, frame_idx, stats in before:
+                state.frame_idx, state.stats = frame_idx, copy.copy(stats)
+
         try:
             static_input = pixel_values.clone()
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 for _ in range(2):
+                    rewind()
                     self._eager(static_input, **kwargs)
             torch.cuda.current_stream().wait_stream(side)
+            rewind()
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, pool=self._pool):
                 static_output = self._eager(static_input, **kwargs)
             plan = self.handle._plan
-            if plan is None or not plan.all_selective_from_store:
-                raise RuntimeError("captured call was not a pure selective call")
-            num_tokens = states[0].stats.tokens_per_frame
+            signature = plan.states[0].reference_signature
         except Exception as error:  # any capture problem: fall back to eager for good, say so once
             self.enabled = False
             self._graphs.clear()
-            warnings.warn(f"STC-Cacher: CUDA graph capture failed ({error!r}); selective frames run eager from now on")
+            warnings.warn(f"STC-Cacher: CUDA graph capture failed ({error!r}); tower calls run eager from now on")
             return
         finally:
-            for state, frame_idx, stats in snapshot:
+            for state, frame_idx, stats in after:
                 state.frame_idx, state.stats = frame_idx, stats
-        self._graphs[key] = _Captured(graph, static_input, static_output, plan, num_tokens)
+        self._graphs[key] = _Captured(graph, static_input, static_output, plan, signature)
         self.captures += 1
         while len(self._graphs) > self.max_graphs:
             self._graphs.popitem(last=False)

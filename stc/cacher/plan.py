@@ -37,8 +37,10 @@ class CallPlan:
     tokens_to_update: int = 0
 
     @property
-    def all_selective_from_store(self) -> bool:
-        return not self.reference_rows and all(src is None for src in self.reference_source)
+    def modes(self) -> tuple[bool, ...]:
+        """Per row: True = reference frame."""
+        reference = set(self.reference_rows)
+        return tuple(row in reference for row in range(len(self.states)))
 
 
 def plan_call(
@@ -46,7 +48,6 @@ def plan_call(
     hidden: torch.Tensor,
     cache_interval: int,
     tokens_to_update: int,
-    with_feature: bool,
 ) -> CallPlan:
     """Plan one call and advance the streams' counters (a frame counts when it enters the tower).
 
@@ -55,7 +56,6 @@ def plan_call(
         hidden: [B, T, D] input of the first encoder layer (only its shape/dtype/device are used).
         cache_interval: N; frame i of a stream is a reference when i % N == 0.
         tokens_to_update: k tokens recomputed per layer on selective rows.
-        with_feature: also store the LN1 output as selection feature.
     """
     batch, num_tokens, width = hidden.shape
     if len(states) != batch:
@@ -81,7 +81,7 @@ def plan_call(
         stored[plan.states[row].id] = (row, plan.states[row])
     plan.store_rows = list(stored.values())
     for _, state in plan.store_rows:
-        state.prepare_buffers(num_tokens, width, hidden.dtype, hidden.device, with_feature)
+        state.prepare_buffers(num_tokens, width, hidden.dtype, hidden.device)
     commit_frames(plan, num_tokens)
     return plan
 

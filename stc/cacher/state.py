@@ -33,13 +33,20 @@ class CacherStats:
 
 
 class LayerReference:
-    """The four reference tensors of one encoder layer, each [T, D] (plus the LN1 output when the
-    selection feature is "input"): keys, values, attention-branch output, MLP-branch output."""
+    """Reference tensors of one encoder layer, each [T, D]:
 
-    __slots__ = ("key", "value", "attn", "mlp", "feature")
+    - selection: the selection feature (keys, or the LN1 output) in the form the metric compares
+      against (unit vectors for cosine, see `selection.prepare_reference`);
+    - value: the value projection (static tokens attend to these);
+    - branch_sum: attention-branch output + MLP-branch output, each before its residual add. Static
+      tokens of a selective frame output `h_current + A_ref + M_ref`; only the sum is ever read, so
+      one buffer and one add replace two (the method stores A_ref and M_ref separately).
+    """
+
+    __slots__ = ("selection", "value", "branch_sum")
 
     def __init__(self):
-        self.key = self.value = self.attn = self.mlp = self.feature = None
+        self.selection = self.value = self.branch_sum = None
 
 
 class CacherState:
@@ -65,25 +72,23 @@ class CacherState:
     def has_reference(self) -> bool:
         return self._signature is not None
 
+    @property
+    def reference_signature(self):
+        """(T, D, dtype, device) of the stored reference, or None before the first reference frame."""
+        return self._signature
+
     def reference_matches(self, num_tokens: int, width: int, dtype: torch.dtype, device: torch.device) -> bool:
         return self._signature == (num_tokens, width, dtype, torch.device(device))
 
-    def prepare_buffers(self, num_tokens: int, width: int, dtype: torch.dtype, device: torch.device, with_feature: bool):
+    def prepare_buffers(self, num_tokens: int, width: int, dtype: torch.dtype, device: torch.device) -> None:
         """Make sure every layer has [T, D] buffers of this signature; called before writing a reference."""
         signature = (num_tokens, width, dtype, torch.device(device))
-        first = self.layers[0]
-        if first.key is not None and (first.key.shape, first.key.dtype, first.key.device) == (
-            (num_tokens, width),
-            dtype,
-            signature[3],
-        ) and (first.feature is not None) == with_feature:
-            self._signature = signature
-            return
-        for layer in self.layers:
-            for name in ("key", "value", "attn", "mlp"):
-                setattr(layer, name, torch.empty(num_tokens, width, dtype=dtype, device=device))
-            layer.feature = torch.empty(num_tokens, width, dtype=dtype, device=device) if with_feature else None
-        self.version += 1
+        first = self.layers[0].value
+        if first is None or (first.shape, first.dtype, first.device) != ((num_tokens, width), dtype, signature[3]):
+            for layer in self.layers:
+                for name in LayerReference.__slots__:
+                    setattr(layer, name, torch.empty(num_tokens, width, dtype=dtype, device=device))
+            self.version += 1
         self._signature = signature
 
     def memory_bytes(self) -> int:
@@ -91,7 +96,7 @@ class CacherState:
         return sum(
             t.numel() * t.element_size()
             for layer in self.layers
-            for t in (layer.key, layer.value, layer.attn, layer.mlp, layer.feature)
+            for t in (layer.selection, layer.value, layer.branch_sum)
             if t is not None
         )
 

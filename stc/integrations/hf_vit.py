@@ -136,7 +136,6 @@ class CacherHandle:
             hidden,
             self.config.cache_interval,
             k,
-            with_feature=self.config.selection_feature == "input",
         )
 
     # ---- lifetime ------------------------------------------------------------------------------

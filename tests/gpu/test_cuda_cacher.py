@@ -1,0 +1,73 @@
+"""GPU-only checks of STC-Cacher (run on the H100/H200 machine: `pytest tests/gpu -q`).
+
+Skipped on CPU machines with a visible reason; they are NOT part of the CPU coverage claims.
+"""
+
+import pytest
+import torch
+
+from stc import CacherConfig, attach_cacher
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (GPU-only check)")
+
+
+def siglip(layers=4, dtype=torch.bfloat16):
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    config = SiglipVisionConfig(hidden_size=1152, intermediate_size=4304, num_hidden_layers=layers, num_attention_heads=16,
+                                image_size=384, patch_size=14)
+    return SiglipVisionModel(config).eval().to("cuda", dtype)
+
+
+def stream_frames(count, drift=0.05):
+    g = torch.Generator(device="cuda").manual_seed(0)
+    base = torch.randn(1, 3, 384, 384, device="cuda", generator=g)
+    out = [base]
+    for _ in range(count - 1):
+        out.append(out[-1] + drift * torch.randn(1, 3, 384, 384, device="cuda", generator=g))
+    return torch.cat(out).to(torch.bfloat16)
+
+
+@torch.inference_mode()
+def test_graph_replay_equals_eager_and_really_replays():
+    model = siglip()
+    frames = stream_frames(12)
+    eager = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=4))
+    expected = [model(pixel_values=frames[i : i + 1], output_hidden_states=True) for i in range(12)]
+    eager.detach()
+    graphed = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=4, cuda_graph=True))
+    got = [model(pixel_values=frames[i : i + 1], output_hidden_states=True) for i in range(12)]
+    # frame 0 (reference) and frame 1 (selective) run eager and are captured; the other 10 replay
+    assert graphed.graph_runner.captures == 2 and graphed.graph_runner.replays == 10
+    assert graphed.stream.stats.selective_frames == 9 and graphed.stream.stats.reference_frames == 3
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g.last_hidden_state, e.last_hidden_state, rtol=0, atol=0)
+        assert len(g.hidden_states) == len(e.hidden_states)
+    graphed.detach()
+
+
+@torch.inference_mode()
+def test_graph_outputs_are_not_aliased_between_calls():
+    model = siglip(layers=2)
+    frames = stream_frames(6, drift=0.5)
+    handle = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=6, cuda_graph=True))
+    outs = [model(pixel_values=frames[i : i + 1]).last_hidden_state for i in range(6)]
+    assert handle.graph_runner.replays == 4
+    assert not torch.equal(outs[4], outs[5])  # a replay did not overwrite the previous result
+
+
+@torch.inference_mode()
+def test_batched_streams_on_cuda_with_graphs_equal_single_streams():
+    model = siglip(layers=3)
+    clips = [stream_frames(5, drift=0.1 * (s + 1)) for s in range(4)]
+    handle = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=4, cuda_graph=True))
+    singles = []
+    for clip in clips:
+        handle.stream.reset()
+        singles.append(torch.cat([model(pixel_values=clip[i : i + 1]).last_hidden_state for i in range(5)]))
+    streams = [handle.new_stream() for _ in clips]
+    with handle.use(streams):
+        steps = [model(pixel_values=torch.cat([c[i : i + 1] for c in clips])).last_hidden_state for i in range(5)]
+    assert handle.graph_runner.replays > 0
+    for s in range(4):
+        torch.testing.assert_close(torch.stack([st[s] for st in steps]), singles[s], rtol=2e-2, atol=2e-2)
