@@ -208,7 +208,7 @@ def to_run_config(cfg: Any, env: Optional[typing.Mapping[str, str]] = None) -> R
 
     `env` carries RANK/WORLD_SIZE/LOCAL_RANK from torchrun/accelerate: when shard is left at "0/1"
     and WORLD_SIZE > 1, each rank evaluates shard RANK/WORLD_SIZE, and a host configured with
-    device "cuda" gets "cuda:LOCAL_RANK".
+    device "cuda" or "auto" gets "cuda:LOCAL_RANK".
     """
     from omegaconf import OmegaConf
 
@@ -220,7 +220,7 @@ def to_run_config(cfg: Any, env: Optional[typing.Mapping[str, str]] = None) -> R
     env = env or {}
     if num_shards == 1 and int(env.get("WORLD_SIZE", "1")) > 1:
         shard_index, num_shards = int(env.get("RANK", "0")), int(env["WORLD_SIZE"])
-        if framework.get("device") == "cuda" and "LOCAL_RANK" in env:  # one GPU per rank
+        if framework.get("device") in ("cuda", "auto") and "LOCAL_RANK" in env:  # one GPU per rank
             framework["device"] = f"cuda:{int(env['LOCAL_RANK'])}"
     compression = container.get("compression") or {}
     return RunConfig(

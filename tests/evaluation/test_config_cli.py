@@ -104,3 +104,12 @@ def test_ovobench_upstream_result_file(ev):
     assert (tasks["EPM"]["correct"], tasks["EPM"]["unanswered"]) == (1, 1)
     assert tasks["STU"]["correct"] == 1 and tasks["REC"]["correct"] == 2 and tasks["SSR"]["correct"] == 1
     assert metrics["headline"]["Forward Active Responding"] == pytest.approx((200 / 3 + 50) / 2)
+
+
+def test_rekv_framework_group_composes_with_its_own_fields(ev):
+    if not (ev.REPO / "configs/framework/rekv.yaml").is_file():
+        pytest.skip("configs/framework/rekv.yaml not present in this checkout")
+    run = to_run_config(ev.compose(["framework=rekv", "compression=stc", "framework.n_local=2000"]),
+                        env={"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"})
+    assert run.framework_name == "rekv" and run.framework["n_local"] == 2000
+    assert run.framework["device"] == "cuda:0" and run.output_dir == "results/eval/ovobench-rekv-stc"
