@@ -23,9 +23,11 @@ def tail_causal_mask(num_queries: int, num_keys: int, device: torch.device) -> t
     return keys <= queries + (num_keys - num_queries)
 
 
-def prefix_causal_attention(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float) -> torch.Tensor:
+def prefix_causal_attention(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float,
+                            mask_cache: dict | None = None) -> torch.Tensor:
     """queries [Hq, S, D] (RoPE applied), keys/values [Hkv, Lk, D] whose last S rows are the queries' own
-    tokens. Returns [S, Hq·D] (the layout `o_proj` expects)."""
+    tokens. Returns [S, Hq·D] (the layout `o_proj` expects). `mask_cache` (a dict owned by the caller,
+    e.g. one per LLM call) reuses the folded mask across layers of the same shape."""
     q_heads, length, dim = queries.shape
     kv_heads, num_keys = keys.shape[0], keys.shape[1]
     if q_heads % kv_heads:
@@ -36,7 +38,12 @@ def prefix_causal_attention(queries: torch.Tensor, keys: torch.Tensor, values: t
     folded = queries.reshape(kv_heads, groups * length, dim)
     mask = None
     if length > 1:
-        mask = tail_causal_mask(length, num_keys, queries.device).repeat(groups, 1)
+        key = (length, num_keys, groups)
+        mask = None if mask_cache is None else mask_cache.get(key)
+        if mask is None:
+            mask = tail_causal_mask(length, num_keys, queries.device).repeat(groups, 1)
+            if mask_cache is not None:
+                mask_cache[key] = mask
     out = F.scaled_dot_product_attention(folded[None], keys[None], values[None], attn_mask=mask, scale=scale)
     out = out[0].reshape(q_heads, length, dim)
     return out.transpose(0, 1).reshape(length, q_heads * dim)

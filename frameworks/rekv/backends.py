@@ -24,12 +24,13 @@ class SinkEncoding:
         self.cos, self.sin = rope.cos_sin(torch.arange(length, device=device))
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
+        self.masks: dict = {}
 
     def __call__(self, layer, queries, keys, values, scale):
         self.keys.append(keys)
         self.values.append(values)
         q, k = apply_rotary(queries, self.cos, self.sin), apply_rotary(keys, self.cos, self.sin)
-        return prefix_causal_attention(q, k, values, scale)
+        return prefix_causal_attention(q, k, values, scale, self.masks)
 
     def sink(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-RoPE keys and values of every layer: [L, Hkv, n_init, D] each."""
@@ -40,7 +41,7 @@ class WindowPrefill:
     """Pre-fill of `num_new` tokens; `store` receives them as frame blocks (None: attend only)."""
 
     def __init__(self, window: LocalWindow, rope: RotaryTable, num_new: int, store: BlockStore | None):
-        self.window, self.store = window, store
+        self.window, self.store, self.masks = window, store, {}
         self.cos, self.sin = rope.cos_sin(window.prepare(num_new))
 
     def __call__(self, layer, queries, keys, values, scale):
@@ -48,7 +49,7 @@ class WindowPrefill:
             self.store.write(layer, keys, values)
         q, k = apply_rotary(queries, self.cos, self.sin), apply_rotary(keys, self.cos, self.sin)
         context_keys, context_values = self.window.context(layer, k, values)
-        return prefix_causal_attention(q, context_keys, context_values, scale)
+        return prefix_causal_attention(q, context_keys, context_values, scale, self.masks)
 
 
 class RetrievalPass(WindowPrefill):
@@ -90,7 +91,7 @@ class AnswerAttention:
     def __init__(self, cache: AnswerCache, num_new: int):
         if cache.length + num_new > cache.keys.shape[2]:
             raise RuntimeError(f"answer cache capacity {cache.keys.shape[2]} exceeded")
-        self.cache, self.num_new = cache, num_new
+        self.cache, self.num_new, self.masks = cache, num_new, {}
         positions = torch.arange(num_new, device=cache.device) + cache.length
         self.cos, self.sin = cache.rope.cos_sin(positions)
 
@@ -99,4 +100,4 @@ class AnswerAttention:
         cache.keys[layer, :, lo:hi] = apply_rotary(keys, self.cos, self.sin)
         cache.values[layer, :, lo:hi] = values
         q = apply_rotary(queries, self.cos, self.sin)
-        return prefix_causal_attention(q, cache.keys[layer, :, :hi], cache.values[layer, :, :hi], scale)
+        return prefix_causal_attention(q, cache.keys[layer, :, :hi], cache.values[layer, :, :hi], scale, self.masks)
