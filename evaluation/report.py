@@ -13,7 +13,7 @@ from evaluation.registry import Benchmark
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.2f}"
-    return "" if value is None else str(value)
+    return "n/a" if value is None else str(value)
 
 
 def markdown_table(rows: Sequence[dict], fmt=_fmt) -> str:
@@ -40,6 +40,9 @@ def render(metrics: dict) -> str:
     counts = metrics["counts"]
     out.append(f"\n## Counts\n\nitems: {counts['n']}, correct: {counts['correct']}, "
                f"unanswered: {counts['unanswered']}, errors: {counts['errors']}\n")
+    if metrics.get("cost", {}).get("items_timed"):
+        out.append("\n### Host cost (summed over items; ms, frames, tokens)\n")
+        out.append(markdown_table([{"quantity": k, "value": v} for k, v in metrics["cost"].items()]))
     if metrics.get("error_reasons"):
         out.append("\n### Errors by reason\n")
         out.append(markdown_table([{"reason": r, "items": n} for r, n in metrics["error_reasons"].items()]))

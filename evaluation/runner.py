@@ -56,6 +56,24 @@ def write_run_config(run: RunConfig, out_dir: Path) -> None:
     (out_dir / "config.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
 
 
+def check_resumable(run: RunConfig, out_dir: Path) -> None:
+    """Refuse to append to predictions made with different settings (one error listing the differences)."""
+    path = out_dir / "config.json"
+    if not path.is_file():
+        return
+    before = json.loads(path.read_text())
+    now = json.loads(json.dumps({"settings": run.describe(), "benchmark": asdict(run.benchmark), "framework": run.framework,
+                                 "num_shards": run.num_shards}, default=str))
+    ignore = {"progress"}
+    diffs = [f"{part}.{k}: {before.get(part, {}).get(k)!r} -> {v!r}" for part in ("settings", "benchmark", "framework")
+             for k, v in now[part].items() if k not in ignore and before.get(part, {}).get(k) != v]
+    if before.get("num_shards") != now["num_shards"]:
+        diffs.append(f"num_shards: {before.get('num_shards')} -> {now['num_shards']}")
+    if diffs:
+        raise ValueError(f"{out_dir} holds predictions made with other settings ({'; '.join(diffs)}); "
+                         "use another output_dir/run_name or delete the old predictions")
+
+
 def evaluate(run: RunConfig, host: Optional[StreamingVideoLLM] = None) -> dict:
     """Run (or resume) one shard; returns the metrics of the finished predictions of this shard.
 
@@ -68,9 +86,11 @@ def evaluate(run: RunConfig, host: Optional[StreamingVideoLLM] = None) -> dict:
     samples = benchmark.load(annotation if annotation.is_absolute() else root / annotation, run.benchmark, root)
     out_dir = Path(run.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_run_config(run, out_dir)
     pred_path = out_dir / P.shard_file_name(run.shard_index, run.num_shards)
     done = {p["id"] for p in P.read_predictions(pred_path)}
+    if done:
+        check_resumable(run, out_dir)
+    write_run_config(run, out_dir)
     groups = plan(samples, run.limit, run.shard_index, run.num_shards)
     todo = [[s for s in g if s.id not in done] for g in groups]
     if any(todo):
@@ -91,45 +111,76 @@ def evaluate(run: RunConfig, host: Optional[StreamingVideoLLM] = None) -> dict:
 
 
 class _Stream:
-    """Where the host's stream currently is for the open video (None = must reset before use)."""
+    """Where the host's stream currently is for the open video (valid=False: reset before use).
+
+    `base` holds the host timings right after the previous answer on this stream, so each prediction
+    records only the cost it added (timings are cumulative between resets).
+    """
 
     def __init__(self):
         self.until: Optional[float] = None  # seconds ingested up to; math.inf = whole video
         self.valid = False
+        self.base: dict = {}
+
+
+class _VideoGroup:
+    """The open source video of one group; opening fails once and every item records the reason."""
+
+    def __init__(self, run: RunConfig, root: Path):
+        cfg = run.benchmark
+        self.run = run
+        self.video_dir = root / cfg.video_dir if cfg.video_dir else root
+        self.precut_dir = (root / cfg.precut_dir) if cfg.precut_dir else None
+        self.source: Optional[VideoSource] = None
+        self.error: Optional[str] = None
+
+    def open(self, path: Path) -> VideoSource:
+        v = self.run.video
+        return VideoSource(path, self.run.benchmark.fps, v.height, v.width, v.num_threads)
+
+    def shared(self, path: Path) -> VideoSource:
+        if self.source is None and self.error is None:
+            try:
+                self.source = self.open(path)
+            except VideoError as err:
+                self.error = str(err)
+        if self.error is not None:
+            raise VideoError(self.error)
+        return self.source
 
 
 def _run_video(host, group: list[Sample], run: RunConfig, benchmark: Benchmark, root: Path, handle, bar) -> None:
     cfg = run.benchmark
-    video_dir = root / cfg.video_dir if cfg.video_dir else root
-    precut_dir = (root / cfg.precut_dir) if cfg.precut_dir else None
     incremental = (run.protocol == "streaming" and getattr(host, "supports_incremental", False) and cfg.max_frames == 0)
-    source: Optional[VideoSource] = None
-    source_error: Optional[str] = None
+    videos = _VideoGroup(run, root)
     stream = _Stream()
     for sample in group:
-        path, is_precut = resolve_video(sample.video, video_dir, sample.precut, precut_dir)
-        new_frames, error, response = 0, None, None
+        path, is_precut = resolve_video(sample.video, videos.video_dir, sample.precut, videos.precut_dir)
+        new_frames, error, response, cost = 0, None, None, None
         try:
             if is_precut:
-                clip = VideoSource(path, cfg.fps, run.video.height, run.video.width, run.video.num_threads)
+                clip = videos.open(path)
                 stream.valid = False
-                new_frames = _ingest(host, clip, thin(clip.window(None, None), cfg.max_frames), reset=True)
+                new_frames = _ingest(host, clip, thin(clip.window(None, None), cfg.max_frames), stream, reset=True)
             else:
-                if source is None and source_error is None:
-                    try:
-                        source = VideoSource(path, cfg.fps, run.video.height, run.video.width, run.video.num_threads)
-                    except VideoError as err:
-                        source_error = str(err)
-                if source_error is not None:
-                    raise VideoError(source_error)
-                new_frames = _advance(host, source, sample, stream, incremental, cfg.max_frames)
+                new_frames = _advance(host, videos.shared(path), sample, stream, incremental, cfg.max_frames)
             response = host.answer(benchmark.build_query(sample, cfg))
+            cost = _cost_since(stream, host.timings.to_dict())
         except VideoError as err:
             error, stream.valid = str(err), False
         except Exception as err:  # a host failure on one item is recorded and counted, the run goes on
             error, stream.valid = f"host error: {type(err).__name__}: {err}", False
-        P.append(handle, _record(sample, response, error, new_frames, host))
+        P.append(handle, _record(sample, response, error, new_frames, cost))
         bar.update(1)
+
+
+def _cost_since(stream: _Stream, now: dict) -> dict:
+    """Numeric timing fields added since the previous answer on this stream (all of them after a reset)."""
+    delta = {k: v - stream.base.get(k, 0) for k, v in now.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+             and k != "peak_memory_mb"}
+    delta["peak_memory_mb"] = now.get("peak_memory_mb")
+    stream.base = {k: v for k, v in now.items() if isinstance(v, (int, float))}
+    return delta
 
 
 def _advance(host, source: VideoSource, sample: Sample, stream: _Stream, incremental: bool, max_frames: int) -> int:
@@ -140,25 +191,27 @@ def _advance(host, source: VideoSource, sample: Sample, stream: _Stream, increme
         return 0  # another whole-video question on the same video: reuse (ReKV offline)
     if incremental and stream.valid and start is None and stream.until is not None and end >= stream.until:
         positions = source.window(stream.until, None if end == math.inf else end)
-        count = _ingest(host, source, positions, reset=False)
+        count = _ingest(host, source, positions, stream, reset=False)
     else:
         positions = thin(source.window(start, None if end == math.inf else end), max_frames)
-        count = _ingest(host, source, positions, reset=True)
+        count = _ingest(host, source, positions, stream, reset=True)
     stream.until, stream.valid = end, True
     return count
 
 
-def _ingest(host, source: VideoSource, positions: list[int], reset: bool) -> int:
+def _ingest(host, source: VideoSource, positions: list[int], stream: _Stream, reset: bool) -> int:
     if reset:
         host.reset()
+        stream.base = {}
     for i in range(0, len(positions), INGEST_CHUNK):
         frames, timestamps = source.read(positions[i:i + INGEST_CHUNK])
         host.ingest(frames, timestamps)
     return len(positions)
 
 
-def _record(sample: Sample, response, error, new_frames: int, host) -> dict:
-    timings = host.timings.to_dict() if error is None else None
+def _record(sample: Sample, response, error, new_frames: int, cost: Optional[dict]) -> dict:
+    """One predictions.jsonl line; `timings` = host cost added by this item (ingest since the previous
+    answer + answering), so sums over items are the run's total cost."""
     return {"id": sample.id, "video": sample.video, "task": sample.task, "category": sample.category,
             "group": sample.group, "query_time": sample.query_time, "gold": sample.gold, "response": response,
-            "error": error, "new_frames": new_frames, "meta": sample.meta, "timings": timings}
+            "error": error, "new_frames": new_frames, "meta": sample.meta, "timings": cost}

@@ -33,6 +33,7 @@ def build_metrics(benchmark: Benchmark, predictions: Sequence[dict], cfg: Benchm
         "settings": dict(settings),
         "counts": {k: counts[k] for k in ("n", "correct", "unanswered", "errors")},
         **metrics,
+        "cost": summarize_cost(scored),
         "error_reasons": dict(reasons.most_common(20)),
         "error_examples": [{"id": p["id"], "error": p["error"]} for p in scored if p.get("error")][:20],
     }
@@ -45,3 +46,20 @@ def _reason(error: str) -> str:
     if ": " in text and ("/" in text.split(": ")[0] or "\\" in text.split(": ")[0]):
         text = text.split(": ", 1)[1]
     return text.split(" (")[0][:120]
+
+
+_COST_FIELDS = ("vit_ms", "prefill_ms", "pruner_ms", "retrieval_ms", "decode_ms", "frames", "visual_tokens_in",
+                "visual_tokens_kept", "vit_reference_frames", "vit_selective_frames")
+
+
+def summarize_cost(predictions: Sequence[dict]) -> dict:
+    """Host cost summed over items (each prediction carries only the cost it added), plus frame counts."""
+    timed = [p["timings"] for p in predictions if p.get("timings")]
+    cost = {"items_timed": len(timed), "frames_ingested": sum(int(p.get("new_frames") or 0) for p in predictions)}
+    for name in _COST_FIELDS:
+        cost[name] = sum(float(t.get(name) or 0) for t in timed)
+    if cost["visual_tokens_in"]:
+        cost["visual_token_keep_ratio"] = cost["visual_tokens_kept"] / cost["visual_tokens_in"]
+    peaks = [t["peak_memory_mb"] for t in timed if t.get("peak_memory_mb") is not None]
+    cost["peak_memory_mb"] = max(peaks) if peaks else None
+    return cost

@@ -179,3 +179,34 @@ def test_world_size_maps_cuda_device_per_rank(ev):
     cfg = ev.compose(["+framework.device=cuda"])
     run = to_run_config(cfg, env={"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"})
     assert run.framework["device"] == "cuda:1" and run.shard_index == 1
+
+
+def test_per_item_cost_and_summed_cost(ev, data_root, tmp_path):
+    run = ev.run_config("streamingbench", data_root("streamingbench"), tmp_path / "o", "compression=stc_pruner",
+                        "compression.pruner.tokens_per_frame=4")
+    metrics = evaluate(run)
+    preds = {p["id"]: p for p in map(json.loads, (tmp_path / "o" / "predictions.jsonl").read_text().splitlines())}
+    # sample_1 questions at t = 5, 12, 18: each item carries only the frames it added
+    assert [preds[i]["timings"]["frames"] for i in ("0_0", "0_1", "2_0")] == [6, 7, 6]
+    assert preds["0_1"]["timings"]["visual_tokens_kept"] == 4 * 7 and preds["0_1"]["timings"]["visual_tokens_in"] == 16 * 7
+    cost = metrics["cost"]
+    assert cost["frames"] == cost["frames_ingested"] == 19 + 16 and cost["visual_token_keep_ratio"] == pytest.approx(0.25)
+    assert "Host cost" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_resume_refuses_other_settings(ev, data_root, tmp_path):
+    root = data_root("streamingbench")
+    evaluate(ev.run_config("streamingbench", root, tmp_path / "o", "limit=2"))
+    evaluate(ev.run_config("streamingbench", root, tmp_path / "o"))  # a larger limit extends the same run
+    with pytest.raises(ValueError, match=r"other settings.*fps: 1.0 -> 0.5"):
+        evaluate(ev.run_config("streamingbench", root, tmp_path / "o", "benchmark.fps=0.5"))
+
+
+def test_toy_host_implements_the_protocol(ev):
+    from frameworks.protocol import StreamingVideoLLM
+    from stc.config import STCConfig
+
+    host = build_host("toy", {}, STCConfig())
+    assert isinstance(host, StreamingVideoLLM) and host.supports_incremental
+    with pytest.raises(ValueError, match="unknown toy host setting"):
+        build_host("toy", {"model_path": "x"}, STCConfig())

@@ -99,7 +99,7 @@ def aggregate(scored: Sequence[dict], cfg: BenchmarkConfig) -> dict:
     no_gold = len(scored) - len(with_gold)
     if no_gold:
         notes.append(f"{no_gold} item(s) have no gold answer (full set): see submission.csv for the server")
-    return {"headline": {"Subset accuracy": row["accuracy"]},
+    return {"headline": {"Subset accuracy": row["accuracy"] if with_gold else None},
             "tables": {"overall": [{"split": "with gold answers", **row},
                                    {"split": "without gold (submission only)", **tally(p for p in scored if not p["gold"])}]},
             "notes": notes}
