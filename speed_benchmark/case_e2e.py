@@ -23,7 +23,8 @@ def _stc_configs(ctx: RunContext):
     knobs = ctx.cfg.stc
     return {
         "baseline": STCConfig(cacher=None, pruner=None),
-        "stc": STCConfig(cacher=CacherConfig(update_ratio=knobs.update_ratio, cache_interval=knobs.cache_interval),
+        "stc": STCConfig(cacher=CacherConfig(update_ratio=knobs.update_ratio, cache_interval=knobs.cache_interval,
+                                             **({"fused": True} if knobs.fused else {})),
                          pruner=PrunerConfig(tokens_per_frame=knobs.tokens_per_frame, strategy=knobs.pruner_strategy)),
     }
 

@@ -50,10 +50,10 @@ def stc_handle(ctx: RunContext, mode: str, interval: int):
         except ImportError as error:
             raise RuntimeError(f"stc.attach_cacher is not importable: {error}") from error
 
-        tower = copy.deepcopy(ctx.shared["base_tower"])
-        cfg = CacherConfig(update_ratio=ctx.cfg.stc.update_ratio, cache_interval=interval, cuda_graph=mode == "graph")
         try:
-            ctx.shared[key] = attach_cacher(tower, cfg)
+            cfg = CacherConfig(update_ratio=ctx.cfg.stc.update_ratio, cache_interval=interval,
+                               cuda_graph=mode == "graph", **({"fused": True} if ctx.cfg.stc.fused else {}))
+            ctx.shared[key] = attach_cacher(copy.deepcopy(ctx.shared["base_tower"]), cfg)
         except (ValueError, TypeError) as error:
             raise RuntimeError(f"STC-Cacher cannot attach to this tower: {error}") from error
     return ctx.shared[key]
@@ -147,7 +147,7 @@ def _row(ctx: RunContext, v: Variant, per_frame: list[list[float]], kinds: list[
                            "graph_captures": getattr(v.handle.graph_runner, "captures", None)}
     params = {"frames": ctx.cfg.frames, "tokens": ctx.spec.vit_tokens}
     if v.method == "stc":
-        params.update(N=v.interval, r=ctx.cfg.stc.update_ratio)
+        params.update(N=v.interval, r=ctx.cfg.stc.update_ratio, fused=ctx.cfg.stc.fused)
     samples = [sum(rep) / len(rep) for rep in per_frame]
     return Row("vit", v.name, v.method, v.mode, params, "ms/frame", samples, extra=extra).finalize()
 

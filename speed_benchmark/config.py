@@ -63,6 +63,7 @@ class STCKnobs:
     cache_interval: int = 4  # N of the headline rows and targets; swept together with vit.intervals
     tokens_per_frame: int = 64  # k kept by STC-Pruner per frame
     pruner_strategy: str = "gaussian"
+    fused: bool = False  # CacherConfig.fused: torch.compile'd selective layers on CUDA (first call compiles)
 
 
 @dataclass

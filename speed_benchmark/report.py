@@ -114,7 +114,9 @@ def render(result: dict, rows: list[Row]) -> str:
              f"dtype {env['dtype']}, attention {env['attention']}",
              f"- F={cfg['frames']} frames, repeats={cfg['repeats']}, warm-up={cfg['warmup']}, "
              f"r={cfg['stc']['update_ratio']}, N={cfg['stc']['cache_interval']} (ViT sweep {cfg['vit']['intervals']}), "
+             f"fused={cfg['stc']['fused']}, "
              f"k={cfg['stc']['tokens_per_frame']}/{cfg['preset']['llm_tokens_per_frame']}, ViT tokens T={result['model']['vit_tokens']}",
+             f"- wall time {result['wall_s']:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in result.get("case_wall_s", {}).items()) + ")",
              "", "## Paper-style summary", ""] + _summary(rows, cfg["frames"], cfg["stc"]["cache_interval"])
     sections = [("vit", "## (1) ViT encode, one stream, one frame per call", _vit_table),
                 ("multistream", "## (2) Batched multi-stream ViT (one frame of each stream per call)", _stream_table),

@@ -29,7 +29,9 @@ SCHEMA_VERSION = 1
 
 
 def _free(ctx: RunContext) -> None:
+    walls = ctx.shared.get("case_wall_s", {})
     ctx.shared.clear()
+    ctx.shared["case_wall_s"] = walls
     gc.collect()
     if ctx.cuda:
         torch.cuda.empty_cache()
@@ -47,26 +49,34 @@ def _notes(ctx: RunContext) -> list[str]:
     return notes
 
 
+def _timed(ctx: RunContext, name: str, fn):
+    """Run one case and record its wall time (seconds) in ctx.shared["case_wall_s"]."""
+    t0 = time.perf_counter()
+    out = fn()
+    ctx.shared.setdefault("case_wall_s", {})[name] = round(time.perf_counter() - t0, 2)
+    return out
+
+
 def _cases(ctx: RunContext, bar) -> list[Row]:
     cfg, rows = ctx.cfg, []
     if cfg.vit.enabled or cfg.multistream.enabled:
-        ctx.shared["base_tower"] = build_vision_tower(ctx.spec, cfg, ctx.device, ctx.dtype)
+        ctx.shared["base_tower"] = _timed(ctx, "build_vision", lambda: build_vision_tower(ctx.spec, cfg, ctx.device, ctx.dtype))
         if cfg.vit.enabled:
             bar.set_description("vit one stream")
-            rows += case_vit.run(ctx, bar)
+            rows += _timed(ctx, "vit", lambda: case_vit.run(ctx, bar))
         if cfg.multistream.enabled:
             bar.set_description("vit multi-stream")
-            rows += case_multistream.run(ctx, bar)
+            rows += _timed(ctx, "multistream", lambda: case_multistream.run(ctx, bar))
         _free(ctx)
     if cfg.prefill.enabled:
         bar.set_description("llm pre-fill")
-        llm = build_llm(ctx.spec, cfg, ctx.device, ctx.dtype)
-        rows += case_prefill.run(ctx, llm, bar)
+        llm = _timed(ctx, "build_llm", lambda: build_llm(ctx.spec, cfg, ctx.device, ctx.dtype))
+        rows += _timed(ctx, "prefill", lambda: case_prefill.run(ctx, llm, bar))
         del llm
         _free(ctx)
     if cfg.e2e.enabled:
         bar.set_description("end-to-end")
-        rows += case_e2e.run(ctx, bar)
+        rows += _timed(ctx, "e2e", lambda: case_e2e.run(ctx, bar))
         _free(ctx)
     return rows
 
@@ -91,6 +101,7 @@ def run(cfg: SpeedConfig, command: str = "") -> tuple[dict, dict[str, Path]]:
         "command": command,
         "started_utc": started,
         "wall_s": round(time.perf_counter() - t0, 2),
+        "case_wall_s": ctx.shared.get("case_wall_s", {}),
         "environment": environment(device, dtype, cfg.model.attn_implementation),
         "config": dataclasses.asdict(cfg),
         "model": {**ctx.info(), "vision_config": spec.vision_config.to_dict(), "text_config": spec.text_config.to_dict()},

@@ -34,7 +34,7 @@ def test_outputs_and_top_level_fields(tiny_run):
     assert {"json", "table", "plot"} <= set(paths) and all(p.is_file() for p in paths.values())
     on_disk = json.loads(paths["json"].read_text())
     assert on_disk["schema_version"] == 1 and on_disk["command"] == "pytest"
-    for key in ("environment", "config", "model", "rows", "targets", "skipped", "notes", "wall_s", "started_utc"):
+    for key in ("environment", "config", "model", "rows", "targets", "skipped", "notes", "wall_s", "case_wall_s", "started_utc"):
         assert key in on_disk, key
     env = on_disk["environment"]
     for key in ("device_type", "device_name", "driver", "torch", "transformers", "dtype", "attention"):
