@@ -19,7 +19,8 @@ _MAX_PENDING = 512
 
 class StageTimer:
     def __init__(self, device: torch.device):
-        self.cuda = torch.device(device).type == "cuda"
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
         self.reset()
 
     def reset(self) -> None:
@@ -30,12 +31,14 @@ class StageTimer:
     def stage(self, name: str) -> Iterator[None]:
         """Add the time spent inside the block to stage `name` (milliseconds)."""
         if self.cuda:
+            # record on the host device's stream, not the process's current device (cuda:LOCAL_RANK)
+            stream = torch.cuda.current_stream(self.device)
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
+            start.record(stream)
             try:
                 yield
             finally:
-                end.record()
+                end.record(stream)
                 self._pending.append((name, start, end))
                 if len(self._pending) >= _MAX_PENDING:
                     self._resolve()
