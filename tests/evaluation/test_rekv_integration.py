@@ -1,0 +1,29 @@
+"""The runner driving the real ReKV host (tiny random-weight preset on CPU): streaming reuse and the STC
+settings reach the host. Answers are noise (random weights); only the pipeline is checked."""
+
+import json
+
+import pytest
+
+pytest.importorskip("transformers")
+
+
+@pytest.mark.slow
+def test_rekv_tiny_streaming_run(ev, data_root, tmp_path):
+    try:
+        import frameworks.rekv  # noqa: F401
+    except ImportError as err:
+        pytest.skip(f"frameworks.rekv not importable: {err}")
+    from evaluation.runner import evaluate
+
+    run = ev.run_config("streamingbench", data_root("streamingbench"), tmp_path / "o", "framework=rekv",
+                        "framework.preset=tiny", "framework.device=cpu", "framework.dtype=float32",
+                        "compression=stc", "compression.pruner.tokens_per_frame=9")
+    metrics = evaluate(run)
+    assert metrics["counts"] == {"n": 5, "correct": metrics["counts"]["correct"], "unanswered": metrics["counts"]["unanswered"], "errors": 0}
+    preds = {p["id"]: p for p in map(json.loads, (tmp_path / "o" / "predictions.jsonl").read_text().splitlines())}
+    assert [preds[i]["new_frames"] for i in ("0_0", "0_1", "2_0")] == [6, 7, 6]  # only new frames ingested
+    t = preds["0_1"]["timings"]
+    assert t["frames"] == 7 and t["visual_tokens_kept"] == 9 * 7                  # pruner k reached the host
+    assert t["vit_reference_frames"] + t["vit_selective_frames"] == 7 and t["vit_selective_frames"] > 0
+    assert metrics["cost"]["frames"] == 35
