@@ -83,6 +83,7 @@ class RunContext:
     notes: list = field(default_factory=list)  # human-readable remarks for the table footer
     skipped: list = field(default_factory=list)  # {"case", "variant", "reason"}
     shared: dict = field(default_factory=dict)  # objects reused across cases (towers, handles)
+    failures: list = field(default_factory=list)  # names of cases that crashed (reason in `skipped`)
 
     def skip(self, case: str, variant: str, reason: str) -> None:
         entry = {"case": case, "variant": variant, "reason": reason}

@@ -130,6 +130,8 @@ def render(result: dict, rows: list[Row]) -> str:
         lines += ["", "## (4) End-to-end ingest per frame (host timings per frame, medians)", ""] + _e2e_table(e2e)
     lines += ["", "## Targets", "", "| Target | goal | measured | status | note |", "|---|---|---|---|---|"]
     lines += [f"| {t['target']} | {t['goal']} | {_f(t['measured'], '{:.3f}')} | {t['status']} | {t['detail']} |" for t in result["targets"]]
+    if result.get("failed_cases"):
+        lines += ["", f"**{len(result['failed_cases'])} case(s) FAILED: {', '.join(result['failed_cases'])}** (causes below)"]
     if result["skipped"]:
         lines += ["", "## Skipped", ""] + [f"- {s['case']} / {s['variant']}: {s['reason']}" for s in result["skipped"]]
     if result["notes"]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import time
+import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from speed_benchmark import case_e2e, case_multistream, case_prefill, case_vit, plot, report, targets
-from speed_benchmark.config import SpeedConfig, validate
+from speed_benchmark.config import SpeedConfig, SpeedConfigError, validate
 from speed_benchmark.models import build_llm, build_vision_tower, resolve_device_dtype, resolve_spec
 from speed_benchmark.records import Row, RunContext
 from speed_benchmark.timing import environment
@@ -49,10 +50,19 @@ def _notes(ctx: RunContext) -> list[str]:
     return notes
 
 
-def _timed(ctx: RunContext, name: str, fn):
-    """Run one case and record its wall time (seconds) in ctx.shared["case_wall_s"]."""
+def _timed(ctx: RunContext, name: str, fn, default=None):
+    """Run one case, record its wall time in ctx.shared["case_wall_s"]. A crash (OOM, capture error ...)
+    is recorded as a failed case with its cause and the run goes on: earlier cases are not lost."""
     t0 = time.perf_counter()
-    out = fn()
+    try:
+        out = fn()
+    except SpeedConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - reported in results.json/table.md and on stderr
+        traceback.print_exc()
+        ctx.skip(name, "all", f"FAILED: {type(error).__name__}: {error}")
+        ctx.failures.append(name)
+        out = default
     ctx.shared.setdefault("case_wall_s", {})[name] = round(time.perf_counter() - t0, 2)
     return out
 
@@ -60,23 +70,27 @@ def _timed(ctx: RunContext, name: str, fn):
 def _cases(ctx: RunContext, bar) -> list[Row]:
     cfg, rows = ctx.cfg, []
     if cfg.vit.enabled or cfg.multistream.enabled:
-        ctx.shared["base_tower"] = _timed(ctx, "build_vision", lambda: build_vision_tower(ctx.spec, cfg, ctx.device, ctx.dtype))
-        if cfg.vit.enabled:
-            bar.set_description("vit one stream")
-            rows += _timed(ctx, "vit", lambda: case_vit.run(ctx, bar))
-        if cfg.multistream.enabled:
-            bar.set_description("vit multi-stream")
-            rows += _timed(ctx, "multistream", lambda: case_multistream.run(ctx, bar))
+        tower = _timed(ctx, "build_vision", lambda: build_vision_tower(ctx.spec, cfg, ctx.device, ctx.dtype))
+        if tower is not None:
+            ctx.shared["base_tower"] = tower
+            if cfg.vit.enabled:
+                bar.set_description("vit one stream")
+                rows += _timed(ctx, "vit", lambda: case_vit.run(ctx, bar), [])
+            if cfg.multistream.enabled:
+                bar.set_description("vit multi-stream")
+                rows += _timed(ctx, "multistream", lambda: case_multistream.run(ctx, bar), [])
+        del tower
         _free(ctx)
     if cfg.prefill.enabled:
         bar.set_description("llm pre-fill")
         llm = _timed(ctx, "build_llm", lambda: build_llm(ctx.spec, cfg, ctx.device, ctx.dtype))
-        rows += _timed(ctx, "prefill", lambda: case_prefill.run(ctx, llm, bar))
+        if llm is not None:
+            rows += _timed(ctx, "prefill", lambda: case_prefill.run(ctx, llm, bar), [])
         del llm
         _free(ctx)
     if cfg.e2e.enabled:
         bar.set_description("end-to-end")
-        rows += _timed(ctx, "e2e", lambda: case_e2e.run(ctx, bar))
+        rows += _timed(ctx, "e2e", lambda: case_e2e.run(ctx, bar), [])
         _free(ctx)
     return rows
 
@@ -107,6 +121,7 @@ def run(cfg: SpeedConfig, command: str = "") -> tuple[dict, dict[str, Path]]:
         "model": {**ctx.info(), "vision_config": spec.vision_config.to_dict(), "text_config": spec.text_config.to_dict()},
         "rows": [r.to_dict() for r in rows],
         "targets": targets.evaluate(rows, cfg),
+        "failed_cases": ctx.failures,
         "skipped": ctx.skipped,
         "notes": _notes(ctx) + ctx.notes,
     }
@@ -114,7 +129,12 @@ def run(cfg: SpeedConfig, command: str = "") -> tuple[dict, dict[str, Path]]:
     paths = report.write(out_dir, result, rows)
     if cfg.plot:
         title = f"{cfg.preset.name} on {result['environment']['device_name']} ({result['environment']['dtype']})"
-        png = plot.plot(rows, title, out_dir / "speed.png")
-        if png is not None:
-            paths["plot"] = png
+        try:
+            png = plot.plot(rows, title, out_dir / "speed.png")
+        except ImportError as error:  # measurements are already written; a missing matplotlib must not lose them
+            result["notes"].append(f"no plot: matplotlib is not installed ({error})")
+            paths = report.write(out_dir, result, rows)
+        else:
+            if png is not None:
+                paths["plot"] = png
     return result, paths

@@ -110,3 +110,21 @@ def test_e2e_through_rekv_or_a_recorded_skip(tiny_run):
     assert timings["visual_tokens_kept"] == FRAMES * cfg.stc.tokens_per_frame
     base = next(r for r in rows if r["method"] == "baseline")["extra"]["host_timings"][-1]
     assert base["vit_selective_frames"] == 0 and base["visual_tokens_kept"] == FRAMES * 25
+
+
+def test_a_crashing_case_is_recorded_and_the_rest_is_kept(tmp_path, monkeypatch):
+    from speed_benchmark import case_prefill
+
+    def boom(ctx, llm, progress):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(case_prefill, "run", boom)
+    cfg = compose("tiny", ["repeats=1", "warmup=0", "frames=4", "multistream.enabled=false", "e2e.enabled=false",
+                           "vit.intervals=[2]", "stc.cache_interval=2", "progress=false", "plot=false", "device=cpu"],
+                  out_dir=str(tmp_path))
+    result, paths = run(cfg)
+    assert result["failed_cases"] == ["prefill"]
+    assert any(s["case"] == "prefill" and "simulated" in s["reason"] for s in result["skipped"])
+    assert {r["case"] for r in result["rows"]} == {"vit"}
+    assert "1 case(s) FAILED: prefill" in paths["table"].read_text()
+    assert json.loads(paths["json"].read_text())["failed_cases"] == ["prefill"]
