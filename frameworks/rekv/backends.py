@@ -38,15 +38,23 @@ class SinkEncoding:
 
 
 class WindowPrefill:
-    """Pre-fill of `num_new` tokens; `store` receives them as frame blocks (None: attend only)."""
+    """Pre-fill of `num_new` tokens over [sink, local window, themselves]. With `keep_raw`, the pre-RoPE
+    keys/values of every layer are kept for the block store (`raw()`, written once per call)."""
 
-    def __init__(self, window: LocalWindow, rope: RotaryTable, num_new: int, store: BlockStore | None):
-        self.window, self.store, self.masks = window, store, {}
+    def __init__(self, window: LocalWindow, rope: RotaryTable, num_new: int, keep_raw: bool = True):
+        self.window, self.keep_raw, self.masks = window, keep_raw, {}
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
         self.cos, self.sin = rope.cos_sin(window.prepare(num_new))
 
+    def raw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pre-RoPE keys and values of the new tokens for every layer: [L, Hkv, S, D] each."""
+        return torch.stack(self.keys), torch.stack(self.values)
+
     def __call__(self, layer, queries, keys, values, scale):
-        if self.store is not None:
-            self.store.write(layer, keys, values)
+        if self.keep_raw:
+            self.keys.append(keys)
+            self.values.append(values)
         q, k = apply_rotary(queries, self.cos, self.sin), apply_rotary(keys, self.cos, self.sin)
         context_keys, context_values = self.window.context(layer, k, values)
         return prefix_causal_attention(q, context_keys, context_values, scale, self.masks)
@@ -56,7 +64,7 @@ class RetrievalPass(WindowPrefill):
     """Question pass: attend like a pre-fill (nothing stored) and select blocks per layer."""
 
     def __init__(self, window: LocalWindow, rope: RotaryTable, num_new: int, store: BlockStore, topk: int | None):
-        super().__init__(window, rope, num_new, store=None)
+        super().__init__(window, rope, num_new, keep_raw=False)
         self.blocks, self.topk = store, topk
         self.selected: list[torch.Tensor] = []
 

@@ -33,17 +33,22 @@ class BlockStore:
         self.num_blocks = 0
 
     # ---- writing -------------------------------------------------------------------------------
-    def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> None:
-        """Store n new blocks of one layer: pre-RoPE keys/values [Hkv, n·block_tokens, D]. They become
-        visible after `commit(n)` (all layers of a pre-fill call write first, then one commit)."""
+    def write(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Store n new blocks for every layer: pre-RoPE keys/values [L, Hkv, n·block_tokens, D] (one
+        pre-fill call). They become visible after `commit(n)`. All layers are handled by a few batched
+        ops plus one contiguous device->host copy per layer and page segment."""
         count = self._count(keys)
-        blocks = torch.stack([keys, values]).view(2, self.kv_heads, count, self.block_tokens, self.head_dim)
-        blocks = blocks.permute(2, 0, 1, 3, 4).contiguous()  # [n, 2, Hkv, B, D]
+        layers, heads, dim = self.num_layers, self.kv_heads, self.head_dim
+        if keys.shape[0] != layers:
+            raise ValueError(f"expected keys for {layers} layers, got {keys.shape[0]}")
+        blocks = torch.stack([keys, values], dim=1).view(layers, 2, heads, count, self.block_tokens, dim)
+        blocks = blocks.permute(0, 3, 1, 2, 4, 5).contiguous()  # [L, n, 2, Hkv, B, D]
         self._ensure_capacity(self.num_blocks + count)
         for page, slot, first, size in self._segments(self.num_blocks, count):
-            self.pages[page][layer, slot:slot + size].copy_(blocks[first:first + size], non_blocking=True)
-        means = keys.float().view(self.kv_heads, count, self.block_tokens, self.head_dim).mean(2)
-        self.rep_keys[layer, self.num_blocks:self.num_blocks + count] = means.transpose(0, 1).reshape(count, -1)
+            for layer in range(layers):
+                self.pages[page][layer, slot:slot + size].copy_(blocks[layer, first:first + size], non_blocking=True)
+        means = keys.float().view(layers, heads, count, self.block_tokens, dim).mean(3)  # [L, Hkv, n, D]
+        self.rep_keys[:, self.num_blocks:self.num_blocks + count] = means.transpose(1, 2).reshape(layers, count, -1)
 
     def commit(self, count: int) -> None:
         self.num_blocks += count
@@ -90,7 +95,7 @@ class BlockStore:
 
     # ---- helpers -------------------------------------------------------------------------------
     def _count(self, keys: torch.Tensor) -> int:
-        tokens = keys.shape[1]
+        tokens = keys.shape[-2]
         if tokens % self.block_tokens:
             raise ValueError(f"{tokens} tokens is not a whole number of {self.block_tokens}-token frame blocks")
         return tokens // self.block_tokens

@@ -169,8 +169,10 @@ class ReKVHost:
             raise ValueError(f"expected {self.block_tokens} tokens per frame, got {tokens.shape[1]}")
         flat = tokens.reshape(-1, tokens.shape[-1]).to(self.dtype)
         with self.timer.stage("prefill"):
-            self.stack.run(flat, WindowPrefill(self.window, self.rope, flat.shape[0], self.store))
+            backend = WindowPrefill(self.window, self.rope, flat.shape[0])
+            self.stack.run(flat, backend)
             self.window.commit(flat.shape[0])
+            self.store.write(*backend.raw())
             self.store.commit(tokens.shape[0])
         self._counts["tokens_kept"] += flat.shape[0]
 

@@ -16,17 +16,17 @@ def _store(page_blocks=3, offload=True):
 
 
 def _fill(store, frames_per_call, generator):
-    """Write blocks for all layers the way a pre-fill does; returns the written K/V per layer."""
-    written = [([], []) for _ in range(LAYERS)]
+    """Write blocks the way pre-fill calls do (all layers at once); returns the written K/V per layer."""
+    written_k, written_v = [], []
     for count in frames_per_call:
-        for layer in range(LAYERS):
-            keys = torch.randn(KV_HEADS, count * BLOCK, DIM, generator=generator)
-            values = torch.randn(KV_HEADS, count * BLOCK, DIM, generator=generator)
-            store.write(layer, keys, values)
-            written[layer][0].append(keys)
-            written[layer][1].append(values)
+        keys = torch.randn(LAYERS, KV_HEADS, count * BLOCK, DIM, generator=generator)
+        values = torch.randn(LAYERS, KV_HEADS, count * BLOCK, DIM, generator=generator)
+        store.write(keys, values)
         store.commit(count)
-    return [(torch.cat(k, 1), torch.cat(v, 1)) for k, v in written]
+        written_k.append(keys)
+        written_v.append(values)
+    keys, values = torch.cat(written_k, 2), torch.cat(written_v, 2)
+    return [(keys[layer], values[layer]) for layer in range(LAYERS)]
 
 
 def test_offload_reload_round_trip_is_exact_across_pages():
@@ -66,8 +66,8 @@ def test_topk_picks_planted_block_and_returns_temporal_order():
     keys = written[0][0].clone()
     keys[:, planted * BLOCK:(planted + 1) * BLOCK] = 50 * direction[:, None, :]
     store.clear()
-    for layer in range(LAYERS):
-        store.write(layer, keys if layer == 0 else written[layer][0], written[layer][1])
+    all_keys = torch.stack([keys] + [written[layer][0] for layer in range(1, LAYERS)])
+    store.write(all_keys, torch.stack([written[layer][1] for layer in range(LAYERS)]))
     store.commit(9)
     picked = store.select(0, query, topk=3)
     assert planted in picked.tolist()
@@ -89,7 +89,7 @@ def test_device_store_matches_offloaded_store():
 def test_write_rejects_partial_frame_blocks():
     store = _store()
     try:
-        store.write(0, torch.zeros(KV_HEADS, BLOCK + 1, DIM), torch.zeros(KV_HEADS, BLOCK + 1, DIM))
+        store.write(torch.zeros(LAYERS, KV_HEADS, BLOCK + 1, DIM), torch.zeros(LAYERS, KV_HEADS, BLOCK + 1, DIM))
     except ValueError as error:
         assert "frame blocks" in str(error)
     else:

@@ -122,10 +122,11 @@ def test_sliding_window_attends_sink_and_last_n_local_tokens_at_contiguous_posit
     assert host.window.length == 50 and host.window.evicted == 50
     tokens = host.frame_features(frames[4:5])
     flat = tokens.reshape(-1, tokens.shape[-1])
-    check = _BruteForceCheck(WindowPrefill(host.window, host.rope, flat.shape[0], host.store), host)
+    check = _BruteForceCheck(WindowPrefill(host.window, host.rope, flat.shape[0]), host)
     host.stack.run(flat, check)
     assert check.checked == host.stack.num_layers
     host.window.commit(flat.shape[0])
+    host.store.write(*check.inner.raw())
     host.store.commit(1)
     assert host.window.length == 50 and host.window.next_position == host.window.n_init + 125
 
