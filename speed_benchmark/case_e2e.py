@@ -110,7 +110,24 @@ def _run_chunk(ctx: RunContext, hosts: dict, chunk: int) -> list[Row]:
     stc = Row("e2e", f"stc {host} c={chunk}", "stc", "eager",
               dict(common, N=knobs.cache_interval, r=knobs.update_ratio, k=knobs.tokens_per_frame),
               "ms/frame", samples["stc"], extra={"host_timings": timings["stc"]}).finalize()
-    compare(stc, base, None)
-    stc.extra["vit_theory_fraction"] = flops.vit_stream_fraction(vit_shape(ctx), knobs.cache_interval,
-                                                                 knobs.update_ratio, ctx.cfg.frames)
+    vit_frac = flops.vit_stream_fraction(vit_shape(ctx), knobs.cache_interval, knobs.update_ratio, ctx.cfg.frames)
+    pre_frac = flops.prefill_fraction(flops.llm_shape_from_config(ctx.spec.text_config), ctx.cfg.frames,
+                                      ctx.cfg.preset.llm_tokens_per_frame, knobs.tokens_per_frame, chunk,
+                                      int(timings["baseline"][-1].get("extra", {}).get("init_tokens", 0)))
+    compare(stc, base, amdahl_theory(timings["baseline"], samples["baseline"], vit_frac, pre_frac))
+    stc.extra.update(vit_theory_fraction=vit_frac, prefill_theory_fraction=pre_frac)
     return [base, stc]
+
+
+def amdahl_theory(base_timings: list[dict], base_ms_per_frame: list[float], vit_frac: float, pre_frac: float):
+    """Whole-ingest theory from the BASELINE's own stage split: ViT scaled by F(N, r), pre-fill by its
+    FLOP ratio, everything else (decode, projector, pooling, bookkeeping) unchanged. None if unknown."""
+    import statistics
+
+    if not base_timings or not base_timings[0].get("frames"):
+        return None
+    vit = statistics.median(t["vit_ms"] / t["frames"] for t in base_timings)
+    pre = statistics.median(t["prefill_ms"] / t["frames"] for t in base_timings)
+    total = statistics.median(base_ms_per_frame)
+    rest = max(0.0, total - vit - pre)
+    return (vit * vit_frac + pre * pre_frac + rest) / total if total > 0 else None

@@ -130,6 +130,15 @@ def run(ctx: RunContext, progress) -> list[Row]:
     peak = peak_memory_mb(ctx.device)
     rows = [_row(ctx, v, per_frame[v.name], kinds[v.name], peak) for v in variants]
     _compare_rows(ctx, rows)
+    if cfg.profile:
+        from pathlib import Path
+
+        from speed_benchmark.profile import profile_variants
+
+        summary = profile_variants(variants, frames, ctx.device, Path(cfg.out_dir) / "profile",
+                                   lambda v: _run_stream(v, frames, rec))
+        for row in rows:
+            row.extra["profile"] = summary.get(row.name)
     return rows
 
 

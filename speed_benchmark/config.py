@@ -124,6 +124,7 @@ class SpeedConfig:
     out_dir: str = "results/speed/run"
     plot: bool = True
     progress: bool = True
+    profile: bool = False  # one torch.profiler pass per ViT variant -> <out_dir>/profile/ (explains misses)
 
 
 def _build(cls, data: Mapping[str, Any], where: str):

@@ -75,12 +75,12 @@ def _stage(row: Row, key: str) -> Optional[float]:
 
 
 def _e2e_table(rows: list[Row]) -> list[str]:
-    out = ["| Variant | ms/frame median | min | p90 | x base | red. | ViT ms | pruner ms | pre-fill ms | refs/sel | tokens kept/in |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| Variant | ms/frame median | min | p90 | x base | red. | theory | eff. | ViT ms | pruner ms | pre-fill ms | refs/sel | tokens kept/in |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         last = (r.extra.get("host_timings") or [{}])[-1]
         out.append(f"| {r.name} | {r.stats['median']:.2f} | {r.stats['min']:.2f} | {r.stats['p90']:.2f} | "
-                   f"{_f(r.measured_fraction)} | {_red(r)} | {_f(_stage(r, 'vit_ms'))} | {_f(_stage(r, 'pruner_ms'))} | "
+                   f"{_f(r.measured_fraction)} | {_red(r)} | {_f(r.theory_fraction, '{:.3f}')} | {_f(r.efficiency)} | {_f(_stage(r, 'vit_ms'))} | {_f(_stage(r, 'pruner_ms'))} | "
                    f"{_f(_stage(r, 'prefill_ms'))} | {last.get('vit_reference_frames', '–')}/{last.get('vit_selective_frames', '–')} | "
                    f"{last.get('visual_tokens_kept', '–')}/{last.get('visual_tokens_in', '–')} |")
     return out

@@ -128,3 +128,16 @@ def test_a_crashing_case_is_recorded_and_the_rest_is_kept(tmp_path, monkeypatch)
     assert {r["case"] for r in result["rows"]} == {"vit"}
     assert "1 case(s) FAILED: prefill" in paths["table"].read_text()
     assert json.loads(paths["json"].read_text())["failed_cases"] == ["prefill"]
+
+
+def test_profile_pass_writes_one_table_per_variant(tmp_path):
+    cfg = compose("tiny", ["repeats=1", "warmup=0", "frames=4", "multistream.enabled=false", "e2e.enabled=false",
+                           "prefill.enabled=false", "vit.intervals=[2]", "stc.cache_interval=2", "progress=false",
+                           "plot=false", "profile=true", "device=cpu"], out_dir=str(tmp_path))
+    result, _ = run(cfg)
+    names = [r["name"] for r in result["rows"]]
+    assert names == ["baseline eager", "stc eager N=2"]
+    for row in result["rows"]:
+        table = tmp_path / row["extra"]["profile"]["table"]
+        assert table.is_file() and "aten::linear" in table.read_text()
+        assert (tmp_path / row["extra"]["profile"]["trace"]).is_file()
