@@ -141,3 +141,15 @@ def test_profile_pass_writes_one_table_per_variant(tmp_path):
         table = tmp_path / row["extra"]["profile"]["table"]
         assert table.is_file() and "aten::linear" in table.read_text()
         assert (tmp_path / row["extra"]["profile"]["trace"]).is_file()
+
+
+def test_publish_writes_the_docs_page(tiny_run, tmp_path):
+    from speed_benchmark.publish import publish, slug
+
+    _, result, paths = tiny_run
+    page = publish(paths["json"].parent, tmp_path)
+    text = page.read_text()
+    assert page.name == slug(result["environment"]["device_name"]) + ".md"
+    assert "pytest" in text and "## Breakdown" in text and "stc eager N=4" in text
+    assert (tmp_path / page.name.replace(".md", ".png")).is_file()
+    assert slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
