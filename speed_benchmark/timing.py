@@ -7,6 +7,7 @@ Events give the GPU-timeline time of each call; `Recorder.finish()` syncs once a
 
 from __future__ import annotations
 
+import math
 import platform
 import statistics
 import subprocess
@@ -37,7 +38,7 @@ def summarize(samples: Sequence[float]) -> Stats:
     if not samples:
         raise ValueError("summarize: no samples")
     ordered = sorted(samples)
-    p90 = ordered[min(len(ordered) - 1, max(0, int(round(0.9 * len(ordered) + 0.5)) - 1))]
+    p90 = ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]  # nearest-rank percentile
     std = statistics.pstdev(ordered) if len(ordered) > 1 else 0.0
     return Stats(len(ordered), ordered[0], statistics.median(ordered), p90, statistics.fmean(ordered), std)
 
