@@ -57,7 +57,27 @@ def video(count, height=48, width=56, seed=0, drift=6):
     return torch.stack(frames)
 
 
+def reference_logits(loaded, frames, prompt_text, init_prompt, generated=()):
+    """Stock HF logits at the prompt (+generated) positions for [init prompt, all frames (stock
+    `get_video_features`: projector + stock `apply_pooling`; a trailing newline, if a version appends
+    one, is dropped), prompt text]: one causal pass of the stock language model, then `lm_head`."""
+    from frameworks.common.llava_video import preprocess_frames
+
+    model, codec = loaded.model, loaded.codec
+    with torch.no_grad():
+        pixels = preprocess_frames(frames, loaded.pixels, torch.device("cpu"), model.dtype)
+        video_tokens = model.model.get_video_features(pixel_values=pixels[None]).pooler_output[0]
+        video_tokens = video_tokens[: (video_tokens.shape[0] // frames.shape[0]) * frames.shape[0]]
+        embed = model.get_input_embeddings()
+        prompt_ids = torch.tensor(codec.encode(prompt_text) + list(generated))
+        embeds = torch.cat([embed(torch.tensor(codec.encode(init_prompt))), video_tokens, embed(prompt_ids)])[None]
+        hidden = model.model.language_model(inputs_embeds=embeds).last_hidden_state
+        return model.lm_head(hidden)[0, -len(prompt_ids):].float()
+
+
 @pytest.fixture
 def rekv():
-    """Factories: rekv.loaded(seed, **text), rekv.host(loaded, stc, **settings), rekv.video(n), rekv.config()."""
-    return SimpleNamespace(loaded=tiny_loaded, host=make_host, video=video, config=tiny_config)
+    """Factories: rekv.loaded(seed, **text), rekv.host(loaded, stc, **settings), rekv.video(n), rekv.config(),
+    rekv.reference_logits(loaded, frames, prompt_text, init_prompt, generated=())."""
+    return SimpleNamespace(loaded=tiny_loaded, host=make_host, video=video, config=tiny_config,
+                           reference_logits=reference_logits)

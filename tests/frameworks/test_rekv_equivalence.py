@@ -8,7 +8,6 @@ The reference is built independently of the host's code: stock `get_video_featur
 import pytest
 import torch
 
-from frameworks.common.llava_video import preprocess_frames
 from frameworks.protocol import Query
 from frameworks.rekv.attention import tail_causal_mask
 from frameworks.rekv.backends import WindowPrefill
@@ -19,20 +18,7 @@ QUERY = Query(prompt="Question: what moves?\nOptions:\n(A) a\n(B) b\nOnly give t
               retrieval_text="what moves?", answer_prefix="Best option: (")
 
 
-def reference_logits(loaded, frames, query=QUERY):
-    """Stock HF logits at the prompt positions for [init, all frames (no newline), templated prompt]."""
-    model, codec = loaded.model, loaded.codec
-    with torch.no_grad():
-        pixels = preprocess_frames(frames, loaded.pixels, torch.device("cpu"), torch.float32)
-        video_tokens = model.model.get_video_features(pixel_values=pixels[None]).pooler_output[0]
-        per_frame = video_tokens.shape[0] // frames.shape[0]
-        video_tokens = video_tokens[: per_frame * frames.shape[0]]  # drop a newline if a version appends one
-        prompt = "\n" + query.prompt + "<|im_end|><|im_start|>assistant\n" + query.answer_prefix
-        embed = model.get_input_embeddings()
-        init_ids, prompt_ids = torch.tensor(codec.encode(INIT_PROMPT)), torch.tensor(codec.encode(prompt))
-        embeds = torch.cat([embed(init_ids), video_tokens, embed(prompt_ids)])[None]
-        hidden = model.model.language_model(inputs_embeds=embeds).last_hidden_state
-        return model.lm_head(hidden)[0, -len(prompt_ids):]
+PROMPT_TEXT = "\n" + QUERY.prompt + "<|im_end|><|im_start|>assistant\n" + QUERY.answer_prefix
 
 
 @pytest.mark.parametrize("frames_per_chunk,ingest_sizes", [(1, [6]), (3, [6]), (2, [3, 2, 1])])
@@ -46,7 +32,7 @@ def test_full_window_matches_stock_model(rekv, frames_per_chunk, ingest_sizes):
         first += size
     assert host.window.evicted == 0 and host.store.num_blocks == frames.shape[0]
     ours = host.prompt_logits(QUERY)
-    expected = reference_logits(loaded, frames)
+    expected = rekv.reference_logits(loaded, frames, PROMPT_TEXT, INIT_PROMPT)
     assert ours.shape == expected.shape
     torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4)
 
@@ -56,33 +42,15 @@ def test_answer_is_greedy_decoding_of_stock_model(rekv):
     frames = rekv.video(4, seed=3)
     host = rekv.host(loaded, n_local=10_000, forbid_eos_first=False)
     host.ingest(frames)
-    query = Query(prompt=QUERY.prompt, answer_prefix=QUERY.answer_prefix, max_new_tokens=5)
-    text = host.answer(query)
-    # stock greedy continuation, token by token, over the full sequence
-    codec = loaded.codec
-    tokens = []
-    with torch.no_grad():
-        for _ in range(5):
-            logits = _stock_next_logits(loaded, frames, tokens)
-            token = int(torch.argmax(logits))
-            if token in codec.eos_token_ids:
-                break
-            tokens.append(token)
-    assert text == codec.decode(tokens)
+    text = host.answer(Query(prompt=QUERY.prompt, answer_prefix=QUERY.answer_prefix, max_new_tokens=5))
+    tokens = []  # stock greedy continuation, re-running the full sequence for every token
+    for _ in range(5):
+        token = int(torch.argmax(rekv.reference_logits(loaded, frames, PROMPT_TEXT, INIT_PROMPT, tokens)[-1]))
+        if token in loaded.codec.eos_token_ids:
+            break
+        tokens.append(token)
+    assert text == loaded.codec.decode(tokens)
     assert host.timings.extra["generated_tokens"] == len(tokens)
-
-
-def _stock_next_logits(loaded, frames, generated):
-    model, codec = loaded.model, loaded.codec
-    pixels = preprocess_frames(frames, loaded.pixels, torch.device("cpu"), torch.float32)
-    video_tokens = model.model.get_video_features(pixel_values=pixels[None]).pooler_output[0]
-    video_tokens = video_tokens[: (video_tokens.shape[0] // frames.shape[0]) * frames.shape[0]]
-    prompt = "\n" + QUERY.prompt + "<|im_end|><|im_start|>assistant\n" + QUERY.answer_prefix
-    ids = torch.tensor(codec.encode(prompt) + list(generated))
-    embed = model.get_input_embeddings()
-    embeds = torch.cat([embed(torch.tensor(codec.encode(INIT_PROMPT))), video_tokens, embed(ids)])[None]
-    hidden = model.model.language_model(inputs_embeds=embeds).last_hidden_state
-    return model.lm_head(hidden)[0, -1]
 
 
 class _BruteForceCheck:
