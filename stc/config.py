@@ -44,7 +44,9 @@ class CacherConfig:
             "l2"); the least similar tokens are recomputed.
         selection_feature: "key" (released design: fresh keys vs reference keys) or "input" (the
             LayerNorm-1 output).
-        cuda_graph: on CUDA, replay selective frames from a captured graph (never used on CPU).
+        cuda_graph: on CUDA, replay tower calls from captured graphs (never used on CPU).
+        fused: on CUDA, run all-selective layers through one torch.compile'd function (Triton fuses
+            the small ops; first call compiles, ~1 min). Ignored on CPU and for unknown activations.
     """
 
     update_ratio: float = 0.25
@@ -52,6 +54,7 @@ class CacherConfig:
     metric: str = "cosine"
     selection_feature: str = "key"
     cuda_graph: bool = False
+    fused: bool = False
 
     def __post_init__(self):
         if not (isinstance(self.update_ratio, (int, float)) and 0.0 < self.update_ratio <= 1.0):

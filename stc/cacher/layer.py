@@ -123,7 +123,7 @@ def cached_layer_forward(layer, hidden, attention_mask, plan: CallPlan, layer_id
     keys = layer.self_attn.k_proj(normed)
     k = plan.tokens_to_update
     if not plan.reference_rows:  # all selective, references from the streams' buffers
-        refs = _stored_references(plan, layer_idx)
+        refs = stored_references(plan, layer_idx)
         return selective_rows(layer, hidden, normed, keys, attention_mask, refs, k, config)
     if not plan.selective_rows:  # all reference
         out, values, branch_sum = full_rows(layer, hidden, normed, keys, attention_mask)
@@ -160,7 +160,8 @@ def _store(plan, layer_idx, rows, keys, normed, values, branch_sum, config):
         ref.branch_sum.copy_(branch_sum[position[row]])
 
 
-def _stored_references(plan, layer_idx) -> References:
+def stored_references(plan, layer_idx) -> References:
+    """References of an all-selective call, read from the streams' buffers (views when B_s = 1)."""
     refs = [plan.states[row].layers[layer_idx] for row in plan.selective_rows]
     if len(refs) == 1:
         return References(refs[0].selection[None], refs[0].value[None], refs[0].branch_sum[None])

@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from stc.cacher.graph import CudaGraphRunner
-from stc.cacher.layer import cached_layer_forward
+from stc.cacher.fused import FusedSelectiveLayer, layer_activation
+from stc.cacher.layer import cached_layer_forward, stored_references
 from stc.cacher.plan import CallPlan, plan_call
 from stc.cacher.state import CacherState
 from stc.config import CacherConfig
@@ -45,7 +46,15 @@ class StcEncoderLayer:
         handle = self._stc_handle
         if self._stc_layer_idx == 0:
             handle._plan = handle._plan_call(hidden_states)
-        return cached_layer_forward(self, hidden_states, attention_mask, handle._plan, self._stc_layer_idx, handle.config)
+        plan = handle._plan
+        if handle.fused is not None and hidden_states.is_cuda and attention_mask is None:
+            if not plan.reference_rows:
+                refs = stored_references(plan, self._stc_layer_idx)
+                return handle.fused(self, hidden_states, refs, plan.tokens_to_update, handle.config, handle.activation)
+            if len(plan.states) == 1:  # one reference frame of one stream
+                ref = plan.states[0].layers[self._stc_layer_idx]
+                return handle.fused.reference(self, hidden_states, ref, handle.config, handle.activation)
+        return cached_layer_forward(self, hidden_states, attention_mask, plan, self._stc_layer_idx, handle.config)
 
 
 def _is_encoder_layer(module: nn.Module) -> bool:
@@ -99,6 +108,8 @@ class CacherHandle:
             layer._stc_layer_idx = idx
         self.stream = self.new_stream()
         self._active: Union[CacherState, list[CacherState]] = self.stream
+        self.activation = layer_activation(self.layers[0])
+        self.fused = FusedSelectiveLayer() if config.fused and self.activation is not None else None
         self.graph_runner = CudaGraphRunner(self) if config.cuda_graph else None
         self.attached = True
 

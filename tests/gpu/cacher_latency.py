@@ -119,7 +119,13 @@ def main():
     parser.add_argument("--ratio", type=float, default=0.25)
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--profile", action="store_true", help="also write a kernel table of eager selective frames")
+    parser.add_argument("--autotune", action="store_true", help="let Inductor autotune GEMMs of the fused layers")
+    parser.add_argument("--only-fused", action="store_true")
     args = parser.parse_args()
+    if args.autotune:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.max_autotune = True
     dtype = getattr(torch, args.dtype)
     model = build_tower(dtype)
     frames = list(drifting_stream(args.frames, dtype).split(1))
@@ -132,8 +138,9 @@ def main():
     time_calls(graph_full, frames, 2, lambda: None)
     rows.append(summarise("full, CUDA graph", time_calls(graph_full, frames, args.repeats, lambda: None), full_mask, 1.0))
     for interval in (2, 4):
-        for graph in (False, True):
-            config = CacherConfig(update_ratio=args.ratio, cache_interval=interval, cuda_graph=graph)
+        variants = ((True, True),) if args.only_fused else ((False, False), (True, False), (False, True), (True, True))
+        for graph, fused in variants:
+            config = CacherConfig(update_ratio=args.ratio, cache_interval=interval, cuda_graph=graph, fused=fused)
             handle = attach_cacher(model, config)
             mask = [i % interval == 0 for i in range(len(frames))]
             call = lambda f: model(pixel_values=f)  # noqa: E731
@@ -141,7 +148,8 @@ def main():
             times = time_calls(call, frames, args.repeats, handle.stream.reset)
             assert handle.stream.stats.selective_frames == len(frames) - sum(mask)
             theory = cacher_flop_fraction(interval, args.ratio, 1152, 4304, 729)
-            row = summarise(f"STC N={interval} r={args.ratio}, {'CUDA graph' if graph else 'eager'}", times, mask, theory)
+            label = ("CUDA graph" if graph else "eager") + (" + fused" if fused else "")
+            row = summarise(f"STC N={interval} r={args.ratio}, {label}", times, mask, theory)
             row["graph_replays"] = handle.graph_runner.replays if handle.graph_runner else 0
             rows.append(row)
             handle.detach()
@@ -163,7 +171,9 @@ def main():
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "cacher_latency.json").write_text(json.dumps({"env": env, "rows": rows}, indent=2))
+    env["autotune"] = args.autotune
+    stem = "cacher_latency_autotune" if args.autotune else "cacher_latency"
+    (out / f"{stem}.json").write_text(json.dumps({"env": env, "rows": rows}, indent=2))
     lines = [
         f"SigLIP-so400m 26 layers @384, random weights, {args.dtype}, sdpa, one frame per call, {args.frames}-frame stream, "
         f"median of {args.repeats} repeats. GPU: {env['gpu']}; torch {env['torch']}; transformers {env['transformers']}.",
@@ -177,7 +187,7 @@ def main():
             f"| {r['setting']} | {fmt(r['per_frame_ms_median'])} | {fmt(r['reference_frame_ms'])} | {fmt(r['selective_frame_ms'])} "
             f"| {r['vs_graphed_full']:.3f} | {r['vs_eager_full']:.3f} | {fmt(r['flop_fraction'])} |"
         )
-    (out / "cacher_latency.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

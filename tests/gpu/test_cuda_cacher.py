@@ -71,3 +71,19 @@ def test_batched_streams_on_cuda_with_graphs_equal_single_streams():
     assert handle.graph_runner.replays > 0
     for s in range(4):
         torch.testing.assert_close(torch.stack([st[s] for st in steps]), singles[s], rtol=2e-2, atol=2e-2)
+
+
+@torch.inference_mode()
+def test_fused_layers_match_eager_and_run_fused():
+    """fp32, so token selections do not flip on bf16 near-ties: the compiled math equals the eager math."""
+    model = siglip(layers=4, dtype=torch.float32)
+    frames = stream_frames(8, drift=0.2).float()
+    eager = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=4))
+    expected = [model(pixel_values=frames[i : i + 1]).last_hidden_state for i in range(8)]
+    eager.detach()
+    fused = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=4, fused=True, cuda_graph=True))
+    got = [model(pixel_values=frames[i : i + 1]).last_hidden_state for i in range(8)]
+    assert fused.fused._compiled is not None and fused.fused._compiled_reference is not None
+    assert fused.graph_runner.replays == 6
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e, rtol=2e-3, atol=2e-3)
