@@ -154,6 +154,8 @@ def markdown(report: dict) -> str:
             lines.append(f"| {name} | {r['block_tokens']} | {r['stored_gib']:.1f} | {r['retrieval_ms']:.1f} | "
                          f"{r['answer_prefill_ms']:.1f} | {r['first_token_ms']:.1f} | {r['decode_ms_per_token']:.1f} | "
                          f"{r['full_answer_ms']:.1f} |")
+    for name, error in report.get("errors", {}).items():
+        lines.append(f"\n**{name} failed:** `{error}`")
     return "\n".join(lines) + "\n"
 
 
@@ -194,33 +196,40 @@ def run(args: argparse.Namespace) -> dict:
     unknown = sorted(set(chosen) - set(table))
     if unknown:
         raise SystemExit(f"unknown --variants {unknown}; choose from {sorted(table)}")
-    report = {"env": _environment(device), "settings": {**vars(args), "n_local": args.n_local}, "ingest": {}, "long": {}}
+    report = {"env": _environment(device), "settings": {**vars(args), "n_local": args.n_local}, "ingest": {}, "long": {}, "errors": {}}
     for name in chosen:
-        host = ReKVHost(loaded, settings, table[name])
         try:
-            ingest_run(host, frames[:args.warmup_frames or args.frames])  # also allocates pinned pages
-            runs = [ingest_run(host, frames) for _ in range(args.repeats)]
-            keys = [k for k, v in runs[0].items() if isinstance(v, (int, float)) and v is not None]
-            report["ingest"][name] = {
-                "runs": runs, "median": {k: _median(runs, k) for k in keys},
-                "reference_frames": runs[0]["vit_reference_frames"], "selective_frames": runs[0]["vit_selective_frames"],
-                "tokens_per_frame": host.block_tokens}
-            print(f"[ingest] {name}: {report['ingest'][name]['median']['ingest_ms_per_frame']:.2f} ms/frame", flush=True)
-            if args.long_frames and name in args.long_variants.split(","):
-                window_frames = -(-args.n_local // host.block_tokens) + 1
-                recent = synthetic_video(min(window_frames, args.long_frames), size, seed=1)
-                report["long"][name] = long_stream_run(host, args.long_frames, recent)
-                print(f"[long] {name}: first token {report['long'][name]['first_token_ms']:.1f} ms", flush=True)
-        finally:
-            host.close()
-            del host
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+            _measure_variant(name, ReKVHost(loaded, settings, table[name]), frames, size, args, report)
+        except Exception as error:  # one failing variant (e.g. CUDA graphs) must not lose the others
+            report["errors"][name] = f"{type(error).__name__}: {error}"
+            print(f"[error] {name}: {report['errors'][name]}", flush=True)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     text = markdown(report)
     (out / "rekv_gpu_bench.json").write_text(json.dumps(report, indent=2, default=str))
     (out / "rekv_gpu_bench.md").write_text(text)
     print(text)
     return report
+
+
+def _measure_variant(name: str, host: ReKVHost, frames: torch.Tensor, size: int, args, report: dict) -> None:
+    """Warm-up + repeated ingest runs (and the long-stream answer latency) of one variant; closes the host."""
+    try:
+        ingest_run(host, frames[:args.warmup_frames or args.frames])  # also allocates the pinned pages
+        runs = [ingest_run(host, frames) for _ in range(args.repeats)]
+        keys = [k for k, v in runs[0].items() if isinstance(v, (int, float)) and v is not None]
+        report["ingest"][name] = {
+            "runs": runs, "median": {k: _median(runs, k) for k in keys},
+            "reference_frames": runs[0]["vit_reference_frames"], "selective_frames": runs[0]["vit_selective_frames"],
+            "tokens_per_frame": host.block_tokens}
+        print(f"[ingest] {name}: {report['ingest'][name]['median']['ingest_ms_per_frame']:.2f} ms/frame", flush=True)
+        if args.long_frames and name in args.long_variants.split(","):
+            window_frames = -(-args.n_local // host.block_tokens) + 1
+            recent = synthetic_video(min(window_frames, args.long_frames), size, seed=1)
+            report["long"][name] = long_stream_run(host, args.long_frames, recent)
+            print(f"[long] {name}: first token {report['long'][name]['first_token_ms']:.1f} ms", flush=True)
+    finally:
+        host.close()
 
 
 def _environment(device: torch.device) -> dict:

@@ -21,6 +21,7 @@ def test_gpu_bench_smoke_on_cpu(tmp_path):
                        "--n-local", "60", "--long-frames", "12", "--long-variants", "baseline,stc_n2",
                        "--retrieve-size", "3"])
     report = run(args)
+    assert report["errors"] == {}
     assert json.loads((tmp_path / "rekv_gpu_bench.json").read_text())["settings"]["frames"] == 4
     assert "| stc_n2 |" in (tmp_path / "rekv_gpu_bench.md").read_text()
     stc = report["ingest"]["stc_n2"]
