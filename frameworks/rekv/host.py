@@ -102,7 +102,7 @@ class ReKVHost:
 
     @torch.no_grad()
     def ingest(self, frames: torch.Tensor, timestamps: Sequence[float] = ()) -> None:
-        if timestamps and len(timestamps) != frames.shape[0]:
+        if len(timestamps) and len(timestamps) != frames.shape[0]:
             raise ValueError(f"ingest got {frames.shape[0]} frames but {len(timestamps)} timestamps")
         step = self.config.frames_per_chunk
         for first in range(0, frames.shape[0], step):

@@ -146,3 +146,32 @@ def test_retrieval_pass_selects_topk_sorted_blocks_per_layer(rekv):
         assert len(values) == 3 and values == sorted(values) and len(set(values)) == 3
     # answering leaves the stream untouched
     assert (host.window.length, host.window.next_position, host.store.num_blocks) == count_before
+
+
+class _QuerySpy:
+    """Attention backend that records each layer's mean pre-RoPE query while attending like a pre-fill."""
+
+    def __init__(self, inner):
+        self.inner, self.means = inner, []
+
+    def __call__(self, layer, queries, keys, values, scale):
+        self.means.append(queries.mean(dim=1))
+        return self.inner(layer, queries, keys, values, scale)
+
+
+def test_each_layer_retrieves_with_its_own_mean_question_query(rekv):
+    from frameworks.rekv.backends import WindowPrefill
+
+    host = rekv.host(n_local=60, retrieve_size=2)
+    host.ingest(rekv.video(7))
+    recorded = []
+    select = host.store.select
+    host.store.select = lambda layer, mean, topk: recorded.append((layer, mean, topk)) or select(layer, mean, topk)
+    host.prompt_logits(Query(prompt="a long templated prompt that must not be used", retrieval_text="what moves?"))
+    ids = host.codec.encode("what moves?")
+    spy = _QuerySpy(WindowPrefill(host.window, host.rope, len(ids), keep_raw=False))
+    host.stack.run(host.stack.embed(ids, host.device), spy)
+    assert [layer for layer, _, _ in recorded] == list(range(host.stack.num_layers))
+    for (layer, used, topk), mean in zip(recorded, spy.means):
+        torch.testing.assert_close(used, mean)
+        assert topk == 2 and host._last_selection[layer].tolist() == select(layer, mean, 2).tolist()
