@@ -21,12 +21,15 @@ def _stc_configs(ctx: RunContext):
     from stc import CacherConfig, PrunerConfig, STCConfig
 
     knobs = ctx.cfg.stc
-    return {
-        "baseline": STCConfig(cacher=None, pruner=None),
-        "stc": STCConfig(cacher=CacherConfig(update_ratio=knobs.update_ratio, cache_interval=knobs.cache_interval,
-                                             **({"fused": True} if knobs.fused else {})),
-                         pruner=PrunerConfig(tokens_per_frame=knobs.tokens_per_frame, strategy=knobs.pruner_strategy)),
-    }
+    pruner = PrunerConfig(tokens_per_frame=knobs.tokens_per_frame, strategy=knobs.pruner_strategy)
+    extra = {"fused": True} if knobs.fused else {}
+    modes = ["eager"] + (["graph"] if ctx.cuda and ctx.cfg.e2e.cuda_graph else [])
+    configs = {"baseline": STCConfig(cacher=None, pruner=None)}
+    for mode in modes:
+        cacher = CacherConfig(update_ratio=knobs.update_ratio, cache_interval=knobs.cache_interval,
+                              cuda_graph=mode == "graph", **extra)
+        configs[f"stc {mode}"] = STCConfig(cacher=cacher, pruner=pruner)
+    return configs
 
 
 # LLaVA-OV size presets the ReKV host knows (frameworks/common/model_sizes.py names -> ReKV `preset`)
@@ -107,16 +110,20 @@ def _run_chunk(ctx: RunContext, hosts: dict, chunk: int) -> list[Row]:
     common = {"frames": ctx.cfg.frames, "frames_per_chunk": chunk}
     base = Row("e2e", f"baseline {host} c={chunk}", "baseline", "eager", common, "ms/frame",
                samples["baseline"], extra={"host_timings": timings["baseline"]}).finalize()
-    stc = Row("e2e", f"stc {host} c={chunk}", "stc", "eager",
-              dict(common, N=knobs.cache_interval, r=knobs.update_ratio, k=knobs.tokens_per_frame),
-              "ms/frame", samples["stc"], extra={"host_timings": timings["stc"]}).finalize()
     vit_frac = flops.vit_stream_fraction(vit_shape(ctx), knobs.cache_interval, knobs.update_ratio, ctx.cfg.frames)
     pre_frac = flops.prefill_fraction(flops.llm_shape_from_config(ctx.spec.text_config), ctx.cfg.frames,
                                       ctx.cfg.preset.llm_tokens_per_frame, knobs.tokens_per_frame, chunk,
                                       int(timings["baseline"][-1].get("extra", {}).get("init_tokens", 0)))
-    compare(stc, base, amdahl_theory(timings["baseline"], samples["baseline"], vit_frac, pre_frac))
-    stc.extra.update(vit_theory_fraction=vit_frac, prefill_theory_fraction=pre_frac)
-    return [base, stc]
+    theory = amdahl_theory(timings["baseline"], samples["baseline"], vit_frac, pre_frac)
+    rows = [base]
+    for name in (n for n in hosts if n != "baseline"):
+        row = Row("e2e", f"{name} {host} c={chunk}", "stc", name.split()[1],
+                  dict(common, N=knobs.cache_interval, r=knobs.update_ratio, k=knobs.tokens_per_frame),
+                  "ms/frame", samples[name], extra={"host_timings": timings[name]}).finalize()
+        compare(row, base, theory)
+        row.extra.update(vit_theory_fraction=vit_frac, prefill_theory_fraction=pre_frac)
+        rows.append(row)
+    return rows
 
 
 def amdahl_theory(base_timings: list[dict], base_ms_per_frame: list[float], vit_frac: float, pre_frac: float):

@@ -101,6 +101,7 @@ class EndToEndCase:
 
     enabled: bool = True
     host: str = "rekv"
+    cuda_graph: bool = True  # on CUDA also time an STC host with CacherConfig(cuda_graph=True)
     frames_per_chunk: List[int] = field(default_factory=lambda: [1, 8])  # frames per ingest / pre-fill call
     host_config: Dict[str, Any] = field(default_factory=dict)  # extra host settings (e.g. n_local)
 

@@ -104,6 +104,7 @@ def test_e2e_through_rekv_or_a_recorded_skip(tiny_run):
         assert any(s["case"] == "e2e" for s in result["skipped"])
         pytest.skip("ReKV host not importable here; the skip is recorded in results.json")
     stc = next(r for r in rows if r["method"] == "stc")
+    assert stc["name"] == "stc eager rekv c=1"
     timings = stc["extra"]["host_timings"][-1]
     refs = math.ceil(FRAMES / N)
     assert (timings["vit_reference_frames"], timings["vit_selective_frames"]) == (refs, FRAMES - refs)
