@@ -1,8 +1,8 @@
 """ReKV (+STC) latency on random weights at the released size: per-stage ingest times and answer latency.
 
-    python -m frameworks.rekv.gpu_bench --out results/rekv_gpu --frames 64 --preset 7b       # H100/H200
+    python -m frameworks.rekv.gpu_bench --out results/rekv_gpu --frames 64 --preset 7b --frames-per-chunk 1,8
     python -m frameworks.rekv.gpu_bench --out /tmp/smoke --preset tiny --device cpu --dtype float32 \
-        --frames 4 --long-frames 20 --repeats 1 --warmup-frames 2                            # CPU smoke test
+        --frames 4 --long-frames 20 --repeats 1 --tokens-per-frame 8 --n-local 100             # CPU smoke test
 
 Two measurements, each for every variant (baseline = no compression; stc_pruner = k=64; stc_n2 / stc_n4 =
 STC-Cacher r=0.25 with N=2 / 4 plus STC-Pruner k=64; the `_graph` variants replay selective ViT frames
@@ -131,14 +131,15 @@ def markdown(report: dict) -> str:
     lines = [f"# ReKV{' + STC' if len(report['ingest']) > 1 else ''} latency ({report['env']['device_name']}, "
              f"preset {report['settings']['preset']}, {report['settings']['dtype']}, random weights)", "",
              f"Ingest: {report['settings']['frames']} frames of a synthetic redundant 384 px stream, "
-             f"frames_per_chunk={report['settings']['frames_per_chunk']}; medians of {report['settings']['repeats']} "
+             f"frames_per_chunk in {report['settings']['frames_per_chunk']} (variant@cN); medians of {report['settings']['repeats']} "
              "runs after warm-up. Stage times in ms for the whole video.", "",
              "| variant | ViT | projector+pool | pruner | LLM pre-fill | ingest / frame (wall) | vs baseline | "
              "retrieval | answer (wall, 16 tok) | ref/sel ViT frames | tokens kept / frame |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    base = report["ingest"].get("baseline", {}).get("median", {}).get("ingest_ms_per_frame")
     for name, entry in report["ingest"].items():
         m = entry["median"]
+        chunk = name.rsplit("@", 1)[-1]
+        base = report["ingest"].get(f"baseline@{chunk}", {}).get("median", {}).get("ingest_ms_per_frame")
         ratio = f"{m['ingest_ms_per_frame'] / base:.2f}x" if base else "-"
         lines.append(f"| {name} | {m['vit_ms']:.1f} | {m['projector_ms']:.1f} | {m['pruner_ms']:.1f} | "
                      f"{m['prefill_ms']:.1f} | {m['ingest_ms_per_frame']:.2f} | {ratio} | {m['retrieval_ms']:.1f} | "
@@ -169,7 +170,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--variants", default="baseline,stc_pruner,stc_n2,stc_n4,stc_n2_graph,stc_n4_graph")
     parser.add_argument("--tokens-per-frame", type=int, default=64, help="STC-Pruner k")
     parser.add_argument("--update-ratio", type=float, default=0.25, help="STC-Cacher r")
-    parser.add_argument("--frames-per-chunk", type=int, default=1)
+    parser.add_argument("--frames-per-chunk", default="1",
+                        help="comma list of frames per ViT batch / LLM pre-fill call, e.g. 1,8")
     parser.add_argument("--n-local", type=int, default=15000)
     parser.add_argument("--retrieve-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
@@ -182,6 +184,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict:
     from frameworks.common.model_sizes import llava_onevision_config
 
+    table = variants(args.tokens_per_frame, args.update_ratio)
+    chosen = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(chosen) - set(table))
+    if unknown:
+        raise SystemExit(f"unknown --variants {unknown}; choose from {sorted(table)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = llava_onevision_config(args.preset)
@@ -189,22 +196,21 @@ def run(args: argparse.Namespace) -> dict:
     device = loaded.model.device
     size = config.vision_config.image_size
     frames = synthetic_video(args.frames, size)
-    settings = ReKVConfig(dtype=args.dtype, device=args.device, n_local=args.n_local,
-                          retrieve_size=args.retrieve_size, frames_per_chunk=args.frames_per_chunk)
-    table = variants(args.tokens_per_frame, args.update_ratio)
-    chosen = [v for v in args.variants.split(",") if v]
-    unknown = sorted(set(chosen) - set(table))
-    if unknown:
-        raise SystemExit(f"unknown --variants {unknown}; choose from {sorted(table)}")
-    report = {"env": _environment(device), "settings": {**vars(args), "n_local": args.n_local}, "ingest": {}, "long": {}, "errors": {}}
-    for name in chosen:
-        try:
-            _measure_variant(name, ReKVHost(loaded, settings, table[name]), frames, size, args, report)
-        except Exception as error:  # one failing variant (e.g. CUDA graphs) must not lose the others
-            report["errors"][name] = f"{type(error).__name__}: {error}"
-            print(f"[error] {name}: {report['errors'][name]}", flush=True)
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+    chunks = [int(c) for c in str(args.frames_per_chunk).split(",") if c]
+    report = {"env": _environment(device), "settings": vars(args), "ingest": {}, "long": {}, "errors": {}}
+    for chunk in chunks:
+        settings = ReKVConfig(dtype=args.dtype, device=args.device, n_local=args.n_local,
+                              retrieve_size=args.retrieve_size, frames_per_chunk=chunk)
+        for name in chosen:
+            label = f"{name}@c{chunk}"
+            try:
+                _measure_variant(label, ReKVHost(loaded, settings, table[name]), frames, size, args, report,
+                                 long=chunk == chunks[0] and name in args.long_variants.split(","))
+            except Exception as error:  # one failing variant (e.g. CUDA graphs) must not lose the others
+                report["errors"][label] = f"{type(error).__name__}: {error}"
+                print(f"[error] {label}: {report['errors'][label]}", flush=True)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
     text = markdown(report)
     (out / "rekv_gpu_bench.json").write_text(json.dumps(report, indent=2, default=str))
     (out / "rekv_gpu_bench.md").write_text(text)
@@ -212,7 +218,8 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
-def _measure_variant(name: str, host: ReKVHost, frames: torch.Tensor, size: int, args, report: dict) -> None:
+def _measure_variant(name: str, host: ReKVHost, frames: torch.Tensor, size: int, args, report: dict,
+                     long: bool) -> None:
     """Warm-up + repeated ingest runs (and the long-stream answer latency) of one variant; closes the host."""
     try:
         ingest_run(host, frames[:args.warmup_frames or args.frames])  # also allocates the pinned pages
@@ -223,7 +230,7 @@ def _measure_variant(name: str, host: ReKVHost, frames: torch.Tensor, size: int,
             "reference_frames": runs[0]["vit_reference_frames"], "selective_frames": runs[0]["vit_selective_frames"],
             "tokens_per_frame": host.block_tokens}
         print(f"[ingest] {name}: {report['ingest'][name]['median']['ingest_ms_per_frame']:.2f} ms/frame", flush=True)
-        if args.long_frames and name in args.long_variants.split(","):
+        if args.long_frames and long:
             window_frames = -(-args.n_local // host.block_tokens) + 1
             recent = synthetic_video(min(window_frames, args.long_frames), size, seed=1)
             report["long"][name] = long_stream_run(host, args.long_frames, recent)
