@@ -108,7 +108,9 @@ def _summary(rows: list[Row], frames: int, interval: int) -> list[str]:
 def render(result: dict, rows: list[Row]) -> str:
     env, cfg = result["environment"], result["config"]
     hw = env["device_name"] + ("" if env["device_type"] == "cuda" else "  **[CPU run: not comparable to GPU numbers]**")
-    lines = [f"# Speed: preset `{cfg['preset']['name']}` on {hw}", "",
+    partial = [] if result.get("complete", True) else [
+        "**PARTIAL: the run has not finished (or was cut short); cases below are the ones measured so far.**", ""]
+    lines = [f"# Speed: preset `{cfg['preset']['name']}` on {hw}", ""] + partial + [
              f"- command: `{result['command']}`",
              f"- torch {env['torch']}, transformers {env['transformers']}, driver {env['driver']}, CUDA {env['cuda']}, "
              f"dtype {env['dtype']}, attention {env['attention']}",

@@ -67,7 +67,8 @@ def _timed(ctx: RunContext, name: str, fn, default=None):
     return out
 
 
-def _cases(ctx: RunContext, bar) -> list[Row]:
+def _cases(ctx: RunContext, bar, checkpoint) -> list[Row]:
+    """Run the enabled cases; `checkpoint(rows)` after each one writes what is measured so far."""
     cfg, rows = ctx.cfg, []
     if cfg.vit.enabled or cfg.multistream.enabled:
         tower = _timed(ctx, "build_vision", lambda: build_vision_tower(ctx.spec, cfg, ctx.device, ctx.dtype))
@@ -76,9 +77,11 @@ def _cases(ctx: RunContext, bar) -> list[Row]:
             if cfg.vit.enabled:
                 bar.set_description("vit one stream")
                 rows += _timed(ctx, "vit", lambda: case_vit.run(ctx, bar), [])
+                checkpoint(rows)
             if cfg.multistream.enabled:
                 bar.set_description("vit multi-stream")
                 rows += _timed(ctx, "multistream", lambda: case_multistream.run(ctx, bar), [])
+                checkpoint(rows)
         del tower
         _free(ctx)
     if cfg.prefill.enabled:
@@ -86,6 +89,7 @@ def _cases(ctx: RunContext, bar) -> list[Row]:
         llm = _timed(ctx, "build_llm", lambda: build_llm(ctx.spec, cfg, ctx.device, ctx.dtype))
         if llm is not None:
             rows += _timed(ctx, "prefill", lambda: case_prefill.run(ctx, llm, bar), [])
+            checkpoint(rows)
         del llm
         _free(ctx)
     if cfg.e2e.enabled:
@@ -100,35 +104,47 @@ def _total_steps(cfg: SpeedConfig) -> int:
             + (len(cfg.prefill.frames_per_chunk) if cfg.prefill.enabled else 0) + (len(cfg.e2e.frames_per_chunk) if cfg.e2e.enabled else 0))
 
 
+def _result(ctx: RunContext, rows: list[Row], command: str, started: str, t0: float, env: dict) -> dict:
+    cfg, spec = ctx.cfg, ctx.spec
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "command": command,
+        "started_utc": started,
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "case_wall_s": dict(ctx.shared.get("case_wall_s", {})),
+        "environment": env,
+        "config": dataclasses.asdict(cfg),
+        "model": {**ctx.info(), "vision_config": spec.vision_config.to_dict(), "text_config": spec.text_config.to_dict()},
+        "rows": [r.to_dict() for r in rows],
+        "targets": targets.evaluate(rows, cfg),
+        "failed_cases": list(ctx.failures),
+        "skipped": list(ctx.skipped),
+        "notes": _notes(ctx) + ctx.notes,
+    }
+
+
 def run(cfg: SpeedConfig, command: str = "") -> tuple[dict, dict[str, Path]]:
-    """Validate, measure, write. Returns the result dict (as in results.json) and the output paths."""
+    """Validate, measure, write. Returns the result dict (as in results.json) and the output paths.
+    results.json/table.md are rewritten after every case, so a run cut short keeps what it measured
+    (`"complete": false` until the end)."""
     validate(cfg, torch.cuda.is_available())
     spec = resolve_spec(cfg.preset, cfg.model.path)
     device, dtype = resolve_device_dtype(cfg)
     torch.manual_seed(cfg.seed)
     ctx = RunContext(cfg, spec, device, dtype)
-    started, t0 = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
-    with tqdm(total=_total_steps(cfg), disable=not cfg.progress, desc="speed", unit="step") as bar:
-        rows = _cases(ctx, bar)
-    result = {
-        "schema_version": SCHEMA_VERSION,
-        "command": command,
-        "started_utc": started,
-        "wall_s": round(time.perf_counter() - t0, 2),
-        "case_wall_s": ctx.shared.get("case_wall_s", {}),
-        "environment": environment(device, dtype, cfg.model.attn_implementation),
-        "config": dataclasses.asdict(cfg),
-        "model": {**ctx.info(), "vision_config": spec.vision_config.to_dict(), "text_config": spec.text_config.to_dict()},
-        "rows": [r.to_dict() for r in rows],
-        "targets": targets.evaluate(rows, cfg),
-        "failed_cases": ctx.failures,
-        "skipped": ctx.skipped,
-        "notes": _notes(ctx) + ctx.notes,
-    }
     out_dir = Path(cfg.out_dir)
+    env = environment(device, dtype, cfg.model.attn_implementation)
+    started, t0 = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
+
+    def checkpoint(rows: list[Row]) -> None:
+        report.write(out_dir, dict(_result(ctx, rows, command, started, t0, env), complete=False), rows)
+
+    with tqdm(total=_total_steps(cfg), disable=not cfg.progress, desc="speed", unit="step") as bar:
+        rows = _cases(ctx, bar, checkpoint)
+    result = dict(_result(ctx, rows, command, started, t0, env), complete=True)
     paths = report.write(out_dir, result, rows)
     if cfg.plot:
-        title = f"{cfg.preset.name} on {result['environment']['device_name']} ({result['environment']['dtype']})"
+        title = f"{cfg.preset.name} on {env['device_name']} ({env['dtype']})"
         try:
             png = plot.plot(rows, title, out_dir / "speed.png")
         except ImportError as error:  # measurements are already written; a missing matplotlib must not lose them

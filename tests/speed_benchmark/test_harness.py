@@ -34,7 +34,8 @@ def test_outputs_and_top_level_fields(tiny_run):
     assert {"json", "table", "plot"} <= set(paths) and all(p.is_file() for p in paths.values())
     on_disk = json.loads(paths["json"].read_text())
     assert on_disk["schema_version"] == 1 and on_disk["command"] == "pytest"
-    for key in ("environment", "config", "model", "rows", "targets", "skipped", "notes", "wall_s", "case_wall_s", "started_utc"):
+    for key in ("environment", "config", "model", "rows", "targets", "skipped", "notes", "wall_s", "case_wall_s",
+                "started_utc", "complete", "failed_cases"):
         assert key in on_disk, key
     env = on_disk["environment"]
     for key in ("device_type", "device_name", "driver", "torch", "transformers", "dtype", "attention"):
@@ -114,16 +115,25 @@ def test_e2e_through_rekv_or_a_recorded_skip(tiny_run):
 
 
 def test_a_crashing_case_is_recorded_and_the_rest_is_kept(tmp_path, monkeypatch):
-    from speed_benchmark import case_prefill
+    from speed_benchmark import case_e2e, case_prefill
 
     def boom(ctx, llm, progress):
         raise RuntimeError("CUDA out of memory (simulated)")
 
+    seen = {}
+
+    def e2e_sees_checkpoint(ctx, progress):  # what a run killed during e2e would leave on disk
+        seen.update(json.loads((tmp_path / "results.json").read_text()))
+        return []
+
     monkeypatch.setattr(case_prefill, "run", boom)
-    cfg = compose("tiny", ["repeats=1", "warmup=0", "frames=4", "multistream.enabled=false", "e2e.enabled=false",
+    monkeypatch.setattr(case_e2e, "run", e2e_sees_checkpoint)
+    cfg = compose("tiny", ["repeats=1", "warmup=0", "frames=4", "multistream.enabled=false",
                            "vit.intervals=[2]", "stc.cache_interval=2", "progress=false", "plot=false", "device=cpu"],
                   out_dir=str(tmp_path))
     result, paths = run(cfg)
+    assert seen["complete"] is False and {r["case"] for r in seen["rows"]} == {"vit"}
+    assert result["complete"] is True
     assert result["failed_cases"] == ["prefill"]
     assert any(s["case"] == "prefill" and "simulated" in s["reason"] for s in result["skipped"])
     assert {r["case"] for r in result["rows"]} == {"vit"}
