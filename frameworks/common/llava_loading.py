@@ -62,8 +62,9 @@ def load_llava_onevision(model_path: str | Path, dtype: str | torch.dtype = "bfl
             "nothing is fetched from the hub."
         )
     torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
-    model = LlavaOnevisionForConditionalGeneration.from_pretrained(path, dtype=torch_dtype, local_files_only=True)
-    model = model.to(torch_device).eval()
+    # device_map places the shards directly on the target device (no full fp16 copy in host RAM first)
+    model = LlavaOnevisionForConditionalGeneration.from_pretrained(
+        path, dtype=torch_dtype, local_files_only=True, device_map={"": str(torch_device)}).eval()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as error:
