@@ -16,8 +16,10 @@ CONFIG_PATH = "../configs/speed"
 
 
 def _execute(cfg: SpeedConfig, argv: list[str]) -> None:
+    from speed_benchmark.config import apply_process_settings
     from speed_benchmark.runner import run
 
+    apply_process_settings(cfg)
     command = "python -m speed_benchmark " + " ".join(argv)
     try:
         result, paths = run(cfg, command)

@@ -125,6 +125,7 @@ class SpeedConfig:
     out_dir: str = "results/speed/run"
     plot: bool = True
     progress: bool = True
+    cpu_threads: int = 0  # torch CPU threads, set by the entry points; 0 = torch's default
     profile: bool = False  # one torch.profiler pass per ViT variant -> <out_dir>/profile/ (explains misses)
 
 
@@ -176,12 +177,23 @@ def validate(cfg: SpeedConfig, cuda_available: bool) -> None:
     _require(all(c >= 1 for c in cfg.e2e.frames_per_chunk), "e2e.frames_per_chunk", cfg.e2e.frames_per_chunk,
              "every chunk size must be >= 1")
     _require(cfg.prefill.prompt_tokens >= 0, "prefill.prompt_tokens", cfg.prefill.prompt_tokens, "must be >= 0")
+    _require(cfg.cpu_threads >= 0, "cpu_threads", cfg.cpu_threads, "must be >= 0 (0 = torch default)")
     _require(cfg.device in DEVICES, "device", cfg.device, f"must be one of {DEVICES}")
     _require(cfg.device != "cuda" or cuda_available, "device", cfg.device,
              "CUDA was requested but torch.cuda.is_available() is False (use device=cpu or a small preset)")
     _require(cfg.model.dtype in DTYPES, "model.dtype", cfg.model.dtype, f"must be one of {DTYPES}")
     _require(bool(cfg.preset.model_config) or bool(cfg.preset.vision and cfg.preset.text), "preset",
              cfg.preset.name, "needs model_config, or both vision and text")
+
+
+def apply_process_settings(cfg: SpeedConfig) -> None:
+    """Process-level settings, applied ONCE by the command-line entry points (never by library code):
+    the CPU thread count. A toy model gains nothing from threads, and on a busy machine the OpenMP
+    barriers of 2+ threads turn every op into a scheduler time slice (~100x slower, in 4 ms steps)."""
+    if cfg.cpu_threads > 0:
+        import torch
+
+        torch.set_num_threads(cfg.cpu_threads)
 
 
 def register_schemas() -> None:

@@ -92,8 +92,10 @@ def main(argv: list[str] | None = None) -> None:
     preset, overrides = default_setup(torch.cuda.is_available())
     preset = args.preset or preset
     cfg = compose(preset, overrides + args.overrides, out_dir=args.out or f"results/speed/demo-{preset}")
+    from speed_benchmark.config import apply_process_settings
     from speed_benchmark.runner import run
 
+    apply_process_settings(cfg)
     result, paths = run(cfg, command="python -m speed_benchmark.demo " + " ".join(argv or []))
     print(paths["table"].read_text())
     print_trace(trace(cfg), cfg)

@@ -56,6 +56,7 @@ def _cfg(*overrides):
     (["repeats=0"], "repeats"),
     (["model.dtype=int8"], "model.dtype"),
     (["device=tpu"], "device"),
+    (["cpu_threads=-1"], "cpu_threads"),
 ])
 def test_impossible_settings_name_the_knob(overrides, knob):
     with pytest.raises(SpeedConfigError, match=rf"{knob}="):
