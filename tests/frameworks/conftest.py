@@ -16,11 +16,11 @@ def tiny_config(**text_overrides):
     return llava_onevision_config("tiny", text_config=qwen2_text_config("tiny", **text_overrides))
 
 
-def tiny_loaded(seed=0, **text_overrides):
+def tiny_loaded(seed=0, device="cpu", dtype="float32", **text_overrides):
     """Tiny model whose LM attention is made sharp (see `sharpen_attention`)."""
     from frameworks.common.llava_loading import build_random_llava_onevision
 
-    loaded = build_random_llava_onevision(tiny_config(**text_overrides), dtype="float32", device="cpu", seed=seed)
+    loaded = build_random_llava_onevision(tiny_config(**text_overrides), dtype=dtype, device=device, seed=seed)
     sharpen_attention(loaded.model.model.language_model, seed)
     return loaded
 
@@ -34,7 +34,7 @@ def sharpen_attention(language_model, seed, std=0.15):
         for layer in language_model.layers:
             attn = layer.self_attn
             for proj in (attn.q_proj, attn.k_proj):
-                proj.weight.copy_(torch.randn(proj.weight.shape, generator=generator) * std)
+                proj.weight.copy_(torch.randn(proj.weight.shape, generator=generator) * std)  # copy_ casts/moves
             for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
                 proj.bias.copy_(torch.randn(proj.bias.shape, generator=generator) * 0.5)
 
@@ -42,7 +42,7 @@ def sharpen_attention(language_model, seed, std=0.15):
 def make_host(loaded=None, stc=None, **settings):
     from frameworks.rekv import ReKVConfig, ReKVHost
 
-    settings = {"dtype": "float32", "device": "cpu", **settings}
+    settings = {"dtype": "float32", "device": "cpu", **settings}  # informational: the model is passed in
     return ReKVHost(loaded or tiny_loaded(), ReKVConfig(**settings), stc)
 
 
@@ -65,12 +65,13 @@ def reference_logits(loaded, frames, prompt_text, init_prompt, generated=()):
 
     model, codec = loaded.model, loaded.codec
     with torch.no_grad():
-        pixels = preprocess_frames(frames, loaded.pixels, torch.device("cpu"), model.dtype)
+        pixels = preprocess_frames(frames, loaded.pixels, model.device, model.dtype)
         video_tokens = model.model.get_video_features(pixel_values=pixels[None]).pooler_output[0]
         video_tokens = video_tokens[: (video_tokens.shape[0] // frames.shape[0]) * frames.shape[0]]
         embed = model.get_input_embeddings()
-        prompt_ids = torch.tensor(codec.encode(prompt_text) + list(generated))
-        embeds = torch.cat([embed(torch.tensor(codec.encode(init_prompt))), video_tokens, embed(prompt_ids)])[None]
+        prompt_ids = torch.tensor(codec.encode(prompt_text) + list(generated), device=model.device)
+        init_ids = torch.tensor(codec.encode(init_prompt), device=model.device)
+        embeds = torch.cat([embed(init_ids), video_tokens, embed(prompt_ids)])[None]
         hidden = model.model.language_model(inputs_embeds=embeds).last_hidden_state
         return model.lm_head(hidden)[0, -len(prompt_ids):].float()
 
