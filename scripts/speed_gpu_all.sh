@@ -4,8 +4,8 @@
 #   GPU=0 bash scripts/speed_gpu_all.sh OUT_DIR [key=value ...]
 # Writes OUT_DIR/llava_ov_7b/{results.json,table.md,speed.png,profile/}, OUT_DIR/env.txt and OUT_DIR/log.txt
 # (profile/: one torch.profiler pass per ViT variant after the timed repeats; it does not affect them).
-# Works without hydra-core (falls back to the PyYAML composer); needs torch+CUDA, transformers, tqdm,
-# pyyaml (matplotlib optional: without it the plot is skipped with a note).
+# Needs torch+CUDA, transformers, hydra-core, tqdm (matplotlib optional: without it the plot is skipped
+# with a note).
 set -euo pipefail
 OUT="${1:-${OUT:-results/speed/gpu_all}}"
 shift || true

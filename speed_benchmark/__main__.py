@@ -1,8 +1,7 @@
 """`python -m speed_benchmark preset=llava_ov_7b stc.update_ratio=0.25 stc.cache_interval=4 frames=16 ...`
 
 Hydra app over configs/speed/ (schema `speed_schema` = SpeedConfig). The DictConfig is converted to the
-SpeedConfig dataclass here, once. Where hydra-core is not installed (e.g. a bare GPU image), the same
-yaml files and `key=value` overrides are composed by `speed_benchmark.compose` instead, with a notice.
+SpeedConfig dataclass here, once.
 Any impossible setting ends the run with one line naming the knob (exit status 2).
 """
 
@@ -44,25 +43,12 @@ def _hydra_main(argv: list[str]) -> None:
     app()
 
 
-def _plain_main(argv: list[str]) -> None:
-    from speed_benchmark.compose import compose, split_argv
-
-    print("speed_benchmark: hydra-core not installed; composing configs/speed/ with PyYAML", file=sys.stderr)
-    preset, overrides = split_argv(argv)
-    try:
-        cfg = compose(preset, overrides)
-    except SpeedConfigError as error:
-        sys.exit(f"speed_benchmark: {error}")
-    _execute(cfg, argv)
-
-
 def main() -> None:
     argv = sys.argv[1:]
     try:
         import hydra  # noqa: F401
     except ImportError:
-        _plain_main(argv)
-        return
+        sys.exit("speed_benchmark needs hydra-core: pip install -e '.[eval]' (GPU images: carry the wheels, docs/speed/README.md)")
     _hydra_main(argv)
 
 

@@ -1,4 +1,5 @@
 """FLOP model of STC (stc-method.md §2.8, baselines-peers.md §3): the theory every STC row is judged by.
+The ViT formulas live in `stc.flops` (one source); this module adds model shapes and the LLM pre-fill.
 
 ViT (per layer, per frame, multiply-add = 2 FLOPs; LN, softmax, similarity, top-k, gathers ignored):
 
@@ -17,6 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from stc.flops import selective_fraction, vit_layer_flops
+
 
 @dataclass(frozen=True)
 class ViTShape:
@@ -29,17 +32,17 @@ class ViTShape:
 
 
 def vit_layer_flops_full(s: ViTShape) -> float:
-    return s.T * (8 * s.d**2 + 4 * s.T * s.d + 4 * s.d * s.m)
+    return vit_layer_flops(s.d, s.m, s.T)
 
 
 def vit_layer_flops_selective(s: ViTShape, k: float) -> float:
-    return s.T * 2 * s.d**2 + k * (6 * s.d**2 + 4 * s.T * s.d + 4 * s.d * s.m)
+    return vit_layer_flops(s.d, s.m, s.T, recomputed=k)
 
 
 def f_sel(s: ViTShape, r: float, exact_k: bool = False) -> float:
     """Selective-frame FLOP fraction. exact_k: use k = max(1, floor(r·T)) as the cacher runs it."""
-    k = max(1, min(s.T, math.floor(s.T * r))) if exact_k else r * s.T
-    return vit_layer_flops_selective(s, k) / vit_layer_flops_full(s)
+    ratio = max(1, min(s.T, math.floor(s.T * r))) / s.T if exact_k else r
+    return selective_fraction(ratio, s.d, s.m, s.T)
 
 
 def vit_fraction(s: ViTShape, N: int, r: float, exact_k: bool = False) -> float:
