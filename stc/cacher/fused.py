@@ -16,8 +16,12 @@ layers of a tower (same shapes) instead of recompiling per layer. It computes ex
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
+
+from stc.cacher.layer import References
 
 _ACTIVATIONS = {
     "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
@@ -88,12 +92,33 @@ def _reference_layer(
 
 
 class FusedSelectiveLayer:
-    """Holds the compiled functions (compiled lazily on first use, once per handle): the selective
-    layer, and the single-frame reference layer that writes its references in place."""
+    """Holds the compiled functions of one handle (compiled lazily on first use): the selective layer
+    and the single-frame reference layer that writes its references in place.
+
+    Only one-frame calls use them (the streaming case), which bounds recompilation to one graph per
+    (frame kind, T, k, dtype). If compiling or running a compiled layer ever fails, the handle warns
+    once and falls back to the eager layers for good: a missing Triton never breaks a run."""
 
     def __init__(self):
         self._compiled = None
         self._compiled_reference = None
+        self.failed = False
+
+    def run(self, layer, hidden, plan, layer_idx: int, config, act: str):
+        """Output of `layer` for a planned one-row call, or None when the eager path must run."""
+        if self.failed:
+            return None
+        state = plan.states[0]
+        try:
+            if plan.reference_rows:
+                return self.reference(layer, hidden, state.layers[layer_idx], config, act)
+            ref = state.layers[layer_idx]
+            refs = References(ref.selection[None], ref.value[None], ref.branch_sum[None])
+            return self(layer, hidden, refs, plan.tokens_to_update, config, act)
+        except Exception as error:  # compile/run failure: eager from now on, say so once
+            self.failed = True
+            warnings.warn(f"STC-Cacher: fused layers disabled ({type(error).__name__}: {error}); using eager layers")
+            return None
 
     def reference(self, layer, hidden, ref, config, act: str):
         """Dense layer for one reference frame [1, T, D]; `ref` is the stream's LayerReference."""

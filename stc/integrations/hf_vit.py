@@ -29,7 +29,7 @@ from torch import nn
 
 from stc.cacher.graph import CudaGraphRunner
 from stc.cacher.fused import FusedSelectiveLayer, layer_activation
-from stc.cacher.layer import cached_layer_forward, stored_references
+from stc.cacher.layer import cached_layer_forward
 from stc.cacher.plan import CallPlan, plan_call
 from stc.cacher.state import CacherState
 from stc.config import CacherConfig
@@ -47,13 +47,11 @@ class StcEncoderLayer:
         if self._stc_layer_idx == 0:
             handle._plan = handle._plan_call(hidden_states)
         plan = handle._plan
-        if handle.fused is not None and hidden_states.is_cuda and attention_mask is None:
-            if not plan.reference_rows:
-                refs = stored_references(plan, self._stc_layer_idx)
-                return handle.fused(self, hidden_states, refs, plan.tokens_to_update, handle.config, handle.activation)
-            if len(plan.states) == 1:  # one reference frame of one stream
-                ref = plan.states[0].layers[self._stc_layer_idx]
-                return handle.fused.reference(self, hidden_states, ref, handle.config, handle.activation)
+        if handle.fused is not None and len(plan.states) == 1 and hidden_states.is_cuda and attention_mask is None:
+            # one frame of one stream (the streaming case): compiled layers, see stc/cacher/fused.py
+            output = handle.fused.run(self, hidden_states, plan, self._stc_layer_idx, handle.config, handle.activation)
+            if output is not None:
+                return output
         return cached_layer_forward(self, hidden_states, attention_mask, plan, self._stc_layer_idx, handle.config)
 
 

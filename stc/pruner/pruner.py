@@ -7,8 +7,9 @@
 Fixes relative to the released pruner (stc-method.md §8.1.2-4):
 - history is per stream, a bounded FIFO of `history_window` frame entries, cleared by `reset()`
   (upstream's memory was unbounded, spanned videos and cost O(n) per frame);
-- the "gaussian" scoring-channel subset is chosen ONCE per stream (on its first call) and then fixed,
-  so history entries live in one coordinate system (upstream re-chose it per frame);
+- the "gaussian" scoring-channel subset is chosen ONCE per stream (the lowest-variance channels of its
+  first frame) and then fixed, so history entries live in one coordinate system (upstream re-chose
+  it per frame);
 - history entries are per frame, so a call with F frames is causal frame by frame and gives the same
   result as F calls of one frame;
 - one batched top-k over all frames; no Python loop over frames, no discarded scores, no host sync.
@@ -77,9 +78,9 @@ class STCPruner:
 
     # ---- strategies ----------------------------------------------------------------------------
     def _gaussian(self, tokens: torch.Tensor) -> torch.Tensor:
-        if self.channels is None:
+        if self.channels is None:  # chosen on the stream's first frame, so batching never changes them
             keep = max(1, math.floor(tokens.shape[-1] * self.config.channel_keep_ratio))
-            variance = tokens.float().reshape(-1, tokens.shape[-1]).var(dim=0, unbiased=False)
+            variance = tokens[0].float().var(dim=0, unbiased=False)
             self.channels = torch.topk(variance, keep, largest=False).indices.sort().values
         scoring = tokens.index_select(-1, self.channels)  # [F, T, C]
         entries = scoring.float().mean(1)  # per-frame mean in scoring channels [F, C]

@@ -83,6 +83,7 @@ def test_fused_layers_match_eager_and_run_fused():
     eager.detach()
     fused = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=4, fused=True, cuda_graph=True))
     got = [model(pixel_values=frames[i : i + 1]).last_hidden_state for i in range(8)]
+    assert not fused.fused.failed
     assert fused.fused._compiled is not None and fused.fused._compiled_reference is not None
     assert fused.graph_runner.replays == 6
     for e, g in zip(expected, got):
