@@ -8,8 +8,9 @@ a whole tower call with a single launch. Upstream graphed only selective frames;
 frames too matters because with N=4 they are a quarter of the frames.
 
 How it works: the runner replaces the tower's `forward` (instance attribute; removed on detach).
-- Not graphable, so eager: CPU tensors, grad enabled, extra positional args, a stream appearing twice
-  in one batch (frames chained inside a call).
+- Not graphable, so eager: CPU tensors, grad enabled, extra positional args. Batches that hold several
+  consecutive frames of one stream (reference and selective rows chained inside the call) are graphed
+  like any other: the key holds the per-row frame kinds, which fix the plan.
 - The first call of a new key runs eager (it IS the frame). Then the runner captures a graph by
   re-running the same frame (2 warm-ups on a side stream + capture), with the streams' counters set
   back to that frame for each run. Re-running a frame is harmless: a selective frame writes nothing,
@@ -30,7 +31,7 @@ from typing import Any
 
 import torch
 
-from stc.cacher.plan import CallPlan, commit_frames
+from stc.cacher.plan import CallPlan, commit_frames, expected_modes
 
 
 @dataclass
@@ -80,13 +81,11 @@ class CudaGraphRunner:
         if not self._graphable(pixel_values, args):
             return self._eager(pixel_values, *args, **kwargs)
         states = self.handle.row_states(pixel_values.shape[0])
-        if len({s.id for s in states}) != len(states):
-            return self._eager(pixel_values, **kwargs)
-        modes = self._expected_modes(states)
+        modes = expected_modes(states, self.handle.config.cache_interval)
         key = self._key(states, modes, pixel_values, kwargs)
         if key in self._graphs:
             return self._replay(key, pixel_values)
-        before = [(s, s.frame_idx, copy.copy(s.stats)) for s in states]
+        before = [(s, s.frame_idx, copy.copy(s.stats)) for s in {s.id: s for s in states}.values()]
         output = self._eager(pixel_values, **kwargs)
         plan = self.handle._plan
         if plan is not None and plan.modes == modes:  # the runner predicted this call right: graph it
@@ -102,10 +101,6 @@ class CudaGraphRunner:
             and pixel_values.is_cuda
             and not torch.is_grad_enabled()
         )
-
-    def _expected_modes(self, states) -> tuple[bool, ...]:
-        interval = self.handle.config.cache_interval
-        return tuple(s.frame_idx % interval == 0 or not s.has_reference for s in states)
 
     @staticmethod
     def _key(states, modes, pixel_values, kwargs) -> tuple:

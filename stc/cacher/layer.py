@@ -130,8 +130,7 @@ def cached_layer_forward(layer, hidden, attention_mask, plan: CallPlan, layer_id
         _store(plan, layer_idx, plan.reference_rows, keys, normed, values, branch_sum, config)
         return out
 
-    ref_index = torch.tensor(plan.reference_rows, device=hidden.device)
-    sel_index = torch.tensor(plan.selective_rows, device=hidden.device)
+    ref_index, sel_index = plan.row_indices(hidden.device)
     mask_r = mask_s = attention_mask
     if attention_mask is not None and attention_mask.shape[0] > 1:
         mask_r, mask_s = attention_mask[ref_index], attention_mask[sel_index]

@@ -35,6 +35,19 @@ class CallPlan:
     # (row, state) pairs whose layer outputs become the stream's stored reference
     store_rows: list[tuple[int, CacherState]] = field(default_factory=list)
     tokens_to_update: int = 0
+    index_cache: dict = field(default_factory=dict, repr=False)
+
+    def row_indices(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reference rows, selective rows) as device index tensors. Cached per row pattern by the
+        handle, so repeated calls (and CUDA-graph capture, where a host-to-device copy is not
+        allowed) never build them again."""
+        key = (tuple(self.reference_rows), tuple(self.selective_rows), str(device))
+        if key not in self.index_cache:
+            self.index_cache[key] = (
+                torch.tensor(self.reference_rows, device=device),
+                torch.tensor(self.selective_rows, device=device),
+            )
+        return self.index_cache[key]
 
     @property
     def modes(self) -> tuple[bool, ...]:
@@ -48,6 +61,7 @@ def plan_call(
     hidden: torch.Tensor,
     cache_interval: int,
     tokens_to_update: int,
+    index_cache: dict | None = None,
 ) -> CallPlan:
     """Plan one call and advance the streams' counters (a frame counts when it enters the tower).
 
@@ -56,11 +70,12 @@ def plan_call(
         hidden: [B, T, D] input of the first encoder layer (only its shape/dtype/device are used).
         cache_interval: N; frame i of a stream is a reference when i % N == 0.
         tokens_to_update: k tokens recomputed per layer on selective rows.
+        index_cache: the handle's cache of row-index tensors (see `CallPlan.row_indices`).
     """
     batch, num_tokens, width = hidden.shape
     if len(states) != batch:
         raise ValueError(f"STC-Cacher got {batch} frames but {len(states)} stream states; pass one state per frame")
-    plan = CallPlan(states=list(states), tokens_to_update=tokens_to_update)
+    plan = CallPlan(states=list(states), tokens_to_update=tokens_to_update, index_cache={} if index_cache is None else index_cache)
     last_reference_row: dict[int, int] = {}
     frame_of: dict[int, int] = {}
     for row, state in enumerate(states):
@@ -84,6 +99,21 @@ def plan_call(
         state.prepare_buffers(num_tokens, width, hidden.dtype, hidden.device)
     commit_frames(plan, num_tokens)
     return plan
+
+
+def expected_modes(states: Sequence[CacherState], cache_interval: int) -> tuple[bool, ...]:
+    """Per row, whether `plan_call` will make it a reference frame, assuming the stored references
+    match the call's shape (the CUDA-graph runner checks the real plan against this prediction)."""
+    frame_of: dict[int, int] = {}
+    has_reference: dict[int, bool] = {}
+    modes = []
+    for state in states:
+        frame = frame_of.get(state.id, state.frame_idx)
+        frame_of[state.id] = frame + 1
+        reference = frame % cache_interval == 0 or not has_reference.get(state.id, state.has_reference)
+        has_reference[state.id] = True if reference else has_reference.get(state.id, state.has_reference)
+        modes.append(reference)
+    return tuple(modes)
 
 
 def commit_frames(plan: CallPlan, num_tokens: int) -> None:

@@ -96,6 +96,7 @@ class CacherHandle:
         self.tower = model.get_submodule(tower_name) if tower_name else model
         self._original_classes = [type(layer) for layer in self.layers]
         self._plan: CallPlan | None = None
+        self._index_cache: dict = {}
         patched: dict[type, type] = {}
         for idx, layer in enumerate(self.layers):
             cls = type(layer)
@@ -140,12 +141,7 @@ class CacherHandle:
 
     def _plan_call(self, hidden: torch.Tensor) -> CallPlan:
         k = self.config.tokens_to_update(hidden.shape[1])
-        return plan_call(
-            self.row_states(hidden.shape[0]),
-            hidden,
-            self.config.cache_interval,
-            k,
-        )
+        return plan_call(self.row_states(hidden.shape[0]), hidden, self.config.cache_interval, k, self._index_cache)
 
     # ---- lifetime ------------------------------------------------------------------------------
     def detach(self) -> None:

@@ -88,3 +88,19 @@ def test_fused_layers_match_eager_and_run_fused():
     assert fused.graph_runner.replays == 6
     for e, g in zip(expected, got):
         torch.testing.assert_close(g, e, rtol=2e-3, atol=2e-3)
+
+
+@torch.inference_mode()
+def test_chained_frames_of_one_stream_are_graphed_and_equal_eager():
+    """frames_per_chunk > 1: one call carries reference and selective frames of the same stream."""
+    model = siglip(layers=3)
+    frames = stream_frames(16, drift=0.1)
+    eager = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=4))
+    expected = torch.cat([model(pixel_values=frames[i : i + 8]).last_hidden_state for i in (0, 8)])
+    eager.detach()
+    graphed = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=4, cuda_graph=True))
+    for _ in range(2):
+        graphed.stream.reset()
+        got = torch.cat([model(pixel_values=frames[i : i + 8]).last_hidden_state for i in (0, 8)])
+    assert graphed.graph_runner.replays >= 2
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)

@@ -300,3 +300,21 @@ def test_cuda_graph_flag_is_inert_on_cpu(towers):
         torch.testing.assert_close(g.last_hidden_state, e.last_hidden_state, rtol=1e-5, atol=1e-5)
     handle.detach()
     assert "forward" not in model.__dict__
+
+
+def test_graph_runner_predicts_the_plan_of_chained_and_mixed_batches(towers):
+    """The CUDA-graph key relies on expected_modes() matching what plan_call() decides."""
+    from stc.cacher.plan import expected_modes
+
+    model = towers.siglip()
+    handle = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=3))
+    a, b = handle.new_stream(), handle.new_stream()
+    frames = towers.frames(5)
+    with torch.no_grad():
+        for rows in ([a, a, a, a], [a, b, a, b], [b, b, b], [a, b]):
+            predicted = expected_modes(rows, 3)
+            with handle.use(rows):
+                model(pixel_values=frames[: len(rows)])
+            assert handle._plan.modes == predicted
+    assert a.frame_idx == 7 and b.frame_idx == 6
+    handle.detach()
