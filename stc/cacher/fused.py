@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from stc.cacher.layer import References
+from stc.cacher.selection import expand_index, prepare_reference, select_dynamic_tokens, token_similarity
 
 _ACTIVATIONS = {
     "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
@@ -38,33 +39,35 @@ def layer_activation(layer) -> str | None:
     return name if name in _ACTIVATIONS else None
 
 
+def _attention(queries, keys, values, o_w, o_b, heads: int, scale: float):
+    """Multi-head attention [B, q, D] x [B, T, D] -> out-proj [B, q, D]."""
+    batch, q_len, width = queries.shape
+    split = lambda x: x.view(batch, x.shape[1], heads, width // heads).transpose(1, 2)  # noqa: E731
+    out = F.scaled_dot_product_attention(split(queries), split(keys), split(values), scale=scale)
+    return F.linear(out.transpose(1, 2).reshape(batch, q_len, width), o_w, o_b)
+
+
+def _mlp(mid, ln2_w, ln2_b, eps2: float, fc1_w, fc1_b, fc2_w, fc2_b, act: str):
+    """MLP branch output (before the residual add) of the post-attention hidden states."""
+    normed = F.layer_norm(mid, (mid.shape[-1],), ln2_w, ln2_b, eps2)
+    return F.linear(_ACTIVATIONS[act](F.linear(normed, fc1_w, fc1_b)), fc2_w, fc2_b)
+
+
 def _selective_layer(
     hidden, ref_selection, ref_value, ref_branch_sum,
     ln1_w, ln1_b, q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b,
     k: int, heads: int, scale: float, eps1: float, eps2: float, act: str, metric: str, use_keys: bool,
 ):
-    batch, tokens, width = hidden.shape
-    head_dim = width // heads
-    normed = F.layer_norm(hidden, (width,), ln1_w, ln1_b, eps1)
+    """`layer.selective_rows` as one function of tensors: [B, T, D] -> [B, T, D]."""
+    normed = F.layer_norm(hidden, (hidden.shape[-1],), ln1_w, ln1_b, eps1)
     keys = F.linear(normed, k_w, k_b)
-    features = keys if use_keys else normed
-    if metric == "cosine":
-        scores = torch.linalg.vecdot(features, ref_selection) / features.norm(dim=-1).clamp_min(1e-6)
-    elif metric == "dot":
-        scores = torch.linalg.vecdot(features, ref_selection)
-    elif metric == "l1":
-        scores = -(features - ref_selection).abs().sum(-1)
-    else:
-        scores = -torch.linalg.vector_norm(features - ref_selection, dim=-1)
-    indices = torch.topk(scores, k, dim=-1, largest=False, sorted=False).indices
-    index = indices.unsqueeze(-1).expand(-1, -1, width)
+    indices = select_dynamic_tokens(token_similarity(keys if use_keys else normed, ref_selection, metric), k)
+    index = expand_index(indices, hidden.shape[-1])
     normed_dynamic = torch.gather(normed, 1, index)
-    values = ref_value.expand(batch, -1, -1).scatter(1, index, F.linear(normed_dynamic, v_w, v_b))
-    split = lambda x: x.view(batch, x.shape[1], heads, head_dim).transpose(1, 2)  # noqa: E731
-    attn = F.scaled_dot_product_attention(split(F.linear(normed_dynamic, q_w, q_b)), split(keys), split(values), scale=scale)
-    attn = F.linear(attn.transpose(1, 2).reshape(batch, k, width), o_w, o_b)
+    values = ref_value.expand(hidden.shape[0], -1, -1).scatter(1, index, F.linear(normed_dynamic, v_w, v_b))
+    attn = _attention(F.linear(normed_dynamic, q_w, q_b), keys, values, o_w, o_b, heads, scale)
     mid_dynamic = torch.gather(hidden, 1, index) + attn
-    mlp = F.linear(_ACTIVATIONS[act](F.linear(F.layer_norm(mid_dynamic, (width,), ln2_w, ln2_b, eps2), fc1_w, fc1_b)), fc2_w, fc2_b)
+    mlp = _mlp(mid_dynamic, ln2_w, ln2_b, eps2, fc1_w, fc1_b, fc2_w, fc2_b, act)
     return (hidden + ref_branch_sum).scatter(1, index, mid_dynamic + mlp)
 
 
@@ -74,18 +77,13 @@ def _reference_layer(
     k: int, heads: int, scale: float, eps1: float, eps2: float, act: str, metric: str, use_keys: bool,
 ):
     """Dense layer for ONE frame [1, T, D] that also writes the stream's references in place."""
-    batch, tokens, width = hidden.shape
-    head_dim = width // heads
-    normed = F.layer_norm(hidden, (width,), ln1_w, ln1_b, eps1)
+    normed = F.layer_norm(hidden, (hidden.shape[-1],), ln1_w, ln1_b, eps1)
     keys = F.linear(normed, k_w, k_b)
     values = F.linear(normed, v_w, v_b)
-    split = lambda x: x.view(batch, tokens, heads, head_dim).transpose(1, 2)  # noqa: E731
-    attn = F.scaled_dot_product_attention(split(F.linear(normed, q_w, q_b)), split(keys), split(values), scale=scale)
-    attn = F.linear(attn.transpose(1, 2).reshape(batch, tokens, width), o_w, o_b)
+    attn = _attention(F.linear(normed, q_w, q_b), keys, values, o_w, o_b, heads, scale)
     mid = hidden + attn
-    mlp = F.linear(_ACTIVATIONS[act](F.linear(F.layer_norm(mid, (width,), ln2_w, ln2_b, eps2), fc1_w, fc1_b)), fc2_w, fc2_b)
-    features = keys[0] if use_keys else normed[0]
-    store_selection.copy_(F.normalize(features, dim=-1) if metric == "cosine" else features)
+    mlp = _mlp(mid, ln2_w, ln2_b, eps2, fc1_w, fc1_b, fc2_w, fc2_b, act)
+    store_selection.copy_(prepare_reference(keys[0] if use_keys else normed[0], metric))
     store_value.copy_(values[0])
     store_branch_sum.copy_(attn[0] + mlp[0])
     return mid + mlp

@@ -318,3 +318,31 @@ def test_graph_runner_predicts_the_plan_of_chained_and_mixed_batches(towers):
             assert handle._plan.modes == predicted
     assert a.frame_idx == 7 and b.frame_idx == 6
     handle.detach()
+
+
+def test_fused_layer_functions_compute_the_eager_math(towers):
+    """The functions `fused=True` compiles on CUDA, run uncompiled on CPU, equal the eager layers."""
+    from stc.cacher import fused
+    from stc.cacher.state import LayerReference
+
+    model = towers.siglip(layers=1, attn="sdpa")
+    layer = model.encoder.layers[0]
+    frames = towers.frames(2, drift=0.3)
+    config = CacherConfig(update_ratio=0.25, cache_interval=2)
+    handle = attach_cacher(model, config)
+    with torch.no_grad():
+        h0, h1 = model.embeddings(frames[:1]), model.embeddings(frames[1:2])
+        out0 = model(pixel_values=frames[:1], output_hidden_states=True).hidden_states[1]
+        stored = handle.stream.layers[0]
+        out1 = model(pixel_values=frames[1:2], output_hidden_states=True).hidden_states[1]
+        args = (*fused._weights(layer), 4, *fused._constants(layer, "gelu_pytorch_tanh", config))
+        mine = LayerReference()
+        for name in LayerReference.__slots__:
+            setattr(mine, name, torch.empty_like(getattr(stored, name)))
+        ref_out = fused._reference_layer(h0, mine.selection, mine.value, mine.branch_sum, *args)
+        sel_out = fused._selective_layer(h1, stored.selection[None], stored.value[None], stored.branch_sum[None], *args)
+    torch.testing.assert_close(ref_out, out0, rtol=1e-5, atol=1e-5)
+    for name in LayerReference.__slots__:
+        torch.testing.assert_close(getattr(mine, name), getattr(stored, name), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(sel_out, out1, rtol=1e-5, atol=1e-5)
+    handle.detach()
