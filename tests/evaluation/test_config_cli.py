@@ -107,8 +107,6 @@ def test_ovobench_upstream_result_file(ev):
 
 
 def test_rekv_framework_group_composes_with_its_own_fields(ev):
-    if not (ev.REPO / "configs/framework/rekv.yaml").is_file():
-        pytest.skip("configs/framework/rekv.yaml not present in this checkout")
     run = to_run_config(ev.compose(["framework=rekv", "compression=stc", "framework.n_local=2000"]),
                         env={"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"})
     assert run.framework_name == "rekv" and run.framework["n_local"] == 2000

@@ -5,15 +5,10 @@ import json
 
 import pytest
 
-pytest.importorskip("transformers")
 
 
 @pytest.mark.slow
 def test_rekv_tiny_streaming_run(ev, data_root, tmp_path):
-    try:
-        import frameworks.rekv  # noqa: F401
-    except ImportError as err:
-        pytest.skip(f"frameworks.rekv not importable: {err}")
     from evaluation.runner import evaluate
 
     run = ev.run_config("streamingbench", data_root("streamingbench"), tmp_path / "o", "framework=rekv",

@@ -9,9 +9,10 @@ from frameworks.protocol import Query
 from frameworks.rekv.config import INIT_PROMPT
 from stc import CacherConfig, PrunerConfig, STCConfig
 
-pytestmark = pytest.mark.gpu
-if not torch.cuda.is_available():
-    pytest.skip("needs a CUDA device (GPU-only checks of the ReKV host)", allow_module_level=True)
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (GPU-only checks of the ReKV host)"),
+]
 
 QUERY = Query(prompt="Question: what moves?\nOptions:\n(A) a\n(B) b", retrieval_text="what moves?",
               answer_prefix="Best option: (", max_new_tokens=6)
