@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from stc.config import CacherConfig, PrunerConfig, STCConfig
 
@@ -64,6 +64,8 @@ class BenchmarkConfig:
             OVO-Bench/StreamingBench, whose prompts are fed raw; True for offline benchmarks).
         max_new_tokens: greedy decoding budget per answer.
         response_last_line: score only the last line of the response (STC's OVO-Bench wrapper).
+        tasks: keep only these tasks (`Sample.task`, e.g. OVO-Bench ["EPM", "STU", "REC"], the subset
+            upstream STC scripts and the paper's ablations use); empty = all. Unknown names are an error.
     """
 
     name: str = "ovobench"
@@ -79,8 +81,10 @@ class BenchmarkConfig:
     chat_template: bool = False
     max_new_tokens: int = 16
     response_last_line: bool = False
+    tasks: Tuple[str, ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "tasks", tuple(self.tasks))
         if self.fps <= 0:
             raise ValueError(f"invalid benchmark setting fps={self.fps!r}: must be > 0")
         if self.max_frames < 0:

@@ -49,6 +49,17 @@ def plan(samples: Sequence[Sample], limit: int, shard_index: int, num_shards: in
     return ordered[shard_index::num_shards]
 
 
+def select_tasks(samples: Sequence[Sample], tasks: Sequence[str]) -> list[Sample]:
+    """Samples of the configured tasks only (`benchmark.tasks`; empty = all); unknown names raise."""
+    if not tasks:
+        return list(samples)
+    present = {s.task for s in samples}
+    unknown = sorted(set(tasks) - present)
+    if unknown:
+        raise ValueError(f"invalid benchmark setting tasks={list(tasks)}: {unknown} not in the annotation (tasks: {sorted(present)})")
+    return [s for s in samples if s.task in set(tasks)]
+
+
 def write_run_config(run: RunConfig, out_dir: Path) -> None:
     """config.json: what merge/score need to reproduce the report without the Hydra config."""
     record = {"settings": run.describe(), "benchmark": asdict(run.benchmark), "framework": run.framework,
@@ -83,7 +94,8 @@ def evaluate(run: RunConfig, host: Optional[StreamingVideoLLM] = None) -> dict:
     benchmark.check(run.benchmark)
     root = Path(run.data.root)
     annotation = Path(run.benchmark.annotation)
-    samples = benchmark.load(annotation if annotation.is_absolute() else root / annotation, run.benchmark, root)
+    samples = select_tasks(benchmark.load(annotation if annotation.is_absolute() else root / annotation, run.benchmark, root),
+                           run.benchmark.tasks)
     out_dir = Path(run.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pred_path = out_dir / P.shard_file_name(run.shard_index, run.num_shards)

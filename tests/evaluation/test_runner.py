@@ -210,3 +210,12 @@ def test_toy_host_implements_the_protocol(ev):
     assert isinstance(host, StreamingVideoLLM) and host.supports_incremental
     with pytest.raises(ValueError, match="unknown toy host setting"):
         build_host("toy", {"model_path": "x"}, STCConfig())
+
+
+def test_task_subset_runs_only_those_tasks_and_rejects_unknown_names(ev, data_root, tmp_path):
+    root = data_root("ovobench")
+    evaluate(ev.run_config("ovobench", root, tmp_path / "sub", "benchmark.tasks=[EPM,REC]"))
+    lines = [json.loads(l) for l in (tmp_path / "sub" / "predictions.jsonl").read_text().splitlines()]
+    assert lines and {l["task"] for l in lines} == {"EPM", "REC"}
+    with pytest.raises(ValueError, match=r"\['XYZ'\] not in the annotation"):
+        evaluate(ev.run_config("ovobench", root, tmp_path / "bad", "benchmark.tasks=[EPM,XYZ]"))
