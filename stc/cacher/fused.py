@@ -21,7 +21,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from stc.cacher.layer import References
+from stc.cacher.layer import stored_references
 from stc.cacher.selection import expand_index, prepare_reference, select_dynamic_tokens, token_similarity
 
 _ACTIVATIONS = {
@@ -93,8 +93,7 @@ class FusedSelectiveLayer:
     """Holds the compiled functions of one handle (compiled lazily on first use): the selective layer
     and the single-frame reference layer that writes its references in place.
 
-    Only one-frame calls use them (the streaming case), which bounds recompilation to one graph per
-    (frame kind, T, k, dtype). If compiling or running a compiled layer ever fails, the handle warns
+    Recompilation is bounded: one graph per (frame kind, batch of streams, T, k, dtype). If compiling or running a compiled layer ever fails, the handle warns
     once and falls back to the eager layers for good: a missing Triton never breaks a run."""
 
     def __init__(self):
@@ -103,16 +102,18 @@ class FusedSelectiveLayer:
         self.failed = False
 
     def run(self, layer, hidden, plan, layer_idx: int, config, act: str):
-        """Output of `layer` for a planned one-row call, or None when the eager path must run."""
+        """Output of `layer` for a planned call, or None when the eager path must run: used for
+        all-selective calls (one frame, or one frame of each of several streams) and one-frame
+        reference calls; mixed and chained batches stay eager (they are rare and graphable)."""
         if self.failed:
             return None
-        state = plan.states[0]
         try:
-            if plan.reference_rows:
-                return self.reference(layer, hidden, state.layers[layer_idx], config, act)
-            ref = state.layers[layer_idx]
-            refs = References(ref.selection[None], ref.value[None], ref.branch_sum[None])
-            return self(layer, hidden, refs, plan.tokens_to_update, config, act)
+            if not plan.reference_rows:
+                refs = stored_references(plan, layer_idx)
+                return self(layer, hidden, refs, plan.tokens_to_update, config, act)
+            if len(plan.states) == 1:
+                return self.reference(layer, hidden, plan.states[0].layers[layer_idx], config, act)
+            return None
         except Exception as error:  # compile/run failure: eager from now on, say so once
             self.failed = True
             warnings.warn(f"STC-Cacher: fused layers disabled ({type(error).__name__}: {error}); using eager layers")

@@ -47,8 +47,8 @@ class StcEncoderLayer:
         if self._stc_layer_idx == 0:
             handle._plan = handle._plan_call(hidden_states)
         plan = handle._plan
-        if handle.fused is not None and len(plan.states) == 1 and hidden_states.is_cuda and attention_mask is None:
-            # one frame of one stream (the streaming case): compiled layers, see stc/cacher/fused.py
+        if handle.fused is not None and hidden_states.is_cuda and attention_mask is None:
+            # compiled layers for one-frame calls and all-selective batches, see stc/cacher/fused.py
             output = handle.fused.run(self, hidden_states, plan, self._stc_layer_idx, handle.config, handle.activation)
             if output is not None:
                 return output

@@ -104,3 +104,22 @@ def test_chained_frames_of_one_stream_are_graphed_and_equal_eager():
         got = torch.cat([model(pixel_values=frames[i : i + 8]).last_hidden_state for i in (0, 8)])
     assert graphed.graph_runner.replays >= 2
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+@torch.inference_mode()
+def test_fused_batched_streams_match_single_eager_streams():
+    model = siglip(layers=3, dtype=torch.float32)
+    clips = [stream_frames(5, drift=0.1 * (s + 1)).float() for s in range(3)]
+    eager = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=4))
+    singles = []
+    for clip in clips:
+        eager.stream.reset()
+        singles.append(torch.cat([model(pixel_values=clip[i : i + 1]).last_hidden_state for i in range(5)]))
+    eager.detach()
+    fused = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=4, fused=True, cuda_graph=True))
+    streams = [fused.new_stream() for _ in clips]
+    with fused.use(streams):
+        steps = [model(pixel_values=torch.cat([c[i : i + 1] for c in clips])).last_hidden_state for i in range(5)]
+    assert not fused.fused.failed and fused.graph_runner.replays > 0
+    for s in range(3):
+        torch.testing.assert_close(torch.stack([st[s] for st in steps]), singles[s], rtol=2e-3, atol=2e-3)
