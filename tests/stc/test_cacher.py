@@ -346,3 +346,27 @@ def test_fused_layer_functions_compute_the_eager_math(towers):
         torch.testing.assert_close(getattr(mine, name), getattr(stored, name), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(sel_out, out1, rtol=1e-5, atol=1e-5)
     handle.detach()
+
+
+def test_fused_selective_function_handles_a_batch_of_streams(towers):
+    """Uncompiled on CPU: the fused selective function on 3 streams' stacked references equals the
+    eager batched layer (the multi-stream path `fused=True` compiles on CUDA)."""
+    from stc.cacher import fused
+    from stc.cacher.layer import stored_references
+
+    model = towers.siglip(layers=1)
+    layer = model.encoder.layers[0]
+    config = CacherConfig(update_ratio=0.25, cache_interval=4)
+    handle = attach_cacher(model, config)
+    clips = [towers.frames(2, seed=s, drift=0.3) for s in range(3)]
+    streams = [handle.new_stream() for _ in clips]
+    with torch.no_grad(), handle.use(streams):
+        model(pixel_values=torch.cat([c[:1] for c in clips]))
+        second = torch.cat([c[1:] for c in clips])
+        expected = model(pixel_values=second, output_hidden_states=True).hidden_states[1]
+        refs = stored_references(handle._plan, 0)
+        args = (*fused._weights(layer), 4, *fused._constants(layer, "gelu_pytorch_tanh", config))
+        got = fused._selective_layer(model.embeddings(second), refs.selection, refs.value, refs.branch_sum, *args)
+    assert refs.value.shape == (3, 16, 32)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    handle.detach()
