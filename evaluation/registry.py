@@ -43,6 +43,16 @@ class Benchmark:
     read_upstream: Optional[Callable[[Path, BenchmarkConfig, Optional[str]], list[Prediction]]] = None
     write_artifacts: Optional[Callable[[Sequence[Prediction], BenchmarkConfig, Path], list[str]]] = None
 
+    @classmethod
+    def from_task(cls, name: str, task, **overrides) -> "Benchmark":
+        """Build from a `task.py` module following the folder convention: `load`, `build_query`,
+        `score_item`, `aggregate`, `SCORINGS`, `PROMPTS` (or a `TEMPLATES` dict), optional `read_upstream`."""
+        prompts = getattr(task, "PROMPTS", None) or tuple(task.TEMPLATES)
+        fields = dict(name=name, load=task.load, build_query=task.build_query, score_item=task.score_item,
+                      aggregate=task.aggregate, scorings=task.SCORINGS, prompts=tuple(prompts),
+                      read_upstream=getattr(task, "read_upstream", None))
+        return cls(**{**fields, **overrides})
+
     def check(self, cfg: BenchmarkConfig) -> None:
         """One clear error when the config names a variant this benchmark does not have."""
         if cfg.scoring not in self.scorings:

@@ -55,3 +55,16 @@ def _as_tuple(kind) -> tuple:
 
 
 NUMBER = (int, float)
+
+
+def iter_conversations(path: str | Path, records: list):
+    """The ReKV/STC-converted offline format (MLVU, EgoSchema, VideoMME): records
+    {video_id, video_path, conversations: [{question, choices, answer, ...}]}.
+    Yields (record index, record, video_id, video_path, question index, conversation, where, choices)
+    with every shared field already checked (one AnnotationError naming file and field otherwise)."""
+    for v, record in enumerate(records):
+        video_id = field(record, "video_id", str, path, v)
+        video = field(record, "video_path", str, path, v)
+        for q, conv in enumerate(field(record, "conversations", list, path, v)):
+            where = f"{v}.conversations[{q}]"
+            yield v, record, video_id, video, q, conv, where, string_list(conv, "choices", path, where, min_len=2)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from evaluation.common import mc
-from evaluation.common.annotations import expect_list, field, read_json, string_list
+from evaluation.common.annotations import expect_list, field, iter_conversations, read_json
 from evaluation.common.metrics import tally
 from evaluation.common.prompts import REKV_PRIMER, rekv_mc_prompt
 from evaluation.config import BenchmarkConfig
@@ -56,19 +56,14 @@ def _gold(answer, n_options: int, path, where) -> str:
 
 
 def _load_rekv(path: Path, records: list) -> list[Sample]:
-    samples = []
-    for v, record in enumerate(records):
-        q_uid = field(record, "video_id", str, path, v)
-        for q, conv in enumerate(field(record, "conversations", list, path, v)):
-            where = f"{v}.conversations[{q}]"
-            choices = string_list(conv, "choices", path, where, min_len=2)
-            samples.append(Sample(
-                id=q_uid if q == 0 else f"{q_uid}_{q}", video=field(record, "video_path", str, path, v),
-                question=field(conv, "question", str, path, where), options=choices,
-                gold=_gold(conv.get("answer"), len(choices), path, where), task="EgoSchema", group=q_uid,
-                meta={"q_uid": q_uid, "question_idx": conv.get("question_idx")},
-            ))
-    return samples
+    return [
+        Sample(
+            id=q_uid if q == 0 else f"{q_uid}_{q}", video=video, question=field(conv, "question", str, path, where),
+            options=choices, gold=_gold(conv.get("answer"), len(choices), path, where), task="EgoSchema", group=q_uid,
+            meta={"q_uid": q_uid, "question_idx": conv.get("question_idx")},
+        )
+        for _, _, q_uid, video, q, conv, where, choices in iter_conversations(path, records)
+    ]
 
 
 def _load_official(path: Path, records: list) -> list[Sample]:

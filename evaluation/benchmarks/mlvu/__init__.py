@@ -3,14 +3,4 @@
 from evaluation.benchmarks.mlvu import task
 from evaluation.registry import Benchmark, register_benchmark
 
-BENCHMARK = register_benchmark(
-    Benchmark(
-        name="mlvu",
-        load=task.load,
-        build_query=task.build_query,
-        score_item=task.score_item,
-        aggregate=task.aggregate,
-        scorings=task.SCORINGS,
-        prompts=task.PROMPTS,
-    )
-)
+BENCHMARK = register_benchmark(Benchmark.from_task("mlvu", task))

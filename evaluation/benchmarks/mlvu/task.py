@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from evaluation.common import mc
-from evaluation.common.annotations import NUMBER, expect_list, field, read_json, string_list
+from evaluation.common.annotations import NUMBER, expect_list, field, iter_conversations, read_json, string_list
 from evaluation.common.metrics import by_key, mean, tally
 from evaluation.common.prompts import REKV_PRIMER, rekv_mc_prompt
 from evaluation.config import BenchmarkConfig
@@ -47,20 +47,15 @@ def _gold_letter(choices: list[str], answer: str, path: Path, where) -> str:
 
 
 def _load_rekv(path: Path, records: list) -> list[Sample]:
-    samples = []
-    for v, record in enumerate(records):
-        video_id = field(record, "video_id", str, path, v)
-        video = field(record, "video_path", str, path, v)
-        for q, conv in enumerate(field(record, "conversations", list, path, v)):
-            where = f"{v}.conversations[{q}]"
-            choices = string_list(conv, "choices", path, where, min_len=2)
-            samples.append(Sample(
-                id=f"{video_id}_{q}", video=video, question=field(conv, "question", str, path, where), options=choices,
-                gold=_gold_letter(choices, field(conv, "answer", str, path, where), path, where),
-                task=field(conv, "question_type", str, path, where), group=video_id,
-                meta={"duration": field(record, "duration", NUMBER, path, v, optional=True)},
-            ))
-    return samples
+    return [
+        Sample(
+            id=f"{video_id}_{q}", video=video, question=field(conv, "question", str, path, where), options=choices,
+            gold=_gold_letter(choices, field(conv, "answer", str, path, where), path, where),
+            task=field(conv, "question_type", str, path, where), group=video_id,
+            meta={"duration": field(record, "duration", NUMBER, path, v, optional=True)},
+        )
+        for v, record, video_id, video, q, conv, where, choices in iter_conversations(path, records)
+    ]
 
 
 def _load_official(path: Path, records: list) -> list[Sample]:

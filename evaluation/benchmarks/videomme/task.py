@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from evaluation.common import mc
-from evaluation.common.annotations import expect_list, field, read_json, string_list
+from evaluation.common.annotations import expect_list, field, iter_conversations, read_json, string_list
 from evaluation.common.metrics import by_key, tally
 from evaluation.common.prompts import REKV_PRIMER, rekv_mc_prompt
 from evaluation.config import BenchmarkConfig
@@ -73,19 +73,14 @@ def _load_official(path: Path, records: list) -> list[Sample]:
 
 
 def _load_rekv(path: Path, records: list) -> list[Sample]:
-    samples = []
-    for v, record in enumerate(records):
-        video_id = field(record, "video_id", str, path, v)
-        for q, conv in enumerate(field(record, "conversations", list, path, v)):
-            where = f"{v}.conversations[{q}]"
-            choices = string_list(conv, "choices", path, where, min_len=2)
-            samples.append(Sample(
-                id=f"{video_id}-{q + 1}", video=field(record, "video_path", str, path, v),
-                question=field(conv, "question", str, path, where), options=choices,
-                gold=_letter(conv, path, where, len(choices)), task=conv.get("task_type", ""),
-                category=_bucket(record, path, v), group=video_id, meta={},
-            ))
-    return samples
+    return [
+        Sample(
+            id=f"{video_id}-{q + 1}", video=video, question=field(conv, "question", str, path, where), options=choices,
+            gold=_letter(conv, path, where, len(choices)), task=conv.get("task_type", ""),
+            category=_bucket(record, path, v), group=video_id, meta={},
+        )
+        for v, record, video_id, video, q, conv, where, choices in iter_conversations(path, records)
+    ]
 
 
 def build_query(sample: Sample, cfg: BenchmarkConfig):
