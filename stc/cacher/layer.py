@@ -51,12 +51,13 @@ def attention_interface(attn_module):
     return ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager)
 
 
-def attend(attn_module, queries, keys, values, attention_mask):
-    """Multi-head attention of queries [B, q, D] over keys/values [B, T, D], then out_proj -> [B, q, D]."""
+def attend(attn_module, attention, queries, keys, values, attention_mask):
+    """Multi-head attention of queries [B, q, D] over keys/values [B, T, D], then out_proj -> [B, q, D].
+    `attention` is the backend function from `attention_interface`, resolved once per handle."""
     batch, q_len, width = queries.shape
     head_dim = attn_module.head_dim
     split = lambda x: x.view(batch, x.shape[1], -1, head_dim).transpose(1, 2)  # noqa: E731
-    output, _ = attention_interface(attn_module)(
+    output, _ = attention(
         attn_module,
         split(queries),
         split(keys),
@@ -78,18 +79,18 @@ class References:
     branch_sum: torch.Tensor
 
 
-def full_rows(layer, hidden, normed, keys, attention_mask):
+def full_rows(layer, attention, hidden, normed, keys, attention_mask):
     """Upstream layer math on all given rows. Returns (output, values, attn_branch + mlp_branch)."""
     attn = layer.self_attn
     queries = attn.q_proj(normed)
     values = attn.v_proj(normed)
-    attn_branch = attend(attn, queries, keys, values, attention_mask)
+    attn_branch = attend(attn, attention, queries, keys, values, attention_mask)
     mid = hidden + attn_branch
     mlp_branch = layer.mlp(layer.layer_norm2(mid))
     return mid + mlp_branch, values, attn_branch + mlp_branch
 
 
-def selective_rows(layer, hidden, normed, keys, attention_mask, refs: References, k: int, config):
+def selective_rows(layer, attention, hidden, normed, keys, attention_mask, refs: References, k: int, config):
     """Selective recompute of the k most changed tokens per row (stc-method.md §2.4). Returns [B_s, T, D].
 
     Static tokens: h + (A_ref + M_ref). Dynamic tokens: h + A + MLP(LN2(h + A)), where A attends with
@@ -105,13 +106,13 @@ def selective_rows(layer, hidden, normed, keys, attention_mask, refs: References
     if attention_mask is not None:
         rows = indices[:, None, :, None].expand(-1, attention_mask.shape[1], -1, attention_mask.shape[-1])
         mask = torch.gather(attention_mask.expand(hidden.shape[0], -1, -1, -1), -2, rows)
-    mid_dynamic = torch.gather(hidden, 1, index) + attend(attn, attn.q_proj(normed_dynamic), keys, values, mask)
+    mid_dynamic = torch.gather(hidden, 1, index) + attend(attn, attention, attn.q_proj(normed_dynamic), keys, values, mask)
     out = hidden + refs.branch_sum
     out.scatter_(1, index, mid_dynamic + layer.mlp(layer.layer_norm2(mid_dynamic)))
     return out
 
 
-def cached_layer_forward(layer, hidden, attention_mask, plan: CallPlan, layer_idx: int, config):
+def cached_layer_forward(layer, hidden, attention_mask, plan: CallPlan, layer_idx: int, config, attention):
     """One encoder layer for a planned call: full rows first (they may be references for later rows of
     the same stream), then all selective rows batched together. hidden: [B, T, D] -> [B, T, D]."""
     if hidden.shape[0] != len(plan.states):
@@ -124,9 +125,9 @@ def cached_layer_forward(layer, hidden, attention_mask, plan: CallPlan, layer_id
     k = plan.tokens_to_update
     if not plan.reference_rows:  # all selective, references from the streams' buffers
         refs = stored_references(plan, layer_idx)
-        return selective_rows(layer, hidden, normed, keys, attention_mask, refs, k, config)
+        return selective_rows(layer, attention, hidden, normed, keys, attention_mask, refs, k, config)
     if not plan.selective_rows:  # all reference
-        out, values, branch_sum = full_rows(layer, hidden, normed, keys, attention_mask)
+        out, values, branch_sum = full_rows(layer, attention, hidden, normed, keys, attention_mask)
         _store(plan, layer_idx, plan.reference_rows, keys, normed, values, branch_sum, config)
         return out
 
@@ -134,10 +135,10 @@ def cached_layer_forward(layer, hidden, attention_mask, plan: CallPlan, layer_id
     mask_r = mask_s = attention_mask
     if attention_mask is not None and attention_mask.shape[0] > 1:
         mask_r, mask_s = attention_mask[ref_index], attention_mask[sel_index]
-    out_r, values, branch_sum = full_rows(layer, hidden[ref_index], normed[ref_index], keys[ref_index], mask_r)
+    out_r, values, branch_sum = full_rows(layer, attention, hidden[ref_index], normed[ref_index], keys[ref_index], mask_r)
     _store(plan, layer_idx, plan.reference_rows, keys, normed, values, branch_sum, config)
     refs = _mixed_references(plan, layer_idx, keys, normed, values, branch_sum, config)
-    out_s = selective_rows(layer, hidden[sel_index], normed[sel_index], keys[sel_index], mask_s, refs, k, config)
+    out_s = selective_rows(layer, attention, hidden[sel_index], normed[sel_index], keys[sel_index], mask_s, refs, k, config)
     out = torch.empty_like(hidden)
     out[ref_index] = out_r
     out[sel_index] = out_s

@@ -16,7 +16,8 @@ that list (`<tower>.encoder.layers`).
 
 State lives in `CacherState` objects (one per stream) owned by the handle, never in globals; the
 handle remembers which stream(s) the next call belongs to (`handle.use(...)`). One tower call at a
-time per handle: use one handle per thread.
+time per handle: use one handle per thread. The attention backend (`config._attn_implementation`) is
+resolved when attaching; re-attach after switching it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from torch import nn
 
 from stc.cacher.graph import CudaGraphRunner
 from stc.cacher.fused import FusedSelectiveLayer, layer_activation
-from stc.cacher.layer import cached_layer_forward
+from stc.cacher.layer import attention_interface, cached_layer_forward
 from stc.cacher.plan import CallPlan, plan_call
 from stc.cacher.state import CacherState
 from stc.config import CacherConfig
@@ -52,7 +53,7 @@ class StcEncoderLayer:
             output = handle.fused.run(self, hidden_states, plan, self._stc_layer_idx, handle.config, handle.activation)
             if output is not None:
                 return output
-        return cached_layer_forward(self, hidden_states, attention_mask, plan, self._stc_layer_idx, handle.config)
+        return cached_layer_forward(self, hidden_states, attention_mask, plan, self._stc_layer_idx, handle.config, handle.attention)
 
 
 def _is_encoder_layer(module: nn.Module) -> bool:
@@ -107,6 +108,8 @@ class CacherHandle:
             layer._stc_layer_idx = idx
         self.stream = self.new_stream()
         self._active: Union[CacherState, list[CacherState]] = self.stream
+        # resolved once: every layer of a tower shares its attention backend (config._attn_implementation)
+        self.attention = attention_interface(self.layers[0].self_attn)
         self.activation = layer_activation(self.layers[0])
         self.fused = FusedSelectiveLayer() if config.fused and self.activation is not None else None
         self.graph_runner = CudaGraphRunner(self) if config.cuda_graph else None
@@ -155,6 +158,7 @@ class CacherHandle:
             self.graph_runner.uninstall()
             self.graph_runner = None
         self._plan = None
+        self._index_cache.clear()
         self.attached = False
 
     def __enter__(self) -> CacherState:
