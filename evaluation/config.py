@@ -6,10 +6,10 @@ mapping with a required `name` because every host has its own knobs (model_path,
 host validates them itself. `to_run_config` converts the composed DictConfig ONCE into plain frozen
 dataclasses (`RunConfig`), which is all library code ever sees.
 
-STC knobs: `stc.config.CacherConfig`/`PrunerConfig` are frozen (read-only in OmegaConf, which would
-block overrides), so their schemas here are mutable mirrors generated from the frozen classes'
-fields (same for this module's own frozen configs); they can never drift. Validation happens when the
-frozen dataclasses are built in `to_run_config`.
+Compression: the `compression` group is a mapping of registered method names (`stc.compression`) to
+their settings, plus a `name`; `to_run_config` turns it into a validated `CompressionSpec` (one error
+naming `compression.<method>.<field>`). This module's own frozen configs have mutable mirrors for
+Hydra, generated from the frozen classes' fields, so they can never drift.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
-from stc.config import CacherConfig, PrunerConfig, STCConfig
+from stc.compression import CompressionSpec
 
 PROTOCOLS = ("streaming", "prefix")
 FORMATS = ("auto", "official", "rekv")
@@ -29,19 +29,6 @@ def _mutable_mirror(cls: type) -> type:
     hints = typing.get_type_hints(cls)
     fields = [(f.name, hints[f.name], field(default=f.default)) for f in dataclasses.fields(cls)]
     return dataclasses.make_dataclass(cls.__name__ + "Schema", fields)
-
-
-CacherSchema = _mutable_mirror(CacherConfig)
-PrunerSchema = _mutable_mirror(PrunerConfig)
-
-
-@dataclass
-class CompressionConfig:
-    """Group `compression`: none | stc | stc_cacher | stc_pruner. A null half is switched off."""
-
-    name: str = "none"
-    cacher: Optional[CacherSchema] = None  # type: ignore[valid-type]
-    pruner: Optional[PrunerSchema] = None  # type: ignore[valid-type]
 
 
 @dataclass(frozen=True)
@@ -120,7 +107,8 @@ class EvalSchema:
 
     framework: Dict[str, Any] = field(default_factory=lambda: {"name": "toy"})
     benchmark: BenchmarkSchema = field(default_factory=BenchmarkSchema)  # type: ignore[valid-type]
-    compression: CompressionConfig = field(default_factory=CompressionConfig)
+    # group `compression`: {name, <method>: {settings} | null, ...}; validated by CompressionSpec
+    compression: Dict[str, Any] = field(default_factory=lambda: {"name": "none"})
     data: DataSchema = field(default_factory=DataSchema)  # type: ignore[valid-type]
     video: VideoSchema = field(default_factory=VideoSchema)  # type: ignore[valid-type]
     protocol: str = "streaming"
@@ -138,8 +126,7 @@ class RunConfig:
     framework_name: str
     framework: Dict[str, Any]
     benchmark: BenchmarkConfig
-    stc: STCConfig
-    compression_name: str = "none"
+    compression: CompressionSpec = CompressionSpec()
     data: DataConfig = DataConfig()
     video: VideoConfig = VideoConfig()
     protocol: str = "streaming"
@@ -168,16 +155,22 @@ class RunConfig:
             "max_frames": self.benchmark.max_frames,
             "protocol": self.protocol,
             "compression": self.compression_name,
-            **stc_settings(self.stc),
+            **stc_settings(self.compression),
+            "compression_settings": self.compression.settings(),
         }
 
+    @property
+    def compression_name(self) -> str:
+        return self.compression.label
 
-def stc_settings(stc: STCConfig) -> dict:
+
+def stc_settings(spec: CompressionSpec) -> dict:
     """(N, r, k) in the paper's notation; None where that half of STC is off."""
+    cacher, pruner = spec.get("cacher"), spec.get("pruner")
     return {
-        "stc_N_cache_interval": stc.cacher.cache_interval if stc.cacher else None,
-        "stc_r_update_ratio": stc.cacher.update_ratio if stc.cacher else None,
-        "stc_k_tokens_per_frame": stc.pruner.tokens_per_frame if stc.pruner else None,
+        "stc_N_cache_interval": cacher.cache_interval if cacher else None,
+        "stc_r_update_ratio": cacher.update_ratio if cacher else None,
+        "stc_k_tokens_per_frame": pruner.tokens_per_frame if pruner else None,
     }
 
 
@@ -190,21 +183,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     if total < 1 or not 0 <= index < total:
         raise ValueError(f"invalid setting shard={text!r}: need n >= 1 and 0 <= i < n")
     return index, total
-
-
-def build_stc_config(compression: Any) -> STCConfig:
-    """Compression mapping (cacher/pruner sub-mappings or None) -> validated frozen STCConfig."""
-    cacher = compression.get("cacher") if compression else None
-    pruner = compression.get("pruner") if compression else None
-    if pruner is not None:
-        pruner = dict(pruner)
-        pruner["bandwidths"] = tuple(pruner.get("bandwidths", PrunerConfig.bandwidths))
-        if pruner.get("grid") is not None:
-            pruner["grid"] = tuple(pruner["grid"])
-    return STCConfig(
-        cacher=CacherConfig(**dict(cacher)) if cacher is not None else None,
-        pruner=PrunerConfig(**pruner) if pruner is not None else None,
-    )
 
 
 def to_run_config(cfg: Any, env: Optional[typing.Mapping[str, str]] = None) -> RunConfig:
@@ -231,8 +209,7 @@ def to_run_config(cfg: Any, env: Optional[typing.Mapping[str, str]] = None) -> R
         framework_name=str(framework["name"]),
         framework=framework,
         benchmark=BenchmarkConfig(**container["benchmark"]),
-        stc=build_stc_config(compression),
-        compression_name=str(compression.get("name", "none")),
+        compression=CompressionSpec.from_mapping(compression),
         data=DataConfig(**container.get("data", {})),
         video=VideoConfig(**container.get("video", {})),
         protocol=container.get("protocol", "streaming"),

@@ -63,7 +63,7 @@ def select_tasks(samples: Sequence[Sample], tasks: Sequence[str]) -> list[Sample
 def write_run_config(run: RunConfig, out_dir: Path) -> None:
     """config.json: what merge/score need to reproduce the report without the Hydra config."""
     record = {"settings": run.describe(), "benchmark": asdict(run.benchmark), "framework": run.framework,
-              "stc": asdict(run.stc), "data_root": run.data.root, "num_shards": run.num_shards, "limit": run.limit}
+              "compression": run.compression.settings(), "data_root": run.data.root, "num_shards": run.num_shards, "limit": run.limit}
     (out_dir / "config.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
 
 
@@ -109,7 +109,7 @@ def evaluate(run: RunConfig, host: Optional[StreamingVideoLLM] = None) -> dict:
         if host is None:
             from frameworks.registry import build_host
 
-            host = build_host(run.framework_name, run.framework, run.stc)
+            host = build_host(run.framework_name, run.framework, run.compression)
         total = sum(len(g) for g in todo)
         with P.open_for_append(pred_path) as handle, tqdm(total=total, disable=not run.progress,
                                                          desc=f"{benchmark.name} shard {run.shard_index}/{run.num_shards}") as bar:

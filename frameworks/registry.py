@@ -1,8 +1,10 @@
-"""Name -> host factory registry. The keys are the strings used in Hydra configs (`framework=rekv`).
+"""Name -> host factory: the one table of hosts. The keys are the strings of `framework=<name>`.
 
-Host modules register themselves with `@register_host("name")` when imported; `build_host` imports the
-module lazily (listed in `_HOST_MODULES`) so that importing the registry never pulls in transformers.
-A factory has the signature ``factory(config: Mapping[str, Any], stc: STCConfig) -> StreamingVideoLLM``.
+Entries are "module:function" strings imported on first use, so importing the registry never pulls in
+transformers. A factory has the signature
+``factory(config: Mapping[str, Any], compression: CompressionSpec) -> StreamingVideoLLM``.
+Adding a host = a package in `frameworks/` with a factory + one line here. The table is a constant:
+nothing registers itself at import time.
 """
 
 from __future__ import annotations
@@ -11,35 +13,29 @@ import importlib
 from typing import Any, Callable, Mapping
 
 from frameworks.protocol import StreamingVideoLLM
-from stc.config import STCConfig
+from stc.compression import CompressionSpec
 
-HostFactory = Callable[[Mapping[str, Any], STCConfig], StreamingVideoLLM]
+HostFactory = Callable[[Mapping[str, Any], CompressionSpec], StreamingVideoLLM]
 
-_HOSTS: dict[str, HostFactory] = {}
-_HOST_MODULES = {
-    "toy": "frameworks.toy",
-    "rekv": "frameworks.rekv",
+HOSTS: dict[str, str] = {
+    "toy": "frameworks.toy:build_toy",
+    "rekv": "frameworks.rekv:build_rekv_host",
 }
 
 
-def register_host(name: str) -> Callable[[HostFactory], HostFactory]:
-    def add(factory: HostFactory) -> HostFactory:
-        if name in _HOSTS and _HOSTS[name] is not factory:
-            raise KeyError(f"host {name!r} already registered to {_HOSTS[name].__qualname__}")
-        _HOSTS[name] = factory
-        return factory
-
-    return add
-
-
 def list_hosts() -> list[str]:
-    return sorted(set(_HOSTS) | set(_HOST_MODULES))
+    return sorted(HOSTS)
 
 
-def build_host(name: str, config: Mapping[str, Any] | None = None, stc: STCConfig | None = None) -> StreamingVideoLLM:
-    """Instantiate host `name` with its config mapping and the STC compression settings."""
-    if name not in _HOSTS and name in _HOST_MODULES:
-        importlib.import_module(_HOST_MODULES[name])
-    if name not in _HOSTS:
-        raise KeyError(f"unknown framework {name!r}; available: {list_hosts()}")
-    return _HOSTS[name](dict(config or {}), stc or STCConfig())
+def host_factory(name: str) -> HostFactory:
+    """The factory registered under `name`; one clear error naming the known hosts otherwise."""
+    if name not in HOSTS:
+        raise KeyError(f"unknown framework {name!r}; available: {', '.join(list_hosts())}")
+    module, _, attr = HOSTS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def build_host(name: str, config: Mapping[str, Any] | None = None, compression: Any = None) -> StreamingVideoLLM:
+    """Instantiate host `name` with its config mapping and its compression: a `CompressionSpec`, a
+    mapping as composed from `configs/compression/`, an `STCConfig`, or None (no compression)."""
+    return host_factory(name)(dict(config or {}), CompressionSpec.coerce(compression))

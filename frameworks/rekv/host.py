@@ -1,6 +1,6 @@
 """ReKV streaming video QA on HF LLaVA-OneVision, with STC-Cacher and STC-Pruner (the reference integration).
 
-    host = ReKVHost(build_random_llava_onevision(cfg), ReKVConfig(), STCConfig(cacher=..., pruner=...))
+    host = ReKVHost(build_random_llava_onevision(cfg), ReKVConfig(), {"cacher": {...}, "pruner": {...}})
     host.reset()                               # new video
     host.ingest(frames_uint8, timestamps)      # any number of times: only new frames are encoded
     text = host.answer(Query(prompt=..., answer_prefix="Best option: ("))
@@ -8,7 +8,7 @@
 
 Per frame chunk (`frames_per_chunk` frames): pixels -> SigLIP (STC-Cacher: one cacher frame per frame,
 in order) -> hidden_states[vision_feature_layer] -> projector -> 2x bilinear pool (27x27 -> 196 tokens,
-no newline) -> STC-Pruner (k per frame) -> one LLM pre-fill into the streaming context: attention over
+no newline) -> TOKENS-stage compression (e.g. STC-Pruner, k per frame) -> one LLM pre-fill into the streaming context: attention over
 [init sink, local window of n_local tokens, the chunk], keys stored without RoPE; every frame becomes
 one offloaded block. Question: per-layer top-k block retrieval with the bare question, then the
 templated prompt is pre-filled over [sink + retrieved blocks] (positions re-indexed from 0) and decoded
@@ -21,6 +21,7 @@ from typing import Sequence
 
 import torch
 
+from frameworks.common.compression import HostCompression
 from frameworks.common.llava_loading import LoadedLlava
 from frameworks.common.llava_video import pool_2x, pooled_grid_tokens, preprocess_frames, tower_features
 from frameworks.common.stage_timer import StageTimer
@@ -31,7 +32,7 @@ from frameworks.rekv.config import ReKVConfig
 from frameworks.rekv.decoder import DecoderStack
 from frameworks.rekv.local_window import LocalWindow
 from frameworks.rekv.rope import RotaryTable
-from stc import STCConfig, STCPruner, attach_cacher
+from stc.compression import TokenSide
 
 
 class ReKVHost:
@@ -40,8 +41,10 @@ class ReKVHost:
     name = "rekv"
     supports_incremental = True
 
-    def __init__(self, loaded: LoadedLlava, config: ReKVConfig | None = None, stc: STCConfig | None = None):
-        self.config, self.stc = config or ReKVConfig(), stc or STCConfig()
+    def __init__(self, loaded: LoadedLlava, config: ReKVConfig | None = None, compression=None):
+        """`compression`: a `CompressionSpec`, a mapping (`{"cacher": {...}, "pruner": {...}}`), an
+        `STCConfig`, or None (the host as upstream)."""
+        self.config = config or ReKVConfig()
         self.model, self.codec, self.pixel_spec = loaded.model, loaded.codec, loaded.pixels
         inner = self.model.model
         self.device, self.dtype = self.model.device, self.model.dtype
@@ -50,26 +53,23 @@ class ReKVHost:
         self.rope = RotaryTable(inner.language_model.rotary_emb, self.dtype)
         vision = self.model.config.vision_config
         self.pooled_tokens = pooled_grid_tokens(vision.image_size, vision.patch_size)
+        self.grid = (int(round(self.pooled_tokens ** 0.5)),) * 2
+        self.compression = HostCompression(compression, self.pooled_tokens, host="rekv")
         self.block_tokens = self._block_tokens()
         shape = (self.stack.num_layers, self.stack.kv_heads, self.stack.head_dim)
         self.window = LocalWindow(*shape, self.config.n_local, self.dtype, self.device, self.rope)
         self.store = BlockStore(*shape, self.block_tokens, self.dtype, self.device,
                                 offload=self.config.offload, page_blocks=self.config.page_blocks)
-        self.pruner = STCPruner(self.stc.pruner) if self.stc.pruner is not None else None
-        self.cacher = attach_cacher(self.vision_tower, self.stc.cacher) if self.stc.cacher is not None else None
+        self.compression.attach(self.vision_tower)
         self.timer = StageTimer(self.device)
         self._encode_sink()
         self.reset()
 
     def _block_tokens(self) -> int:
-        tokens = self.pooled_tokens
-        if self.stc.pruner is not None:
-            k = self.stc.pruner.tokens_per_frame
-            if k > self.pooled_tokens:
-                raise ValueError(f"stc.pruner.tokens_per_frame={k} exceeds the {self.pooled_tokens} tokens per frame")
-            if self.stc.pruner.layout != "flat":
-                raise ValueError("LLaVA-OneVision frames are a flat token list: stc.pruner.layout must be 'flat'")
-            tokens = k
+        tokens = self.compression.tokens_out
+        if tokens is None:
+            raise ValueError(f"compression={self.compression.label}: the rekv host stores one fixed-size KV block per "
+                             "frame and needs a fixed token count per frame")
         chunk = tokens * self.config.frames_per_chunk
         if self.config.n_local < chunk:
             raise ValueError(f"n_local={self.config.n_local} must hold one pre-fill chunk "
@@ -90,10 +90,7 @@ class ReKVHost:
     def reset(self) -> None:
         self.window.clear()
         self.store.clear()
-        if self.pruner is not None:
-            self.pruner.reset()
-        if self.cacher is not None:
-            self.cacher.stream.reset()
+        self.compression.reset()
         self.timer.reset()
         self._counts = dict(frames=0, tokens_in=0, tokens_kept=0, answers=0, generated_tokens=0)
         self._last_selection: list[torch.Tensor] = []
@@ -121,26 +118,25 @@ class ReKVHost:
     def timings(self) -> StageTimings:
         totals = self.timer.totals()
         counts = self._counts
-        stats = self.cacher.stream.stats if self.cacher is not None else None
+        reference_frames, selective_frames = self.compression.frame_kinds()
         peak = torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.type == "cuda" else None
         extra = {name: totals.get(name, 0.0) for name in ("preprocess", "projector", "answer_prefill")}
         extra = {f"{name}_ms": value for name, value in extra.items()}
         extra.update(answers=counts["answers"], generated_tokens=counts["generated_tokens"],
                      blocks=self.store.num_blocks, block_tokens=self.block_tokens, init_tokens=self.window.n_init,
-                     local_window_tokens=self.window.length, frames_per_chunk=self.config.frames_per_chunk)
+                     local_window_tokens=self.window.length, frames_per_chunk=self.config.frames_per_chunk,
+                     compression=self.compression.stats())
         return StageTimings(
             vit_ms=totals.get("vit", 0.0), prefill_ms=totals.get("prefill", 0.0), pruner_ms=totals.get("pruner", 0.0),
             retrieval_ms=totals.get("retrieval", 0.0), decode_ms=totals.get("decode", 0.0), frames=counts["frames"],
             visual_tokens_in=counts["tokens_in"], visual_tokens_kept=counts["tokens_kept"],
-            vit_reference_frames=stats.reference_frames if stats else 0,
-            vit_selective_frames=stats.selective_frames if stats else 0, peak_memory_mb=peak, extra=extra,
+            vit_reference_frames=reference_frames, vit_selective_frames=selective_frames,
+            peak_memory_mb=peak, extra=extra,
         )
 
     def close(self) -> None:
-        """Detach STC-Cacher (the tower's original layer classes come back)."""
-        if self.cacher is not None:
-            self.cacher.detach()
-            self.cacher = None
+        """Detach VISION-stage methods (the tower's original layer classes come back)."""
+        self.compression.close()
 
     # ---- video ---------------------------------------------------------------------------------
     def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
@@ -158,9 +154,10 @@ class ReKVHost:
         tokens = self.frame_features(frames)
         self._counts["frames"] += tokens.shape[0]
         self._counts["tokens_in"] += tokens.shape[0] * tokens.shape[1]
-        if self.pruner is not None:
+        if self.compression.token_methods:
             with self.timer.stage("pruner"):
-                tokens, _ = self.pruner.compress(tokens)
+                side = TokenSide(grid=self.grid, frame_offset=self._counts["frames"] - tokens.shape[0])
+                tokens, _ = self.compression.compress_tokens(tokens, side)
         self.prefill_tokens(tokens)
 
     def prefill_tokens(self, tokens: torch.Tensor) -> None:

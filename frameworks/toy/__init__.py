@@ -1,8 +1,11 @@
 """The built-in deterministic test host, registered as "toy" (`framework=toy`).
 
-No model: every frame is summarised by its mean intensity and answers follow fixed rules, so the
-whole evaluation pipeline (sampling, streaming reuse, prompts, scoring, resume, sharding) runs on CPU
-in milliseconds and gives reproducible numbers.
+No language model: every frame is summarised by its mean intensity and answers follow fixed rules, so
+the whole evaluation pipeline (sampling, streaming reuse, prompts, scoring, resume, sharding) runs on
+CPU in milliseconds and gives reproducible numbers. The compression seam is real, though: frames go
+through a tiny seeded SigLIP tower (32 px, 16 tokens per frame) with the configured VISION methods
+attached, and its tokens through the TOKENS methods, so `framework=toy compression=<any method>`
+exercises every registered method end to end (counts in `timings`), and answers never depend on it.
 
 Answer rules (depend only on the frames ingested since the last reset, so a streaming run and a
 prefix run give identical answers):
@@ -21,11 +24,23 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from frameworks.common.compression import HostCompression
 from frameworks.protocol import Query, StageTimings
-from frameworks.registry import register_host
-from stc.config import STCConfig
+from stc.compression import CompressionSpec, TokenSide
 
-TOKENS_PER_FRAME = 16  # the toy "vision tower" emits a 4x4 grid per frame
+IMAGE_SIZE, PATCH_SIZE = 32, 8
+TOKENS_PER_FRAME = (IMAGE_SIZE // PATCH_SIZE) ** 2  # the toy vision tower emits a 4x4 grid per frame
+
+
+def toy_tower(seed: int = 0):
+    """A 2-layer SigLIP tower (width 32) with seeded random weights: the toy host's encoder."""
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    config = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return SiglipVisionModel(config).eval()
 
 
 @dataclass(frozen=True)
@@ -52,9 +67,13 @@ class ToyConfig:
 class ToyHost:
     """Deterministic rule-based StreamingVideoLLM."""
 
-    def __init__(self, config: ToyConfig, stc: STCConfig):
+    def __init__(self, config: ToyConfig, compression: CompressionSpec | None = None):
         self.config = config
-        self.stc = stc
+        self.compression = HostCompression(compression, TOKENS_PER_FRAME, host="toy")
+        self.tower = None
+        if self.compression:
+            self.tower = toy_tower()
+            self.compression.attach(self.tower)
         self.name = config.name
         self.supports_incremental = config.supports_incremental
         self.ingested_frames_total = 0
@@ -68,6 +87,7 @@ class ToyHost:
         self.resets += 1
         self._means = []
         self._timings = StageTimings()
+        self.compression.reset()
 
     def ingest(self, frames: torch.Tensor, timestamps: Sequence[float]) -> None:
         if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
@@ -76,24 +96,30 @@ class ToyHost:
             raise ValueError(f"{frames.shape[0]} frames but {len(timestamps)} timestamps")
         start = time.perf_counter()
         means = frames.float().mean(dim=(1, 2, 3)).tolist()
+        kept = self._encode(frames) if self.compression else TOKENS_PER_FRAME * len(means)
         self._timings.vit_ms += 1000 * (time.perf_counter() - start)
-        for _ in means:
-            self._count_frame()
+        self._timings.frames += len(means)
+        self._timings.visual_tokens_in += TOKENS_PER_FRAME * len(means)
+        self._timings.visual_tokens_kept += kept
+        self._timings.vit_reference_frames, self._timings.vit_selective_frames = self.compression.frame_kinds()
+        self._timings.extra["compression"] = self.compression.stats()
         self._means.extend(means)
         self.ingested_frames_total += len(means)
         self.ingest_calls += 1
 
-    def _count_frame(self) -> None:
-        t = self._timings
-        interval = self.stc.cacher.cache_interval if self.stc.cacher else 1
-        if t.frames % interval == 0:
-            t.vit_reference_frames += 1
-        else:
-            t.vit_selective_frames += 1
-        kept = min(self.stc.pruner.tokens_per_frame, TOKENS_PER_FRAME) if self.stc.pruner else TOKENS_PER_FRAME
-        t.frames += 1
-        t.visual_tokens_in += TOKENS_PER_FRAME
-        t.visual_tokens_kept += kept
+    @torch.no_grad()
+    def _encode(self, frames: torch.Tensor) -> int:
+        """Frames through the tower (one frame per call, as a streaming host does) and the TOKENS
+        methods; returns the number of tokens kept."""
+        pixels = torch.nn.functional.interpolate(frames.permute(0, 3, 1, 2).float() / 127.5 - 1.0,
+                                                 size=(IMAGE_SIZE, IMAGE_SIZE), mode="area")
+        kept = 0
+        for offset, frame in enumerate(pixels):
+            tokens = self.tower(pixel_values=frame[None]).last_hidden_state
+            side = TokenSide(grid=(4, 4), frame_offset=self._timings.frames + offset)
+            tokens, _ = self.compression.compress_tokens(tokens, side)
+            kept += tokens.shape[1]
+        return kept
 
     def answer(self, query: Query) -> str:
         if self.config.fail_on and self.config.fail_on in query.prompt:
@@ -115,10 +141,9 @@ class ToyHost:
         return self._timings
 
 
-@register_host("toy")
-def build_toy(config: Mapping[str, Any], stc: STCConfig) -> ToyHost:
+def build_toy(config: Mapping[str, Any], compression: CompressionSpec | None = None) -> ToyHost:
     known = set(ToyConfig.__dataclass_fields__)
     unknown = set(config) - known
     if unknown:
         raise ValueError(f"unknown toy host setting(s) {sorted(unknown)}; known: {sorted(known)}")
-    return ToyHost(ToyConfig(**dict(config)), stc)
+    return ToyHost(ToyConfig(**dict(config)), compression)

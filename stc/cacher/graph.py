@@ -78,7 +78,7 @@ class CudaGraphRunner:
         self._graphs.clear()
 
     def forward(self, pixel_values=None, *args, **kwargs):
-        if not self._graphable(pixel_values, args):
+        if self.handle.bypassing or not self._graphable(pixel_values, args):
             return self._eager(pixel_values, *args, **kwargs)
         states = self.handle.row_states(pixel_values.shape[0])
         modes = expected_modes(states, self.handle.config.cache_interval)

@@ -45,6 +45,8 @@ class StcEncoderLayer:
 
     def forward(self, hidden_states, attention_mask=None, *args, **kwargs):
         handle = self._stc_handle
+        if handle.bypassing:
+            return super().forward(hidden_states, attention_mask, *args, **kwargs)
         if self._stc_layer_idx == 0:
             handle._plan = handle._plan_call(hidden_states)
         plan = handle._plan
@@ -113,6 +115,7 @@ class CacherHandle:
         self.activation = layer_activation(self.layers[0])
         self.fused = FusedSelectiveLayer() if config.fused and self.activation is not None else None
         self.graph_runner = CudaGraphRunner(self) if config.cuda_graph else None
+        self.bypassing = False
         self.attached = True
 
     # ---- streams -------------------------------------------------------------------------------
@@ -133,6 +136,16 @@ class CacherHandle:
             yield
         finally:
             self._active = previous
+
+    @contextmanager
+    def bypass(self) -> Iterator[None]:
+        """Run the unpatched tower inside the block: for calls that are not frames of a stream (still
+        images, anyres crops), so they never consume the frame schedule or touch any reference."""
+        previous, self.bypassing = self.bypassing, True
+        try:
+            yield
+        finally:
+            self.bypassing = previous
 
     def row_states(self, batch: int) -> list[CacherState]:
         """The state of each row for a call with `batch` frames."""

@@ -25,7 +25,7 @@ EXPECTED = {
 
 
 def toy(run, **over):
-    return build_host("toy", {**run.framework, **over}, run.stc)
+    return build_host("toy", {**run.framework, **over}, run.compression)
 
 
 @pytest.mark.parametrize("benchmark", sorted(EXPECTED))
@@ -138,7 +138,8 @@ def test_host_failure_is_recorded_per_item(ev, data_root, tmp_path):
 def test_stc_settings_reach_host_and_report(ev, data_root, tmp_path):
     run = ev.run_config("streamingbench", data_root("streamingbench"), tmp_path / "o", "compression=stc",
                         "compression.pruner.tokens_per_frame=4", "compression.cacher.cache_interval=3")
-    assert (run.stc.cacher.cache_interval, run.stc.cacher.update_ratio, run.stc.pruner.tokens_per_frame) == (3, 0.25, 4)
+    cacher, pruner = run.compression.get("cacher"), run.compression.get("pruner")
+    assert (cacher.cache_interval, cacher.update_ratio, pruner.tokens_per_frame) == (3, 0.25, 4)
     evaluate(run)
     first = json.loads((tmp_path / "o" / "predictions.jsonl").read_text().splitlines()[0])
     t = first["timings"]

@@ -1,0 +1,130 @@
+"""The one place where hosts wire token compression: attach, compress, reset, report.
+
+    compression = HostCompression(spec, tokens_per_frame=196)   # validates budgets at host build
+    compression.attach(vision_tower)                            # VISION methods (STC-Cacher, ToMe)
+    with compression.bypass(): tower(still_image)               # not a stream frame
+    kept, indices = compression.compress_tokens(tokens, TokenSide(grid=(14, 14)))   # TOKENS methods
+    compression.reset()                                         # new video
+    compression.stats()   # {"cacher": {...}, "pruner": {...}}  -> StageTimings.extra["compression"]
+
+Hosts hold one `HostCompression` per stream and never name a method: what runs is decided by the
+spec (`compression=` on the command line). CONTEXT methods are reachable through `context_methods`
+for the host hooks that call them.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack, contextmanager
+from typing import Any, Iterator, Optional
+
+import torch
+from torch import nn
+
+from stc.compression import CompressionSpec, Stage, TokenSide
+
+
+class HostCompression:
+    """The compression methods of one stream of one host, in pipeline order."""
+
+    def __init__(self, spec: Any, tokens_per_frame: Optional[int] = None, *, host: str = "host",
+                 supported_stages: tuple[Stage, ...] = (Stage.VISION, Stage.TOKENS, Stage.CONTEXT)):
+        self.spec = CompressionSpec.coerce(spec)
+        self.methods = self.spec.build()
+        for method in self.methods:
+            if method.stage not in supported_stages:
+                raise ValueError(f"compression.{method.name}: the {host} host does not support "
+                                 f"{method.stage.value}-stage methods")
+        self.tokens_in = tokens_per_frame
+        self.tokens_out = self._tokens_out(tokens_per_frame)
+        self.attached = False
+
+    # ---- by stage ---------------------------------------------------------------------------
+    def _of(self, stage: Stage) -> list:
+        return [m for m in self.methods if m.stage == stage]
+
+    @property
+    def vision_methods(self) -> list:
+        return self._of(Stage.VISION)
+
+    @property
+    def token_methods(self) -> list:
+        return self._of(Stage.TOKENS)
+
+    @property
+    def context_methods(self) -> list:
+        return self._of(Stage.CONTEXT)
+
+    @property
+    def requires(self) -> set[str]:
+        """TokenSide fields some TOKENS method reads (a host computes costly ones only on demand)."""
+        return {need for method in self.token_methods for need in method.requires}
+
+    def _tokens_out(self, tokens: Optional[int]) -> Optional[int]:
+        """Tokens per frame after every TOKENS method; ValueError naming the knob when a budget is
+        impossible (checked at host build, never reported as applied when it is not)."""
+        if tokens is None:
+            return None
+        for method in self.token_methods:
+            tokens = method.tokens_out(tokens)
+            if tokens is None:
+                return None
+            if tokens < 1:
+                raise ValueError(f"compression.{method.name}: leaves {tokens} tokens per frame; the budget must be >= 1")
+        return tokens
+
+    # ---- lifetime ---------------------------------------------------------------------------
+    def attach(self, tower: nn.Module) -> None:
+        for method in self.vision_methods:
+            method.attach(tower)
+        self.attached = True
+
+    @contextmanager
+    def bypass(self) -> Iterator[None]:
+        with ExitStack() as stack:
+            for method in self.vision_methods:
+                stack.enter_context(method.bypass())
+            yield
+
+    def compress_tokens(self, tokens: torch.Tensor, side: Optional[TokenSide] = None):
+        """Run the TOKENS methods in order on [F, T, D]. Returns (tokens, indices into the input's
+        T axis, or None once a method merged tokens)."""
+        side = side or TokenSide()
+        indices = None
+        for position, method in enumerate(self.token_methods):
+            tokens, picked = method.compress(tokens, side)
+            if position == 0:
+                indices = picked
+            elif indices is not None and picked is not None:
+                indices = torch.gather(indices, 1, picked)
+            else:
+                indices = None
+        return tokens, indices
+
+    def reset(self) -> None:
+        for method in self.methods:
+            method.reset()
+
+    def close(self) -> None:
+        for method in self.methods:
+            method.close()
+        self.attached = False
+
+    # ---- reporting --------------------------------------------------------------------------
+    def stats(self) -> dict[str, dict]:
+        return {method.name: method.stats() for method in self.methods}
+
+    def frame_kinds(self) -> tuple[int, int]:
+        """(reference, selective) frame counts of a vision method that reuses frames (0, 0 if none)."""
+        reference = selective = 0
+        for method in self.vision_methods:
+            stats = method.stats()
+            reference += stats.get("reference_frames", 0)
+            selective += stats.get("selective_frames", 0)
+        return reference, selective
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
+
+    def __bool__(self) -> bool:
+        return bool(self.methods)

@@ -1,0 +1,128 @@
+"""The contract every token-compression method implements, whatever it is (STC, ToMe, VisionZip, ...).
+
+A method acts at exactly one *stage* of a streaming VideoLLM:
+
+    frames -> [vision encoder] -> tokens -> [projector] -> [LLM pre-fill / KV context] -> answer
+               Stage.VISION                 Stage.TOKENS       Stage.CONTEXT
+
+- VISION methods change the encoder's computation (STC-Cacher reuses it, ToMe merges inside it):
+  `attach(tower)` / `detach()`, and `bypass()` for calls that are not frames of the stream.
+- TOKENS methods choose which of a frame's tokens reach the LLM (STC-Pruner, VisionZip, VidCom²,
+  random drop): `compress(tokens, side)`.
+- CONTEXT methods act on the LLM's KV/context (DyCoke's decode-time pruning, StreamDyCoke's bounded
+  cache); their hooks are declared on `ContextMethod`.
+
+Composite methods (STC = cacher + pruner, DyCoke = merging + KV pruning) are several registered
+methods listed together in one compression spec. Every method holds the state of ONE stream: hosts
+build one instance per stream and call `reset()` at a new video. Hosts never call methods directly:
+`frameworks/common/compression.py` does, so no host code names a method.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterator, Optional, Sequence
+
+import torch
+from torch import nn
+
+
+class Stage(str, enum.Enum):
+    """Where in the pipeline a method acts (also the order in which a host applies them)."""
+
+    VISION = "vision"
+    TOKENS = "tokens"
+    CONTEXT = "context"
+
+
+@dataclass
+class TokenSide:
+    """Side information a TOKENS method may ask for (declared in `TokenMethod.requires`).
+
+    Attributes:
+        grid: (rows, cols) of the frame's token grid when tokens are a flat row-major grid.
+        attention: [F, T] attention each token receives in the vision tower (VisionZip's dominant
+            tokens). Hosts fill it only when a method requires it (it costs an eager attention pass).
+        vision_features: [F, T, C] the encoder features the tokens were projected from.
+        frame_offset: index of the first frame of this call in the stream (0 after reset()).
+    """
+
+    grid: Optional[tuple[int, int]] = None
+    attention: Optional[torch.Tensor] = None
+    vision_features: Optional[torch.Tensor] = None
+    frame_offset: int = 0
+
+
+class CompressionMethod:
+    """Base of all methods. Subclasses set `name`, `stage`, `config_class` and take their typed
+    (frozen dataclass) config as the only constructor argument."""
+
+    name: ClassVar[str]
+    stage: ClassVar[Stage]
+    config_class: ClassVar[type]
+
+    def __init__(self, config):
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} expects a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+
+    def reset(self) -> None:
+        """Start a new stream: forget every per-video state."""
+
+    def stats(self) -> dict[str, Any]:
+        """What the method did since the last reset (counts, not timings), JSON-serialisable."""
+        return {}
+
+    def tokens_out(self, tokens_in: int) -> Optional[int]:
+        """Tokens per frame after this method for `tokens_in` tokens per frame, or None when the
+        count varies per frame. Raises ValueError naming the knob when the budget is impossible."""
+        return tokens_in
+
+    def close(self) -> None:
+        """Release what the method holds (detach patches); idempotent."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config})"
+
+
+class VisionMethod(CompressionMethod, abc.ABC):
+    """Acts inside the vision encoder."""
+
+    stage = Stage.VISION
+
+    @abc.abstractmethod
+    def attach(self, tower: nn.Module) -> None:
+        """Patch `tower` (the vision encoder module) for this stream."""
+
+    def detach(self) -> None:
+        """Undo `attach`; the tower computes exactly as before."""
+
+    @contextmanager
+    def bypass(self) -> Iterator[None]:
+        """Run the unmodified tower inside the block (still images, anyres crops: not stream frames)."""
+        yield
+
+    def close(self) -> None:
+        self.detach()
+
+
+class TokenMethod(CompressionMethod, abc.ABC):
+    """Selects/merges the tokens of each frame between the encoder and the LLM."""
+
+    stage = Stage.TOKENS
+    requires: ClassVar[Sequence[str]] = ()  # names of TokenSide fields the method reads
+
+    @abc.abstractmethod
+    def compress(self, tokens: torch.Tensor, side: TokenSide) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """[F, T, D] tokens of F consecutive frames of the stream -> (kept [F, k, D], indices [F, k] or
+        None when kept tokens are merges rather than a subset). Causal: frame f may read frames < f."""
+
+
+class ContextMethod(CompressionMethod):
+    """Acts on the LLM's context (KV cache) while frames are stored or while an answer is decoded.
+    Concrete hooks are defined by the subclasses and called only by `frameworks.common.compression`."""
+
+    stage = Stage.CONTEXT

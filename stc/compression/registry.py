@@ -1,0 +1,34 @@
+"""Name -> compression method. One table, read lazily, so importing it pulls in no method's code.
+
+Adding a method = one module with a `CompressionMethod` subclass + one line here. The names are the
+keys of a compression spec (`configs/compression/*.yaml`: `cacher: {...}`, `tome: {...}`) and of
+`compression=<name>` on the command line. The table is a constant: nothing registers at import time,
+so there is no process-wide mutable state to get out of order.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from stc.compression.base import CompressionMethod
+
+METHODS: dict[str, str] = {
+    # STC (this paper)
+    "cacher": "stc.compression.stc_methods:CacherMethod",
+    "pruner": "stc.compression.stc_methods:PrunerMethod",
+}
+
+
+def list_methods() -> list[str]:
+    return sorted(METHODS)
+
+
+def method_class(name: str) -> type[CompressionMethod]:
+    """The class registered under `name`; one clear error naming the known methods otherwise."""
+    if name not in METHODS:
+        raise KeyError(f"unknown compression method {name!r}; registered: {', '.join(list_methods())}")
+    module, _, attr = METHODS[name].partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, CompressionMethod)) or cls.name != name:
+        raise TypeError(f"compression registry entry {name!r} -> {METHODS[name]} is not a CompressionMethod named {name!r}")
+    return cls
