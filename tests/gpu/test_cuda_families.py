@@ -38,5 +38,11 @@ def test_graphed_chunked_calls_equal_eager_one_frame_per_call(tower):
                                            msg=lambda m: f"{tower} N={interval} chunks={sizes}: {m}")
         runner = graphed.graph_runner
         print(f"{tower} N={interval}: captures={runner.captures} replays={runner.replays} enabled={runner.enabled}")
-        assert runner.enabled and runner.replays > 0, f"{tower}: graphs were not used"
+        if tower == "qwen2_vl":
+            # Known limit: Qwen2VisionTransformerPretrainedModel.forward builds its position ids and
+            # cu_seqlens with host<->device copies, which a CUDA graph cannot capture; the runner
+            # must say so once and fall back to the (exact) eager cacher, never fail the call.
+            assert not runner.enabled and runner.replays == 0
+        else:
+            assert runner.enabled and runner.replays > 0, f"{tower}: graphs were not used"
         graphed.detach()
