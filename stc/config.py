@@ -47,6 +47,10 @@ class CacherConfig:
         cuda_graph: on CUDA, replay tower calls from captured graphs (never used on CPU).
         fused: on CUDA, run all-selective layers through one torch.compile'd function (Triton fuses
             the small ops; first call compiles, ~1 min). Ignored on CPU and for unknown activations.
+        stagger_streams: give the streams of one handle refresh phases 0, 1, 2, ... (mod N), so a call
+            that batches one frame of each of S streams holds about S/N reference rows every time
+            instead of S rows every N-th call. Per-stream outputs are those of a single stream whose
+            schedule is shifted (same fidelity, same FLOPs).
         recompute_prefix: always recompute the tower's prefix tokens (CLS, registers) on selective
             frames, within the k recomputed tokens. Off by default (as released): a prefix token's
             layer-0 key never changes between frames, so the cosine rule never selects it and its
@@ -59,6 +63,7 @@ class CacherConfig:
     selection_feature: str = "key"
     cuda_graph: bool = False
     fused: bool = False
+    stagger_streams: bool = False
     recompute_prefix: bool = False
 
     def __post_init__(self):

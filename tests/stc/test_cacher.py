@@ -372,3 +372,27 @@ def test_fused_selective_function_handles_a_batch_of_streams(towers):
     assert refs.value.shape == (3, 16, 32)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     handle.detach()
+
+
+def test_staggered_streams_spread_reference_rows_and_equal_shifted_single_streams(towers):
+    """stagger_streams: stream i refreshes at frames ≡ i (mod N) after its first; a batched call then
+    holds one reference row per N streams, and each stream equals a single stream of that phase."""
+    model = towers.siglip()
+    clips = [towers.frames(7, seed=s, drift=0.2) for s in range(4)]
+    config = CacherConfig(update_ratio=0.25, cache_interval=4, stagger_streams=True)
+    handle = attach_cacher(model, config)
+    streams = [handle.new_stream() for _ in clips]
+    assert [s.phase for s in streams] == [1, 2, 3, 0]  # the default stream took phase 0
+    per_call = []
+    with torch.no_grad(), handle.use(streams):
+        steps = []
+        for i in range(7):
+            steps.append(model(pixel_values=torch.cat([c[i : i + 1] for c in clips])).last_hidden_state)
+            per_call.append(len(handle._plan.reference_rows))
+    assert per_call == [4, 1, 1, 1, 1, 1, 1]  # frame 0 of every stream, then one stream per call
+    for clip, stream, in zip(clips, streams):
+        single = handle.new_stream(phase=stream.phase)
+        with torch.no_grad(), handle.use(single):
+            alone = torch.cat([model(pixel_values=clip[i : i + 1]).last_hidden_state for i in range(7)])
+        torch.testing.assert_close(torch.stack([s[streams.index(stream)] for s in steps]), alone, rtol=1e-5, atol=1e-5)
+    handle.detach()
