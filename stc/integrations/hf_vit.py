@@ -124,7 +124,7 @@ class CacherHandle:
         self.parts = self.anatomy.bind(self.layers)
         self.prefix_tokens = self.anatomy.num_prefix_tokens(self.tower)
         self.activation = fusable(self.anatomy, self.parts[0])
-        self.fused = FusedSelectiveLayer() if config.fused and self.activation is not None else None
+        self.fused = FusedSelectiveLayer() if config.fused and self.activation is not None and config.reuse == "both" else None
         self.graph_runner = CudaGraphRunner(self) if config.cuda_graph else None
         self.bypassing = False
         self.attached = True

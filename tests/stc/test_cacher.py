@@ -95,8 +95,10 @@ def test_selective_frames_recompute_only_k_tokens_and_differ_from_full(towers):
     handle.detach()
 
 
-def test_selective_layer_follows_the_method_pseudocode(towers):
-    """One-layer tower: the selective frame's layer output equals a naive transcription of §2.4."""
+@pytest.mark.parametrize("reuse", ["both", "attention", "mlp"])
+def test_selective_layer_follows_the_method_pseudocode(towers, reuse):
+    """One-layer tower: the selective frame's layer output equals a naive transcription of §2.4, and of
+    the reuse-target ablations (paper Table 4): attention-only and MLP-only reuse."""
     model = towers.siglip(layers=1, attn="eager")
     layer = model.encoder.layers[0]
     frames = towers.frames(2, drift=0.5)
@@ -124,8 +126,15 @@ def test_selective_layer_follows_the_method_pseudocode(towers):
         m_full = m_ref.clone()
         m_full[dynamic] = layer.mlp(layer.layer_norm2(h2[dynamic]))
         expected = h2 + m_full
+        if reuse == "attention":  # static tokens reuse A_ref; the MLP runs on every token
+            expected = h2 + layer.mlp(layer.layer_norm2(h2))
+        if reuse == "mlp":  # attention runs on every token; static tokens reuse M_ref
+            h2 = h_cur[0] + mha(attn.q_proj(x_cur), keys, attn.v_proj(x_cur))
+            m_mix = m_ref.clone()
+            m_mix[dynamic] = layer.mlp(layer.layer_norm2(h2[dynamic]))
+            expected = h2 + m_mix
 
-        with attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=2)):
+        with attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=2, reuse=reuse)):
             model(pixel_values=frames[:1])
             got = model(pixel_values=frames[1:2], output_hidden_states=True).hidden_states[1][0]
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
