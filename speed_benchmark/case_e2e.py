@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import torch
 
+from frameworks.common.timing import EventTimer
 from speed_benchmark import flops
 from speed_benchmark.case_vit import vit_shape
 from speed_benchmark.records import Row, RunContext, compare
-from speed_benchmark.timing import Recorder
 
 
 def _stc_configs(ctx: RunContext):
@@ -63,7 +63,7 @@ def _frames_uint8(ctx: RunContext) -> torch.Tensor:
     return ((video * 0.5 + 0.5) * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
-def _pass(host, frames: torch.Tensor, chunk: int, rec: Recorder) -> tuple[float, dict]:
+def _pass(host, frames: torch.Tensor, chunk: int, rec: EventTimer) -> tuple[float, dict]:
     """Ingest the stream `chunk` frames per call; returns ms per frame and the host's stage timings."""
     host.reset()
     for f in range(0, frames.shape[0], chunk):
@@ -94,7 +94,7 @@ def run(ctx: RunContext, progress) -> list[Row]:
 
 
 def _run_chunk(ctx: RunContext, hosts: dict, chunk: int) -> list[Row]:
-    frames, rec = _frames_uint8(ctx), Recorder(ctx.device)
+    frames, rec = _frames_uint8(ctx), EventTimer(ctx.device)
     samples = {name: [] for name in hosts}
     timings: dict[str, list] = {name: [] for name in hosts}
     with torch.no_grad():

@@ -19,10 +19,11 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from frameworks.common.timing import EventTimer
 from speed_benchmark import flops
 from speed_benchmark.models import PlainGraph, synthetic_frames, vision_call
 from speed_benchmark.records import Row, RunContext, compare
-from speed_benchmark.timing import Recorder, peak_memory_mb, reset_peak_memory, summarize
+from speed_benchmark.timing import peak_memory_mb, reset_peak_memory, summarize
 
 
 @dataclass
@@ -97,7 +98,7 @@ def _variants(ctx: RunContext) -> list[Variant]:
     return out
 
 
-def _run_stream(variant: Variant, frames: torch.Tensor, rec: Recorder) -> tuple[list[float], list[bool]]:
+def _run_stream(variant: Variant, frames: torch.Tensor, rec: EventTimer) -> tuple[list[float], list[bool]]:
     """One pass over the stream; returns per-frame ms and whether each frame was a reference."""
     if variant.handle is not None:
         variant.handle.stream.reset()
@@ -114,7 +115,7 @@ def run(ctx: RunContext, progress) -> list[Row]:
     cfg = ctx.cfg
     frames = synthetic_frames(ctx.spec, cfg.frames, ctx.device, ctx.dtype, cfg.seed)
     variants = _variants(ctx)
-    rec = Recorder(ctx.device)
+    rec = EventTimer(ctx.device)
     per_frame = {v.name: [] for v in variants}
     kinds: dict[str, list[bool]] = {}
     with torch.no_grad():

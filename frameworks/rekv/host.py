@@ -23,7 +23,7 @@ import torch
 
 from frameworks.common.llava_loading import LoadedLlava
 from frameworks.common.llava_video import pool_2x, pooled_grid_tokens, preprocess_frames, tower_features
-from frameworks.common.stage_timer import StageTimer
+from frameworks.common.timing import EventTimer
 from frameworks.protocol import Query, StageTimings
 from frameworks.rekv.backends import AnswerAttention, AnswerCache, RetrievalPass, SinkEncoding, WindowPrefill
 from frameworks.rekv.block_store import BlockStore
@@ -57,7 +57,7 @@ class ReKVHost:
                                 offload=self.config.offload, page_blocks=self.config.page_blocks)
         self.pruner = STCPruner(self.stc.pruner) if self.stc.pruner is not None else None
         self.cacher = attach_cacher(self.vision_tower, self.stc.cacher) if self.stc.cacher is not None else None
-        self.timer = StageTimer(self.device)
+        self.timer = EventTimer(self.device)
         self._encode_sink()
         self.reset()
 
