@@ -36,10 +36,16 @@ def list_hosts() -> list[str]:
     return sorted(set(_HOSTS) | set(_HOST_MODULES))
 
 
-def build_host(name: str, config: Mapping[str, Any] | None = None, stc: STCConfig | None = None) -> StreamingVideoLLM:
-    """Instantiate host `name` with its config mapping and the STC compression settings."""
+def host_factory(name: str) -> HostFactory:
+    """The registered factory of host `name` (its module is imported on first use). The speed harness
+    reads what the factory declares (`frameworks.speed`) before building anything."""
     if name not in _HOSTS and name in _HOST_MODULES:
         importlib.import_module(_HOST_MODULES[name])
     if name not in _HOSTS:
         raise KeyError(f"unknown framework {name!r}; available: {list_hosts()}")
-    return _HOSTS[name](dict(config or {}), stc or STCConfig())
+    return _HOSTS[name]
+
+
+def build_host(name: str, config: Mapping[str, Any] | None = None, stc: STCConfig | None = None) -> StreamingVideoLLM:
+    """Instantiate host `name` with its config mapping and the STC compression settings."""
+    return host_factory(name)(dict(config or {}), stc or STCConfig())

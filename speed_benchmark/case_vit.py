@@ -1,10 +1,12 @@
 """Case (1): ViT encode of one stream, one frame per call (as streaming does), baseline vs STC.
 
 Variants, timed interleaved (every repeat runs each variant once, so clock drift hits all equally):
-    baseline eager   unpatched tower, B=1
-    baseline graph   the unpatched tower captured once at B=1 (plain torch.cuda.CUDAGraph); CUDA only
-    stc eager N=n    a copy of the tower with STC-Cacher (update_ratio r, cache_interval n)
-    stc graph N=n    same with CacherConfig(cuda_graph=True): selective frames replayed from a graph
+    baseline eager         unpatched tower, B=1
+    baseline graph         the unpatched tower captured once at B=1 (plain torch.cuda.CUDAGraph); CUDA only
+    stc eager N=n          a copy of the tower with STC-Cacher (update_ratio r, cache_interval n)
+    stc graph N=n          same with CacherConfig(cuda_graph=True): selective frames replayed from a graph
+    stc eager+fused N=n    CacherConfig(fused=True): compiled selective layers (CUDA only), also graph+fused
+`vit.modes` picks the STC modes; each base mode (eager, graph) they use also gets its baseline row.
 
 Each STC variant owns its own deep copy of the tower (same weights), because a tower holds one patch.
 Reported per variant: per-frame mean over the stream (one sample per repeat), and the per-frame times
@@ -32,10 +34,11 @@ class Variant:
 
     name: str
     method: str
-    mode: str
+    mode: str  # base mode, "eager" or "graph": which baseline row this variant is compared with
     interval: Optional[int]
     fn: Callable[[torch.Tensor], Any]
     handle: Any = None
+    fused: bool = False
 
 
 def vit_shape(ctx: RunContext) -> flops.ViTShape:
@@ -43,7 +46,8 @@ def vit_shape(ctx: RunContext) -> flops.ViTShape:
 
 
 def stc_handle(ctx: RunContext, mode: str, interval: int):
-    """The (cached) STC tower copy + handle for (mode, N). Raises RuntimeError with the cause."""
+    """The (cached) STC tower copy + handle for (mode, N); mode is one of config.CACHER_MODES.
+    Raises RuntimeError with the cause."""
     key = ("stc", mode, interval)
     if key not in ctx.shared:
         try:
@@ -53,11 +57,25 @@ def stc_handle(ctx: RunContext, mode: str, interval: int):
 
         try:
             cfg = CacherConfig(update_ratio=ctx.cfg.stc.update_ratio, cache_interval=interval,
-                               cuda_graph=mode == "graph", **({"fused": True} if ctx.cfg.stc.fused else {}))
+                               cuda_graph=mode.startswith("graph"), **({"fused": True} if is_fused(ctx, mode) else {}))
             ctx.shared[key] = attach_cacher(copy.deepcopy(ctx.shared["base_tower"]), cfg)
         except (ValueError, TypeError) as error:
             raise RuntimeError(f"STC-Cacher cannot attach to this tower: {error}") from error
     return ctx.shared[key]
+
+
+def is_fused(ctx: RunContext, mode: str) -> bool:
+    """Fused selective layers in this mode: a "+fused" mode, or stc.fused for every mode."""
+    return ctx.cfg.stc.fused or mode.endswith("+fused")
+
+
+def cuda_modes(ctx: RunContext, case: str, modes: list[str]) -> list[str]:
+    """`modes` runnable here: on CPU graph and fused modes are skipped, with the reason recorded."""
+    if ctx.cuda:
+        return list(modes)
+    for mode in (m for m in modes if m != "eager"):
+        ctx.skip(case, mode, "CUDA graphs and fused layers need a CUDA device (this is a CPU run)")
+    return [m for m in modes if m == "eager"]
 
 
 def baseline_graph(ctx: RunContext, batch: int):
@@ -74,12 +92,9 @@ def baseline_graph(ctx: RunContext, batch: int):
 def _variants(ctx: RunContext) -> list[Variant]:
     cfg, out = ctx.cfg, []
     base_fn = vision_call(ctx.shared["base_tower"], ctx.spec, ctx.device)
-    modes = [m for m, on in (("eager", cfg.vit.eager), ("graph", cfg.vit.graph)) if on]
-    if "graph" in modes and not ctx.cuda:
-        ctx.skip("vit", "graph", "CUDA graphs need a CUDA device (this is a CPU run)")
-        modes.remove("graph")
+    modes = cuda_modes(ctx, "vit", cfg.vit.modes)
     intervals = sorted(set(cfg.vit.intervals) | {cfg.stc.cache_interval})
-    for mode in modes:
+    for mode in [m for m in ("eager", "graph") if any(x.split("+")[0] == m for x in modes)]:
         try:
             fn = base_fn if mode == "eager" else baseline_graph(ctx, 1)
         except Exception as error:  # capture failures are reported, never fatal
@@ -93,8 +108,8 @@ def _variants(ctx: RunContext) -> list[Variant]:
             except RuntimeError as error:
                 ctx.skip("vit", f"stc {mode} N={n}", str(error))
                 continue
-            out.append(Variant(f"stc {mode} N={n}", "stc", mode, n,
-                               vision_call(handle.model, ctx.spec, ctx.device), handle))
+            out.append(Variant(f"stc {mode} N={n}", "stc", mode.split("+")[0], n,
+                               vision_call(handle.model, ctx.spec, ctx.device), handle, is_fused(ctx, mode)))
     return out
 
 
@@ -157,7 +172,7 @@ def _row(ctx: RunContext, v: Variant, per_frame: list[list[float]], kinds: list[
                            "graph_captures": getattr(v.handle.graph_runner, "captures", None)}
     params = {"frames": ctx.cfg.frames, "tokens": ctx.spec.vit_tokens}
     if v.method == "stc":
-        params.update(N=v.interval, r=ctx.cfg.stc.update_ratio, fused=ctx.cfg.stc.fused)
+        params.update(N=v.interval, r=ctx.cfg.stc.update_ratio, fused=v.fused)
     samples = [sum(rep) / len(rep) for rep in per_frame]
     return Row("vit", v.name, v.method, v.mode, params, "ms/frame", samples, extra=extra).finalize()
 

@@ -69,20 +69,42 @@ def _prefill_table(rows: list[Row]) -> list[str]:
     return out
 
 
-def _stage(row: Row, key: str) -> Optional[float]:
-    vals = [t[key] / max(1, t["frames"]) for t in row.extra.get("host_timings", []) if t.get("frames")]
+def _stage(row: Row, key: str, per_frame: bool = True) -> Optional[float]:
+    """Median over repeats of a host stage time (top-level StageTimings field or `extra`), per frame."""
+    vals = []
+    for t in row.extra.get("host_timings", []):
+        value = t.get(key, t.get("extra", {}).get(key))
+        if value is not None and t.get("frames"):
+            vals.append(value / t["frames"] if per_frame else value)
     return statistics.median(vals) if vals else None
 
 
 def _e2e_table(rows: list[Row]) -> list[str]:
-    out = ["| Variant | ms/frame median | min | p90 | x base | red. | theory | eff. | ViT ms | pruner ms | pre-fill ms | refs/sel | tokens kept/in |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| Variant | ms/frame median | min | p90 | x base | red. | theory | eff. | ViT ms | projector ms | pruner ms | "
+           "pre-fill ms | retrieval ms | answer ms | refs/sel | tokens kept/in |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         last = (r.extra.get("host_timings") or [{}])[-1]
+        answer = r.extra.get("answer_ms")
         out.append(f"| {r.name} | {r.stats['median']:.2f} | {r.stats['min']:.2f} | {r.stats['p90']:.2f} | "
-                   f"{_f(r.measured_fraction)} | {_red(r)} | {_f(r.theory_fraction, '{:.3f}')} | {_f(r.efficiency)} | {_f(_stage(r, 'vit_ms'))} | {_f(_stage(r, 'pruner_ms'))} | "
-                   f"{_f(_stage(r, 'prefill_ms'))} | {last.get('vit_reference_frames', '–')}/{last.get('vit_selective_frames', '–')} | "
+                   f"{_f(r.measured_fraction)} | {_red(r)} | {_f(r.theory_fraction, '{:.3f}')} | {_f(r.efficiency)} | "
+                   f"{_f(_stage(r, 'vit_ms'))} | {_f(_stage(r, 'projector_ms'))} | {_f(_stage(r, 'pruner_ms'))} | "
+                   f"{_f(_stage(r, 'prefill_ms'))} | {_f(_stage(r, 'retrieval_ms', per_frame=False))} | "
+                   f"{_f(answer and answer['median'])} | {last.get('vit_reference_frames', '–')}/{last.get('vit_selective_frames', '–')} | "
                    f"{last.get('visual_tokens_kept', '–')}/{last.get('visual_tokens_in', '–')} |")
+    return out
+
+
+def _long_table(rows: list[Row]) -> list[str]:
+    out = ["| Variant | frames in memory | tokens/block | stored GiB | retrieval ms | answer pre-fill ms | "
+           "first token ms (median) | p90 | decode ms/token | full answer ms (tokens) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        e = r.extra
+        out.append(f"| {r.name} | {r.params['frames']} ({r.params['encoded_frames']} encoded) | {e.get('block_tokens', '–')} | "
+                   f"{_f(e.get('stored_gib'), '{:.3g}')} | {_f(e['retrieval_ms'])} | {_f(e['answer_prefill_ms'])} | "
+                   f"{r.stats['median']:.2f} | {r.stats['p90']:.2f} | {_f(e['decode_ms_per_token'])} | "
+                   f"{_f(statistics.median(e['full_answer_ms']))} ({e['generated_tokens']}) |")
     return out
 
 
@@ -129,7 +151,11 @@ def render(result: dict, rows: list[Row]) -> str:
             lines += ["", title, ""] + fn(sub)
     e2e = [r for r in rows if r.case == "e2e"]
     if e2e:
-        lines += ["", "## (4) End-to-end ingest per frame (host timings per frame, medians)", ""] + _e2e_table(e2e)
+        lines += ["", "## (4) End-to-end ingest per frame (host stage ms per frame; retrieval and answer per "
+                  "question; medians)", ""] + _e2e_table(e2e)
+    long = [r for r in rows if r.case == "long"]
+    if long:
+        lines += ["", "## (5) Answer latency after a long stream", ""] + _long_table(long)
     lines += ["", "## Targets", "", "| Target | goal | measured | status | note |", "|---|---|---|---|---|"]
     lines += [f"| {t['target']} | {t['goal']} | {_f(t['measured'], '{:.3f}')} | {t['status']} | {t['detail']} |" for t in result["targets"]]
     if result.get("failed_cases"):

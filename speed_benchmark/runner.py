@@ -5,7 +5,8 @@
     result, paths = run(cfg, command="python -m speed_benchmark preset=tiny")
 
 Cases run in one process on one set of weights: (1) ViT one stream, (2) multi-stream ViT share the
-towers; they are freed before (3) builds the LLM, which is freed before (4) builds the host.
+towers; they are freed before (3) builds the LLM, which is freed before (4) builds the hosts (one per
+variant; (5) long-stream answers reuse them).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import dataclasses
 import gc
 import time
 import traceback
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -99,6 +101,19 @@ def _cases(ctx: RunContext, bar, checkpoint) -> list[Row]:
     return rows
 
 
+@contextmanager
+def _compile_options(cfg: SpeedConfig):
+    """stc.autotune: Inductor's max_autotune only while the cases run (the fused layers compile lazily,
+    at their first call inside a case); `config.patch` restores the previous setting on exit."""
+    if not cfg.stc.autotune:
+        yield
+        return
+    import torch._inductor.config as inductor_config
+
+    with inductor_config.patch(max_autotune=True):
+        yield
+
+
 def _total_steps(cfg: SpeedConfig) -> int:
     return ((cfg.repeats if cfg.vit.enabled else 0) + (len(cfg.multistream.streams) if cfg.multistream.enabled else 0)
             + (len(cfg.prefill.frames_per_chunk) if cfg.prefill.enabled else 0) + (len(cfg.e2e.frames_per_chunk) if cfg.e2e.enabled else 0))
@@ -139,7 +154,8 @@ def run(cfg: SpeedConfig, command: str = "") -> tuple[dict, dict[str, Path]]:
     def checkpoint(rows: list[Row]) -> None:
         report.write(out_dir, dict(_result(ctx, rows, command, started, t0, env), complete=False), rows)
 
-    with tqdm(total=_total_steps(cfg), disable=not cfg.progress, desc="speed", unit="step") as bar:
+    with tqdm(total=_total_steps(cfg), disable=not cfg.progress, desc="speed", unit="step") as bar, \
+            _compile_options(cfg):
         rows = _cases(ctx, bar, checkpoint)
     result = dict(_result(ctx, rows, command, started, t0, env), complete=True)
     paths = report.write(out_dir, result, rows)

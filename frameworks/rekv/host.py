@@ -127,6 +127,7 @@ class ReKVHost:
         extra = {f"{name}_ms": value for name, value in extra.items()}
         extra.update(answers=counts["answers"], generated_tokens=counts["generated_tokens"],
                      blocks=self.store.num_blocks, block_tokens=self.block_tokens, init_tokens=self.window.n_init,
+                     stored_bytes=self.store.stored_bytes,
                      local_window_tokens=self.window.length, frames_per_chunk=self.config.frames_per_chunk)
         return StageTimings(
             vit_ms=totals.get("vit", 0.0), prefill_ms=totals.get("prefill", 0.0), pruner_ms=totals.get("pruner", 0.0),
@@ -135,6 +136,20 @@ class ReKVHost:
             vit_reference_frames=stats.reference_frames if stats else 0,
             vit_selective_frames=stats.selective_frames if stats else 0, peak_memory_mb=peak, extra=extra,
         )
+
+    @torch.no_grad()
+    def fill_history(self, frames: int) -> int:
+        """Latency simulation of a long stream (the speed harness's answer-latency rows): make the memory
+        hold `frames` frame blocks as if they had been ingested. The frames the local window holds
+        (n_local tokens) are really encoded, from random pixels; older ones are random blocks, not
+        encoded (a 1-hour stream would take minutes to encode). Call after `reset()`; returns the
+        number of frames really encoded."""
+        recent = min(frames, -(-self.config.n_local // self.block_tokens) + 1)
+        self.store.fill_random(frames - recent)
+        size = self.model.config.vision_config.image_size
+        generator = torch.Generator().manual_seed(self.config.seed)
+        self.ingest(torch.randint(0, 256, (recent, size, size, 3), generator=generator, dtype=torch.uint8))
+        return recent
 
     def close(self) -> None:
         """Detach STC-Cacher (the tower's original layer classes come back)."""
