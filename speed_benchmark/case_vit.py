@@ -181,12 +181,10 @@ def _compare_rows(ctx: RunContext, rows: list[Row]) -> None:
     base = {r.mode: r for r in rows if r.method == "baseline"}
     shape = vit_shape(ctx)
     for row in rows:
-        if row.method != "stc":
-            continue
+        if "eager" in base:  # every row also against the eager dense tower (the second target's reference)
+            row.extra["fraction_vs_eager_baseline"] = row.stats["median"] / base["eager"].stats["median"]
         ref = base.get(row.mode) or base.get("eager")
-        if ref is None:
+        if row.method != "stc" or ref is None:
             continue
         theory = flops.vit_stream_fraction(shape, row.params["N"], row.params["r"], ctx.cfg.frames)
         compare(row, ref, theory)
-        if row.mode == "graph" and "eager" in base:  # the second target compares with the eager baseline
-            row.extra["fraction_vs_eager_baseline"] = row.stats["median"] / base["eager"].stats["median"]
