@@ -89,7 +89,7 @@ def test_long_stream_answers(rekv_run):
 def test_table_has_the_ingest_and_long_stream_sections(rekv_run):
     _, _, paths = rekv_run
     text = paths["table"].read_text()
-    assert "| Variant | ms/frame median | min | p90 | x base | red. | theory | eff. | ViT ms | projector ms | pruner ms" in text
+    assert "| Variant | ms/frame median | min | p90 | x base | red. | theory | eff. | x floor | ViT ms | projector ms |" in text
     assert "## (5) Answer latency after a long stream" in text
     assert "| stc eager N=2 rekv | 12 (" in text
 

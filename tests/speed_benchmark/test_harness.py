@@ -35,7 +35,7 @@ def test_outputs_and_top_level_fields(tiny_run):
     on_disk = json.loads(paths["json"].read_text())
     assert on_disk["schema_version"] == 1 and on_disk["command"] == "pytest"
     for key in ("environment", "config", "model", "rows", "targets", "skipped", "notes", "wall_s", "case_wall_s",
-                "started_utc", "complete", "failed_cases"):
+                "started_utc", "complete", "failed_cases", "peaks"):
         assert key in on_disk, key
     env = on_disk["environment"]
     for key in ("device_type", "device_name", "driver", "torch", "transformers", "dtype", "attention"):
@@ -43,6 +43,10 @@ def test_outputs_and_top_level_fields(tiny_run):
     assert env["device_type"] == "cpu" and env["dtype"] == "float32"
     assert on_disk["model"]["vit_tokens"] == 81
     assert "CPU run" in paths["table"].read_text()
+    assert on_disk["peaks"] is None and "Peaks measured in this run: n/a (CPU run)." in paths["table"].read_text()
+    floors = {r["name"]: r["extra"]["floor"] for r in on_disk["rows"]}
+    assert floors["pruner c=1"] is None and floors["baseline eager"]["x_floor"] is None
+    assert floors["stc eager N=4"]["flops"] < floors["baseline eager"]["flops"]
     assert {t["id"] for t in on_disk["targets"]} == {"vit_graph", "vit_eager", "multistream_8", "prefill"}
 
 
