@@ -144,14 +144,6 @@ def _measure(ctx: RunContext, host, v: Variant, chunk: int, frames: torch.Tensor
                v.mode.split("+")[0], params, "ms/frame", samples, extra=extra).finalize()
 
 
-def _release(ctx: RunContext, host) -> None:
-    if hasattr(host, "close"):
-        host.close()
-    gc.collect()
-    if ctx.cuda:
-        torch.cuda.empty_cache()
-
-
 def _run_variant(ctx: RunContext, settings: dict, v: Variant, chunk: int, frames: torch.Tensor, long: bool) -> list[Row]:
     """Build, measure, (long stream,) close one host. A failure (OOM, capture error ...) is recorded for
     this variant only: the other variants still run."""
@@ -172,8 +164,13 @@ def _run_variant(ctx: RunContext, settings: dict, v: Variant, chunk: int, frames
         traceback.print_exc()
         ctx.skip("e2e", label, f"FAILED: {type(error).__name__}: {error}")
         ctx.failures.append(f"e2e {label}")
-    finally:
-        _release(ctx, host)
+    finally:  # free this host (weights, pinned KV pages, graph pools) before the next one is built
+        if hasattr(host, "close"):
+            host.close()
+        del host
+        gc.collect()
+        if ctx.cuda:
+            torch.cuda.empty_cache()
     return rows
 
 

@@ -145,7 +145,8 @@ class ReKVHost:
         encoded (a 1-hour stream would take minutes to encode). Call after `reset()`; returns the
         number of frames really encoded."""
         recent = min(frames, -(-self.config.n_local // self.block_tokens) + 1)
-        self.store.fill_random(frames - recent)
+        if frames > recent:
+            self.store.fill_random(frames - recent)
         size = self.model.config.vision_config.image_size
         generator = torch.Generator().manual_seed(self.config.seed)
         self.ingest(torch.randint(0, 256, (recent, size, size, 3), generator=generator, dtype=torch.uint8))
