@@ -59,6 +59,6 @@ def run(ctx: RunContext, host, label: str, ingest_row: Row) -> list[Row]:
         "decode_ms_per_token": (statistics.median(whole) - statistics.median(first)) / max(1, tokens - 1),
         "retrieval_ms": statistics.median(s["retrieval_ms"] for s in stages),
         "answer_prefill_ms": statistics.median(s["answer_prefill_ms"] for s in stages),
-        "blocks": extra.get("blocks"), "block_tokens": extra.get("block_tokens"),
+        "blocks": extra.get("blocks"), "block_tokens": extra.get("block_tokens"), "peak_memory_mb": after.get("peak_memory_mb"),
         "stored_gib": extra["stored_bytes"] / 2**30 if extra.get("stored_bytes") is not None else None,
     }).finalize()]

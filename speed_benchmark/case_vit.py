@@ -181,8 +181,8 @@ def _compare_rows(ctx: RunContext, rows: list[Row]) -> None:
     base = {r.mode: r for r in rows if r.method == "baseline"}
     shape = vit_shape(ctx)
     for row in rows:
-        if "eager" in base:  # every row also against the eager dense tower (the second target's reference)
-            row.extra["fraction_vs_eager_baseline"] = row.stats["median"] / base["eager"].stats["median"]
+        for mode, dense in base.items():  # every row also against each dense tower (eager: the second target)
+            row.extra[f"fraction_vs_{mode}_baseline"] = row.stats["median"] / dense.stats["median"]
         ref = base.get(row.mode) or base.get("eager")
         if row.method != "stc" or ref is None:
             continue

@@ -45,15 +45,16 @@ def _red(row: Row) -> str:
 
 
 def _vit_table(rows: list[Row]) -> list[str]:
-    out = ["| Variant | N | r | ms/frame median | min | p90 | reference ms | selective ms | x base | red. | x eager base | "
+    out = ["| Variant | N | r | ms/frame median | min | p90 | reference ms | selective ms | x base | red. | x eager base | x graph base | "
            "theory F(N,r) | eff. | x floor | refs/sel (k) |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ref, sel, c = r.extra.get("reference_ms"), r.extra.get("selective_ms"), r.extra.get("cacher")
         counts = f"{c['reference_frames']}/{c['selective_frames']} ({c['tokens_recomputed']}/{c['tokens_per_frame']})" if c else "–"
         out.append(f"| {r.name} | {r.params.get('N', '–')} | {r.params.get('r', '–')} | {r.stats['median']:.2f} | "
                    f"{r.stats['min']:.2f} | {r.stats['p90']:.2f} | {_f(ref and ref['median'])} | {_f(sel and sel['median'])} | "
                    f"{_f(r.measured_fraction)} | {_red(r)} | {_f(r.extra.get('fraction_vs_eager_baseline'))} | "
+                   f"{_f(r.extra.get('fraction_vs_graph_baseline'))} | "
                    f"{_f(r.theory_fraction, '{:.3f}')} | {_f(r.efficiency)} | {_x_floor(r)} | {counts} |")
     return out
 
