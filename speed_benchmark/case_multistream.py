@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import torch
 
+from frameworks.common.timing import EventTimer
 from speed_benchmark import flops
 from speed_benchmark.case_vit import baseline_graph, stc_handle, vit_shape
 from speed_benchmark.models import synthetic_frames, vision_call
 from speed_benchmark.records import Row, RunContext, compare
-from speed_benchmark.timing import Recorder
 
 
 def _videos(ctx: RunContext, streams: int, frames: int) -> torch.Tensor:
@@ -60,7 +60,7 @@ def _callables(ctx: RunContext, streams: int, mode: str) -> list[tuple[str, str,
     return out
 
 
-def _pass(fn, states, video: torch.Tensor, rec: Recorder) -> float:
+def _pass(fn, states, video: torch.Tensor, rec: EventTimer) -> float:
     for s in states:
         s.reset()
     for t in range(video.shape[0]):
@@ -71,7 +71,7 @@ def _pass(fn, states, video: torch.Tensor, rec: Recorder) -> float:
 
 def run(ctx: RunContext, progress) -> list[Row]:
     cfg, rows = ctx.cfg, []
-    rec = Recorder(ctx.device)
+    rec = EventTimer(ctx.device)
     shape = vit_shape(ctx)
     n, r, frames = cfg.stc.cache_interval, cfg.stc.update_ratio, cfg.multistream.frames
     for streams in cfg.multistream.streams:
