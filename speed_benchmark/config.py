@@ -91,6 +91,7 @@ class MultiStreamCase:
     streams: List[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
     frames: int = 8  # frames per stream in one timed repeat
     graph: bool = True
+    stagger: bool = True  # also time streams with staggered refresh phases (flat per-call cost)
 
 
 @dataclass

@@ -82,12 +82,15 @@ def test_vit_stc_rows_used_the_selective_path(tiny_run):
 def test_multistream_stc_batches_streams(tiny_run):
     _, result, _ = tiny_run
     rows = _rows(result, "multistream", "stc")
-    assert sorted(r["params"]["S"] for r in rows) == [1, 3]
+    assert sorted((r["params"]["S"], r["params"]["stagger"]) for r in rows) == [(1, False), (1, True), (3, False), (3, True)]
     for row in rows:
         s, frames = row["params"]["S"], row["params"]["frames"]
-        refs = math.ceil(frames / N)
-        assert row["extra"]["cacher"] == {"reference_frames": s * refs, "selective_frames": s * (frames - refs)}
+        phases = range(s) if row["params"]["stagger"] else [0] * s
+        # frame 0 of every stream, then frames f with (f - phase) % N == 0
+        refs = sum(1 + sum(1 for f in range(1, frames) if (f - p) % N == 0) for p in phases)
+        assert row["extra"]["cacher"] == {"reference_frames": refs, "selective_frames": s * frames - refs}
         assert row["unit"] == "frames/s" and row["higher_is_better"]
+        assert row["extra"]["call_ms_p90"] >= row["extra"]["call_ms_median"] > 0
 
 
 def test_prefill_rows_prune_to_k(tiny_run):
