@@ -191,7 +191,8 @@ class DispiderHost:
             kept_tokens.append(tokens[:1] if self.settings.reaction_frames == "first" else tokens)
         with self.timer.stage("prefill"):
             states = passes.clip_memories(self.model.compressor, texts, visuals, self.memory_slots)
-        self._counts["clips_encoded"] += len(clips)
+        if stream_frames:
+            self._counts["clips_encoded"] += len(clips)
         return [passes.ClipMemory(memory, indicator, tokens, int(round(stamps[0])), int(round(stamps[-1])))
                 for (memory, indicator), tokens, stamps in zip(states, kept_tokens, times)]
 
@@ -216,25 +217,31 @@ class DispiderHost:
         return clips
 
     def rebuild_clips(self) -> list[passes.ClipMemory]:
-        """Released cost model: the VISION/TOKENS state restarts and every clip is encoded again."""
+        """Released cost model: the VISION/TOKENS state restarts and every clip is encoded again (the
+        stream layout's tail clip, as in the cached path, outside the STC schedule)."""
         state, settings = self.state, self.settings
         if not state.kept:
             raise RuntimeError("dispider host: answer() before any frame was ingested")
+        size, count = settings.frames_per_clip, len(state.kept)
+        tail: list[int] = []
         if settings.sampling == "released":
-            groups = released_clips(state.kept_times, settings.frames_per_clip, settings.max_clips)
+            groups = released_clips(state.kept_times, size, settings.max_clips)
         else:
-            size, count = settings.frames_per_clip, len(state.kept)
             groups = [list(range(i, i + size)) for i in range(0, count - size + 1, size)]
-            tail = count % size
-            if tail and (tail >= settings.tail_min_frames or not groups):
-                groups.append([count - tail + i for i in midpoint_indices(tail, size)])
             if len(groups) > settings.max_clips:
                 groups = [groups[i] for i in sorted(set(midpoint_indices(len(groups), settings.max_clips)))]
+            remainder = count % size
+            if remainder and (remainder >= settings.tail_min_frames or not groups):
+                tail = [count - remainder + i for i in midpoint_indices(remainder, size)]
         self.compression.reset()
         self.state.frames_seen = 0
-        frames = [torch.stack([state.kept[i] for i in group]).to(self.device) for group in groups]
-        times = [[state.kept_times[i] for i in group] for group in groups]
-        return self.encode_clips(frames, times)
+        gather = lambda group: torch.stack([state.kept[i] for i in group]).to(self.device)  # noqa: E731
+        stamps = lambda group: [state.kept_times[i] for i in group]  # noqa: E731
+        clips = self.encode_clips([gather(g) for g in groups], [stamps(g) for g in groups]) if groups else []
+        if tail:
+            clips.append(self.encode_clip(gather(tail), stamps(tail), stream_frames=False))
+            self._counts["tail_frames"] += count % size
+        return clips
 
     def ground(self, clips: list[passes.ClipMemory], question: str) -> tuple[list[int], torch.Tensor]:
         """Pass 2 and question grounding: (selected clip indices in time order, global memory [C, H])."""

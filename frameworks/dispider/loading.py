@@ -40,6 +40,8 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 # released prefix -> our prefix (None: a released weight Dispider inference never reads); first match wins
 RELEASED_TO_OURS: tuple[tuple[str, str | None], ...] = (
+    # transformers 4.x CLIPVisionModel nests `vision_model.`; 5.x's flat module has no such level
+    ("model.compressor.model.vision_tower.vision_tower.vision_model.", "vision_tower."),
     ("model.compressor.model.vision_tower.vision_tower.", "vision_tower."),
     ("model.compressor.model.mm_projector.mlp.", "pool_projector.mlp."),
     ("model.compressor.model.mm_projector.", "pool_projector.mlp."),
@@ -53,7 +55,7 @@ RELEASED_TO_OURS: tuple[tuple[str, str | None], ...] = (
 )
 # ours -> released, used by `save_dispider` (the first released spelling of each rule above)
 OURS_TO_RELEASED: tuple[tuple[str, str], ...] = (
-    ("vision_tower.", "model.compressor.model.vision_tower.vision_tower."),
+    ("vision_tower.", "model.compressor.model.vision_tower.vision_tower.vision_model."),
     ("pool_projector.mlp.", "model.compressor.model.mm_projector.mlp."),
     ("compressor.", "model.compressor.model."),
     ("silent_head.", "model.compressor.silent_head."),
