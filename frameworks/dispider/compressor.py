@@ -67,7 +67,8 @@ def clip_memories(compressor: nn.Module, texts: Sequence[torch.Tensor], visuals:
     out = []
     for row, length in enumerate(lengths):
         states = hidden[row, :length]
-        out.append((states[-memory_slots - 1:-1], states[-1]))
+        # clones: views would keep the whole pass-1 hidden state of every clip alive
+        out.append((states[-memory_slots - 1:-1].clone(), states[-1].clone()))
     return out
 
 

@@ -188,7 +188,8 @@ class DispiderHost:
                 visuals.append(self.model.pool_projector(kept, full=tokens))
                 ids = self.compressor_codec.encode(passes.clip_text(stamps[0], stamps[-1]))
                 texts.append(embed(torch.tensor(ids, device=self.device, dtype=torch.long)))
-            kept_tokens.append(tokens[:1] if self.settings.reaction_frames == "first" else tokens)
+            # clone: a view would keep the whole clip's [16, 64, 4096] tokens alive for the video's lifetime
+            kept_tokens.append(tokens[:1].clone() if self.settings.reaction_frames == "first" else tokens)
         with self.timer.stage("prefill"):
             states = passes.clip_memories(self.model.compressor, texts, visuals, self.memory_slots)
         if stream_frames:
