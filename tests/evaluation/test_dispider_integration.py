@@ -31,7 +31,9 @@ def test_dispider_tiny_streaming_run_with_stc(ev, data_root, tmp_path):
 def test_dispider_tiny_runs_every_benchmark(ev, data_root, tmp_path, benchmark):
     from evaluation.runner import evaluate
 
-    extra = ("benchmark.answers=" + str(ev.FIXTURES / "egoschema/subset_answers_mini.json"),) if benchmark == "egoschema" else ()
+    extra = ()
+    if benchmark == "egoschema":
+        extra = ("benchmark.answers=" + str(ev.FIXTURES / "egoschema/subset_answers_mini.json"),)
     # Dispider samples ~1 fps (one 16-frame clip per 16 s): the 20 s fixtures give one clip and a tail
     run = ev.run_config(benchmark, data_root(benchmark), tmp_path / "o", *TINY, "compression=stc_cacher",
                         "benchmark.fps=1", "limit=4", *extra)

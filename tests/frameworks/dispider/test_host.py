@@ -61,7 +61,8 @@ def test_passes_and_reaction_input_match_a_hand_built_reference(dsp):
         model.compress_projector(global_memory),
         text("\nWhat happens? ASSISTANT: Best option: ("),
     ])
-    torch.testing.assert_close(host.reaction_input(clips, chosen, ours_global, query), expected, rtol=1e-5, atol=1e-5)
+    ours = host.reaction_input(clips, chosen, ours_global, query)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
     assert isinstance(host.answer(query), str) and host.timings.extra["answers"] == 1
 
 

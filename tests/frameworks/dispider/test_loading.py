@@ -77,7 +77,8 @@ def test_missing_weights_are_one_clear_error(dsp, tmp_path):
     del weights["silent_head.weight"]
     weights["mystery.weight"] = torch.zeros(1)
     save_file(weights, str(side))
-    with pytest.raises(ValueError, match=r"1 missing \(e\.g\. silent_head\.weight\); 1 unmapped \(e\.g\. model\.safetensors:mystery\.weight\)"):
+    message = r"1 missing \(e\.g\. silent_head\.weight\); 1 unmapped \(e\.g\. model\.safetensors:mystery\.weight\)"
+    with pytest.raises(ValueError, match=message):
         load_dispider(tmp_path, "float32", "cpu")
 
 

@@ -64,6 +64,7 @@ def test_squash_to_square_nearest():
     assert square.shape == (2, 4, 4, 3)
     # nearest with scale 6/4: output column j reads source column floor(j * 1.5) = 0, 1, 3, 4
     assert torch.equal(square, frames[:, :, [0, 1, 3, 4]])
-    assert squash_to_square(frames[:, :, :4]) is not None and torch.equal(squash_to_square(frames[:, :, :4]), frames[:, :, :4])
+    square_input = frames[:, :, :4]
+    assert torch.equal(squash_to_square(square_input), square_input)  # already square: unchanged
     with pytest.raises(ValueError, match="uint8"):
         squash_to_square(frames.float())
