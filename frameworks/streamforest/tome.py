@@ -39,7 +39,7 @@ def _match(metric: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor, to
     """Bipartite matching on [B, T, c]: (unmerged A rows, merged A rows, their B partners), each [B, n, 1]."""
     metric = metric / metric.norm(dim=-1, keepdim=True)
     scores = metric[:, ::2] @ metric[:, 1::2].transpose(-1, -2)
-    best, partner = scores.max(dim=-1)
+    best, partner = scores.amax(dim=-1), scores.argmax(dim=-1)  # = max(dim=-1); much faster on small CPU tensors
     order = best.argsort(dim=-1, descending=True)[..., None]
     merged = order[:, :r]
     return order[:, r:], merged, partner[..., None].gather(1, merged)
@@ -83,5 +83,5 @@ def pair_similarity(first: torch.Tensor, second: torch.Tensor, target: int, head
     with torch.no_grad():
         metric = head_mean(joined[None], heads)[0]
         metric = metric / metric.norm(dim=-1, keepdim=True)
-        best = (metric[::2] @ metric[1::2].T).max(dim=-1).values
+        best = (metric[::2] @ metric[1::2].T).amax(dim=-1)
         return float(best.topk(r).values.mean())
