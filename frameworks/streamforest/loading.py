@@ -4,7 +4,7 @@ The released `MCG-NJU/StreamForest-Qwen2-7B` is a LLaVA-NeXT `LlavaQwenForCausal
 config.json with the Qwen2 fields at top level plus `mm_*` fields, safetensors shards (with or without
 `model.safetensors.index.json`) and the Qwen2 tokenizer. Its tensor names map onto our modules:
 
-    model.vision_tower.vision_tower.vision_model.*  -> vision_tower.vision_model.*
+    model.vision_tower.vision_tower.vision_model.*  -> vision_tower.*   (SiglipVisionModel, transformers 5)
     model.mm_projector.mlp.*                        -> projector.mlp.*
     model.*  (embed_tokens, layers, norm)           -> language_model.model.*
     lm_head.*                                       -> language_model.lm_head.*
@@ -37,7 +37,7 @@ from frameworks.streamforest.model import StreamForestModel, StreamForestSizes
 
 # (released prefix, our prefix), first match wins
 NAME_MAP: tuple[tuple[str, str], ...] = (
-    ("model.vision_tower.vision_tower.", "vision_tower."),
+    ("model.vision_tower.vision_tower.vision_model.", "vision_tower."),
     ("model.mm_projector.", "projector."),
     ("model.", "language_model.model."),
     ("lm_head.", "language_model.lm_head."),
