@@ -119,7 +119,8 @@ class StreamForestHost:
     def answer(self, query: Query) -> str:
         embeds = self._answer_embeds(query)
         with self.timer.stage("prefill"):
-            output = self.lm(inputs_embeds=embeds, past_key_values=DynamicCache(config=self.lm.config), use_cache=True)
+            output = self.lm(inputs_embeds=embeds, past_key_values=DynamicCache(config=self.lm.config), use_cache=True,
+                             logits_to_keep=1)   # ~9k positions x 152k vocabulary would be 2.7 GB of logits
         with self.timer.stage("decode"):
             ids = self._greedy(output, query.max_new_tokens)
         self._counts["answers"] += 1
@@ -255,4 +256,4 @@ class StreamForestHost:
     @torch.no_grad()
     def answer_logits(self, query: Query) -> torch.Tensor:
         """Logits [vocab] at the last prompt position (for equivalence checks)."""
-        return self.lm(inputs_embeds=self._answer_embeds(query)).logits[0, -1].float()
+        return self.lm(inputs_embeds=self._answer_embeds(query), logits_to_keep=1).logits[0, -1].float()
