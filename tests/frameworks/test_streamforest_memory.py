@@ -31,12 +31,12 @@ def test_tome_merges_the_best_matched_token_into_its_partner_and_keeps_the_relea
 
 
 def test_metric_averages_the_head_channel_groups():
-    # with 2 heads of width 1 the metric of [p, q] is (p + q) / 2: tokens 0 and 1 have metric 1 and -1
-    x = torch.tensor([[2.0, 0.0], [-1.0, -1.0], [0.0, 2.0], [1.0, 1.0]])[None]
-    out = merge_tokens(x, 3, heads=2)[0]
-    # a0 (metric 1) matches b1 (metric 1) perfectly; a1 (metric 1) too; tie broken by argsort (stable: a0)
-    assert out.shape == (3, 2)
-    assert torch.allclose(out[-1], torch.tensor([1.5, 0.5])) or torch.allclose(out[-1], torch.tensor([0.5, 1.5]))
+    # 4 channels, 2 heads: metric = (x[:2] + x[2:]) / 2. a0=[1,0,1,0] and b0=[0,1,2,-1] share the metric
+    # [1,0] (cos 1) although their raw cosine is only 0.58; a1 ~ b1 has metric cos 0.9988 (raw 0.98).
+    # Head-averaged matching merges a0 into b0; matching on raw channels would have merged a1 into b1.
+    a0, b0, a1, b1 = [1.0, 0, 1, 0], [0.0, 1, 2, -1], [0.0, 1, 0.2, 1], [0.0, 1.2, 0.3, 0.8]
+    out = merge_tokens(torch.tensor([a0, b0, a1, b1])[None], 3, heads=2)[0]
+    torch.testing.assert_close(out, torch.tensor([a1, [0.5, 0.5, 1.5, -0.5], b1]))
 
 
 def test_pair_similarity_is_the_mean_of_the_best_matches():
