@@ -15,6 +15,9 @@ NGPU=${NGPU:-1}
 DTYPE=${DTYPE:-bfloat16}
 PROTOCOL=${PROTOCOL:-reread}
 BENCHMARKS=${BENCHMARKS:-"ovobench streamingbench"}
+# reread: the runner thins each question's 0..t window to 2048 frames before ingest (released max_frames_num),
+# so the host never holds more than 2048 frames; incremental keeps every frame in the (bounded) memory instead
+if [ "$PROTOCOL" = reread ]; then MAX_FRAMES=2048; else MAX_FRAMES=0; fi
 
 # streamforest_row COMPRESSION [extra Hydra overrides...]
 streamforest_row() {
@@ -24,6 +27,6 @@ streamforest_row() {
     RUN_NAME="${bench}-streamforest-${compression}-${PROTOCOL}" \
     bash scripts/eval_benchmark.sh "$bench" streamforest "$compression" "$DATA/$bench" "$NGPU" \
       framework.model_path="$STREAMFOREST_MODEL" framework.dtype="$DTYPE" framework.protocol="$PROTOCOL" \
-      benchmark.fps=1 "$@"
+      benchmark.fps=1 benchmark.max_frames="$MAX_FRAMES" "$@"
   done
 }

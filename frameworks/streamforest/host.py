@@ -94,7 +94,7 @@ class StreamForestHost:
         self.timer.reset()
         self.memory = self._new_memory()
         self.timestamps: list[float] = []
-        self.stored_frames: list[torch.Tensor] = []   # "reread" protocol: the raw frames of the stream
+        self.stored_frames: list[torch.Tensor] = []   # "reread" protocol: tower input of every frame
         self._counts = dict(frames=0, encoded=0, tokens_in=0, tokens_kept=0, answers=0, generated_tokens=0,
                             llm_visual_tokens=0)
         if self.device.type == "cuda":
@@ -112,8 +112,9 @@ class StreamForestHost:
         self._counts["frames"] += frames.shape[0]
         if self.supports_incremental:
             self._encode_into(self.memory, frames, first_index=first, maintain_each=True)
-        else:
-            self.stored_frames.append(frames.cpu())
+        else:   # keep the tower input (S x S, not the native resolution) on the CPU for the re-reads
+            for start in range(0, frames.shape[0], self.config.vit_batch):
+                self.stored_frames.append(self.pixels(frames[start:start + self.config.vit_batch]).cpu())
 
     @torch.no_grad()
     def answer(self, query: Query) -> str:
@@ -154,15 +155,21 @@ class StreamForestHost:
     def _new_memory(self) -> EventMemoryForest:
         return EventMemoryForest(self.memory_settings, self.heads)
 
-    def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 [F, H, W, 3] -> tower tokens [F, grid*grid, C] (output of the last of the tower's layers)."""
+    def pixels(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 [F, H, W, 3] -> normalised tower input [F, 3, S, S] on the host device (timed)."""
         with self.timer.stage("preprocess"):
-            pixels = preprocess_frames(frames, self.pixel_spec, self.device, self.dtype)
+            return preprocess_frames(frames, self.pixel_spec, self.device, self.dtype)
+
+    def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames [F, H, W, 3] or tower input [F, 3, S, S] -> tower tokens [F, grid*grid, C]
+        (output of the last of the tower's layers, before the post-layernorm)."""
+        pixels = self.pixels(frames) if frames.dtype == torch.uint8 else frames.to(self.device)
         with self.timer.stage("vit"):
             return tower_features(self.tower, pixels, -1, "full")
 
     def _encode_into(self, memory: EventMemoryForest, frames: torch.Tensor, first_index: int, maintain_each: bool) -> None:
-        """Encode `frames` (stream indices first_index, ...) in tower batches and insert them into `memory`."""
+        """Encode `frames` (uint8 frames or tower input; stream indices first_index, ...) in tower batches
+        and insert them into `memory`."""
         step = self.config.vit_batch
         for start in range(0, frames.shape[0], step):
             features = self.frame_features(frames[start:start + step])
