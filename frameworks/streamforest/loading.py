@@ -23,7 +23,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import torch
 from transformers import AutoTokenizer, Qwen2Config, SiglipVisionConfig
@@ -81,30 +81,53 @@ def _skipped(released: str, vision_layers: int) -> bool:
     return bool(layer) and int(layer.group(1)) == vision_layers  # the dropped last so400m layer
 
 
-def map_state_dict(released: Mapping[str, torch.Tensor], model: StreamForestModel) -> dict[str, torch.Tensor]:
-    """Released names -> our names; ValueError listing missing and unexpected keys when they do not fit."""
+def map_names(released: Iterable[str], model: StreamForestModel) -> dict[str, str]:
+    """Released tensor names -> our parameter names; ValueError listing missing and unexpected keys when
+    the names do not fit (checked before any tensor is read)."""
     expected = set(model.state_dict())
     vision_layers = model.sizes.vision.num_hidden_layers
     mapped, unexpected = {}, []
-    for name, tensor in released.items():
+    for name in released:
         target = our_name(name)
         if target in expected:
-            mapped[target] = tensor
+            mapped[name] = target
         elif not _skipped(name, vision_layers):
             unexpected.append(name)
     if model.language_model.config.tie_word_embeddings:
         expected.discard("language_model.lm_head.weight")
-    missing = sorted(expected - set(mapped))
+    missing = sorted(expected - set(mapped.values()))
     if missing or unexpected:
         def show(keys):
             return ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
         raise ValueError("checkpoint is not in the StreamForest (LLaVA-Qwen) layout: "
                          f"missing keys [{show(missing)}]; unexpected keys [{show(sorted(unexpected))}]")
-    shapes = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(model.state_dict()[k].shape)}"
-              for k, v in mapped.items() if tuple(v.shape) != tuple(model.state_dict()[k].shape)]
-    if shapes:
-        raise ValueError(f"checkpoint shapes do not match the config: {'; '.join(shapes[:4])}")
     return mapped
+
+
+def _load_weights(files: list[Path], model: StreamForestModel, device: torch.device) -> None:
+    """Copy the checkpoint's tensors into `model`, one tensor at a time (never a second full copy)."""
+    from safetensors import safe_open
+
+    where = {}
+    for file in files:
+        with safe_open(str(file), framework="pt", device="cpu") as handle:
+            where.update({name: file for name in handle.keys()})
+    plan = map_names(where, model)
+    ours = model.state_dict()
+    wrong = []
+    for file in files:
+        with safe_open(str(file), framework="pt", device=str(device)) as handle:
+            for released, target in plan.items():
+                if where[released] != file:
+                    continue
+                shape = tuple(handle.get_slice(released).get_shape())
+                if shape != tuple(ours[target].shape):
+                    wrong.append(f"{released}: checkpoint {shape} vs model {tuple(ours[target].shape)}")
+                    continue
+                with torch.no_grad():
+                    ours[target].copy_(handle.get_tensor(released))
+    if wrong:
+        raise ValueError(f"checkpoint shapes do not match the config: {'; '.join(wrong[:4])}")
 
 
 def read_sizes(path: Path, memory: MemorySettings | None = None) -> StreamForestSizes:
@@ -134,8 +157,6 @@ def _checkpoint_files(path: Path) -> list[Path]:
 def load_streamforest(model_path: str | Path, dtype="bfloat16", device="auto",
                       memory: MemorySettings | None = None) -> tuple[LoadedStreamForest, StreamForestSizes]:
     """Model + tokenizer from a local folder in the released layout (see the module docstring)."""
-    from safetensors.torch import load_file
-
     path = Path(model_path).expanduser()
     if not path.is_dir() or not (path / "config.json").is_file():
         raise FileNotFoundError(f"model_path={str(model_path)!r} is not a local StreamForest checkpoint (no config.json "
@@ -147,11 +168,7 @@ def load_streamforest(model_path: str | Path, dtype="bfloat16", device="auto",
     torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
     with torch.device(torch_device):
         model = StreamForestModel(sizes, torch_dtype)
-    released: dict[str, torch.Tensor] = {}
-    for file in files:
-        released.update(load_file(str(file), device=str(torch_device)))
-    state = map_state_dict(released, model)
-    model.load_state_dict(state, strict=False)
+    _load_weights(files, model, torch_device)
     if model.language_model.config.tie_word_embeddings:
         model.language_model.tie_weights()
     try:
