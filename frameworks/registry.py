@@ -21,6 +21,7 @@ HOSTS: dict[str, str] = {
     "toy": "frameworks.toy:build_toy",
     "rekv": "frameworks.rekv:build_rekv_host",
     "dispider": "frameworks.dispider:build_dispider_host",
+    "streamforest": "frameworks.streamforest:build_streamforest_host",
 }
 
 
