@@ -19,7 +19,7 @@ python3 -c "import torch, transformers; print('torch', torch.__version__, 'trans
 job() {
   case "$1" in
     tests) python3 -m pytest -q -p no:cacheprovider tests/gpu tests/frameworks/test_rekv_cuda.py -rs ;;
-    speed) GPU=0 bash scripts/speed_gpu_all.sh "$W/speed" ${SPEED_ARGS:-} ;;
+    speed) eval "GPU=0 bash scripts/speed_gpu_all.sh \"$W/speed\" ${SPEED_ARGS:-}" ;;
     streamforest) python3 scripts/gpu/streamforest_speed.py --out "$W/streamforest" ;;
     dispider) python3 scripts/gpu/dispider_speed.py --out "$W/dispider" ;;
     livecc) python3 scripts/gpu/livecc_speed.py --out "$W/livecc" ;;
