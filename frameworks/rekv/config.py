@@ -61,8 +61,9 @@ class ReKVConfig:
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "ReKVConfig":
-        """Build from a plain mapping; `name` (the Hydra group key) is ignored, unknown keys are errors."""
-        data = {k: v for k, v in dict(mapping or {}).items() if k != "name"}
+        """Build from a plain mapping; `name` (the Hydra group key) and `random_weights` (the evaluation
+        layer's explicit consent to run without model_path) are ignored, unknown keys are errors."""
+        data = {k: v for k, v in dict(mapping or {}).items() if k not in ("name", "random_weights")}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

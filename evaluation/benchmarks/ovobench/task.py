@@ -18,11 +18,11 @@ from typing import Optional, Sequence
 
 from evaluation.benchmarks.ovobench.prompts import TEMPLATES
 from evaluation.common import mc
-from evaluation.common.annotations import NUMBER, expect_list, field, read_json, string_list
+from evaluation.common.annotations import NUMBER, Rejects, expect_list, field, read_json, string_list
 from evaluation.common.metrics import by_key, mean, tally
 from evaluation.config import BenchmarkConfig
 from evaluation.registry import mc_query
-from evaluation.types import AnnotationError, Sample
+from evaluation.types import AnnotationError, Loaded, Sample, location
 
 CATEGORIES = {
     "realtime": ("STU", "OJR", "ATR", "ACR", "OCR", "FPD"),
@@ -36,21 +36,24 @@ TASK_ORDER = tuple(t for tasks in CATEGORIES.values() for t in tasks)
 SCORINGS = ("official", "per_record")
 
 
-def load(path: Path, cfg: BenchmarkConfig, root: Path) -> list[Sample]:
-    """`ovo_bench_new.json` (a list of records; the STC/ReKV runs use this file unchanged)."""
+def load(path: Path, cfg: BenchmarkConfig, root: Path) -> Loaded:
+    """`ovo_bench_new.json` (a list of records; the STC/ReKV runs use this file unchanged). A bad record
+    is rejected whole; a bad forward probe rejects only that probe."""
     records = expect_list(read_json(path), path)
     samples: list[Sample] = []
+    rejects = Rejects()
     for index, record in enumerate(records):
-        task = field(record, "task", str, path, index)
-        if task not in TASK_CATEGORY:
-            raise AnnotationError(str(path), "task", f"unknown OVO-Bench task {task!r}; known: {TASK_ORDER}", index)
-        rid = field(record, "id", int, path, index)
-        video = field(record, "video", str, path, index)
-        if TASK_CATEGORY[task] == "forward":
-            samples.extend(_forward_samples(record, rid, task, video, path, index))
-        else:
-            samples.append(_mcq_sample(record, rid, task, video, path, index))
-    return samples
+        with rejects.guard():
+            task = field(record, "task", str, path, index)
+            if task not in TASK_CATEGORY:
+                raise AnnotationError(str(path), "task", f"unknown OVO-Bench task {task!r}; known: {TASK_ORDER}", index)
+            rid = field(record, "id", int, path, index)
+            video = field(record, "video", str, path, index)
+            if TASK_CATEGORY[task] == "forward":
+                samples.extend(_forward_samples(record, rid, task, video, path, index, rejects))
+            else:
+                samples.append(_mcq_sample(record, rid, task, video, path, index))
+    return Loaded(samples, rejects)
 
 
 def _mcq_sample(record: dict, rid: int, task: str, video: str, path: Path, index: int) -> Sample:
@@ -65,7 +68,7 @@ def _mcq_sample(record: dict, rid: int, task: str, video: str, path: Path, index
     )
 
 
-def _forward_samples(record: dict, rid: int, task: str, video: str, path: Path, index: int) -> list[Sample]:
+def _forward_samples(record: dict, rid: int, task: str, video: str, path: Path, index: int, rejects: Rejects) -> list[Sample]:
     probes = field(record, "test_info", list, path, index)
     if not probes:
         raise AnnotationError(str(path), "test_info", "empty probe list", index)
@@ -75,21 +78,22 @@ def _forward_samples(record: dict, rid: int, task: str, video: str, path: Path, 
         question = field(record, "question", str, path, index)
     samples = []
     for i, probe in enumerate(probes):
-        where = f"{index}.test_info[{i}]"
-        realtime = float(field(probe, "realtime", NUMBER, path, where))
-        if task == "REC":
-            gold, meta = str(field(probe, "count", int, path, where)), {"activity": record["activity"]}
-        else:
-            kind = field(probe, "type", int, path, where)
-            if kind not in (0, 1):
-                raise AnnotationError(str(path), "type", f"expected 0 or 1, got {kind!r}", where)
-            gold, meta = ("Yes" if kind == 1 else "No"), {"type": kind}
-            if task == "SSR":
-                question = field(probe, "step", str, path, where)
-        samples.append(Sample(
-            id=f"{rid}_{i}", video=video, question=question, options=(), gold=gold, task=task,
-            category="forward", query_time=realtime, group=str(rid), precut=f"{rid}_{i}.mp4", meta={"probe": i, **meta},
-        ))
+        where = location(index, "probe", i)
+        with rejects.guard():
+            realtime = float(field(probe, "realtime", NUMBER, path, where))
+            if task == "REC":
+                gold, meta = str(field(probe, "count", int, path, where)), {"activity": record["activity"]}
+            else:
+                kind = field(probe, "type", int, path, where)
+                if kind not in (0, 1):
+                    raise AnnotationError(str(path), "type", f"expected 0 or 1, got {kind!r}", where)
+                gold, meta = ("Yes" if kind == 1 else "No"), {"type": kind}
+                if task == "SSR":
+                    question = field(probe, "step", str, path, where)
+            samples.append(Sample(
+                id=f"{rid}_{i}", video=video, question=question, options=(), gold=gold, task=task,
+                category="forward", query_time=realtime, group=str(rid), precut=f"{rid}_{i}.mp4", meta={"probe": i, **meta},
+            ))
     return samples
 
 
@@ -157,28 +161,41 @@ def _count(scored: Sequence[dict], category: str) -> dict:
     return {k: row[k] for k in ("n", "unanswered", "errors")}
 
 
-def read_upstream(path: Path, cfg: BenchmarkConfig, model_key: Optional[str] = None) -> list[dict]:
-    """OVO-Bench result JSON {"backward": [...], "realtime": [...], "forward": [...]} -> predictions."""
-    data = read_json(path)
+def read_upstream(path: Path, cfg: BenchmarkConfig, model_key: Optional[str] = None) -> Loaded:
+    """OVO-Bench result JSON {"backward": [...], "realtime": [...], "forward": [...]} -> predictions.
+    A malformed item is rejected (counted); a response that is not text is a per-item error."""
+    data = read_json(path, missing="result file not found")
     if not isinstance(data, dict) or not {"backward", "realtime", "forward"} & set(data):
         raise AnnotationError(str(path), "<top level>", "expected an OVO-Bench result object with backward/realtime/forward lists")
-    preds = []
-    for part in ("backward", "realtime"):
-        for index, item in enumerate(data.get(part, [])):
-            task = field(item, "task", str, path, f"{part}[{index}]")
-            gold = field(item, "ground_truth", str, path, f"{part}[{index}]")
-            preds.append(_pred(str(item.get("id", index)), task, gold, item.get("response"), str(item.get("id", index)), item))
-    for index, item in enumerate(data.get("forward", [])):
-        task = field(item, "task", str, path, f"forward[{index}]")
-        for i, probe in enumerate(field(item, "test_info", list, path, f"forward[{index}]")):
-            gold = str(probe["count"]) if task == "REC" else ("Yes" if probe.get("type") == 1 else "No")
-            preds.append(_pred(f"{item.get('id', index)}_{i}", task, gold, probe.get("response"), str(item.get("id", index)), item, probe))
-    return preds
+    preds, rejects = [], Rejects()
+    for part in ("backward", "realtime", "forward"):
+        items = data.get(part, [])
+        if not isinstance(items, list):
+            raise AnnotationError(str(path), part, f"expected a list, got {type(items).__name__}")
+        for index, item in enumerate(items):
+            where = f"{part} record {index + 1}"
+            with rejects.guard():
+                task = field(item, "task", str, path, where)
+                if task not in TASK_CATEGORY:
+                    raise AnnotationError(str(path), "task", f"unknown OVO-Bench task {task!r}", where)
+                group = str(item.get("id", index))
+                if part != "forward":
+                    gold = field(item, "ground_truth", str, path, where)
+                    preds.append(_pred(group, task, gold, item, item, path, where))
+                    continue
+                for i, probe in enumerate(field(item, "test_info", list, path, where)):
+                    at = f"{where}, probe {i + 1}"
+                    with rejects.guard():
+                        gold = (str(field(probe, "count", int, path, at)) if task == "REC"
+                                else ("Yes" if field(probe, "type", int, path, at) == 1 else "No"))
+                        preds.append({**_pred(f"{group}_{i}", task, gold, item, probe, path, at), "group": group})
+    return Loaded(preds, rejects)
 
 
-def _pred(pid: str, task: str, gold: str, response, group: str, item: dict, probe: Optional[dict] = None) -> dict:
-    if task not in TASK_CATEGORY:
-        raise ValueError(f"unknown OVO-Bench task {task!r} in result file")
-    return {"id": pid, "video": item.get("video", ""), "task": task, "category": TASK_CATEGORY[task], "group": group,
-            "gold": gold, "response": response, "error": None,
-            "query_time": (probe or item).get("realtime"), "meta": {}}
+def _pred(pid: str, task: str, gold: str, item: dict, source: dict, path: Path, where: str) -> dict:
+    response, error = source.get("response"), None
+    if response is not None and not isinstance(response, str):
+        error = str(AnnotationError(str(path), "response", f"expected text, got {type(response).__name__} {response!r}", where))
+        response = None
+    return {"id": pid, "video": item.get("video", ""), "task": task, "category": TASK_CATEGORY[task], "group": pid,
+            "gold": gold, "response": response, "error": error, "query_time": source.get("realtime"), "meta": {}}
