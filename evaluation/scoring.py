@@ -69,7 +69,9 @@ _COST_FIELDS = ("vit_ms", "prefill_ms", "pruner_ms", "retrieval_ms", "decode_ms"
 def summarize_cost(predictions: Sequence[dict]) -> dict:
     """Host cost summed over items (each prediction carries only the cost it added), plus frame counts."""
     timed = [p["timings"] for p in predictions if p.get("timings")]
-    cost = {"items_timed": len(timed), "frames_ingested": sum(int(p.get("new_frames") or 0) for p in predictions)}
+    cost = {"items_timed": len(timed), "frames_ingested": sum(int(p.get("new_frames") or 0) for p in predictions),
+            # time the run waited for frames (decode not hidden behind the host): host idle time
+            "decode_wait_ms": sum(float(p.get("decode_wait_ms") or 0) for p in predictions)}
     for name in _COST_FIELDS:
         cost[name] = sum(float(t.get(name) or 0) for t in timed)
     if cost["visual_tokens_in"]:

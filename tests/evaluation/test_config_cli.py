@@ -107,7 +107,7 @@ def test_ovobench_upstream_result_file(ev):
 
 
 def test_rekv_framework_group_composes_with_its_own_fields(ev):
-    run = to_run_config(ev.compose(["framework=rekv", "compression=stc", "framework.n_local=2000"]),
+    run = to_run_config(ev.compose(["framework=rekv", "compression=stc", "framework.n_local=2000", "framework.random_weights=true"]),
                         env={"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"})
     assert run.framework_name == "rekv" and run.framework["n_local"] == 2000
     assert run.framework["device"] == "cuda:0" and run.output_dir == "results/eval/ovobench-rekv-stc"
