@@ -45,7 +45,7 @@ def load(path: Path, cfg: BenchmarkConfig, root: Path) -> Loaded:
 
 def _gold_letter(choices: list[str], answer: str, path: Path, where) -> str:
     if answer not in choices:
-        raise AnnotationError(str(path), "answer", f"{answer!r} is not one of the choices {choices}", where)
+        raise AnnotationError(str(path), "answer", f"not one of the choices, got {answer!r} (choices {choices})", where)
     return mc.option_letter(choices.index(answer))
 
 

@@ -46,7 +46,7 @@ def load(path: Path, cfg: BenchmarkConfig, root: Path) -> Loaded:
         with rejects.guard():
             task = field(record, "task", str, path, index)
             if task not in TASK_CATEGORY:
-                raise AnnotationError(str(path), "task", f"unknown OVO-Bench task {task!r}; known: {TASK_ORDER}", index)
+                raise AnnotationError(str(path), "task", f"unknown OVO-Bench task, got {task!r} (known: {TASK_ORDER})", index)
             rid = field(record, "id", int, path, index)
             video = field(record, "video", str, path, index)
             if TASK_CATEGORY[task] == "forward":
@@ -60,7 +60,7 @@ def _mcq_sample(record: dict, rid: int, task: str, video: str, path: Path, index
     options = string_list(record, "options", path, index, min_len=2)
     gt = field(record, "gt", int, path, index)
     if not 0 <= gt < len(options):
-        raise AnnotationError(str(path), "gt", f"index {gt} outside the {len(options)} options", index)
+        raise AnnotationError(str(path), "gt", f"option index outside the {len(options)} options, got {gt}", index)
     return Sample(
         id=str(rid), video=video, question=field(record, "question", str, path, index), options=options,
         gold=mc.option_letter(gt), task=task, category=TASK_CATEGORY[task],
@@ -177,7 +177,7 @@ def read_upstream(path: Path, cfg: BenchmarkConfig, model_key: Optional[str] = N
             with rejects.guard():
                 task = field(item, "task", str, path, where)
                 if task not in TASK_CATEGORY:
-                    raise AnnotationError(str(path), "task", f"unknown OVO-Bench task {task!r}", where)
+                    raise AnnotationError(str(path), "task", f"unknown OVO-Bench task, got {task!r}", where)
                 group = str(item.get("id", index))
                 if part != "forward":
                     gold = field(item, "ground_truth", str, path, where)
