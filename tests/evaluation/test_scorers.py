@@ -54,6 +54,11 @@ def test_ovobench_per_record_forward_differs():
     assert tasks["REC"] == pytest.approx((100 + 100 / 3) / 2)  # per record, not pooled 2/4
     assert metrics["headline"]["Forward Active Responding"] == pytest.approx(((100 + 100 / 3) / 2 + 50 + 50) / 3)
     assert any("per_record" in n for n in metrics["notes"])
+    rec = {row["task"]: row for row in metrics["tables"]["per task"]}["REC"]
+    # the pooled 2/4 would contradict the per-record 66.7: not shown, the record count is
+    assert rec["correct"] is None and rec["denominator"] is None and rec["records"] == 2 and rec["n"] == 4
+    epm = {row["task"]: row for row in metrics["tables"]["per task"]}["EPM"]
+    assert (epm["correct"], epm["denominator"]) == (1, 2)  # MCQ rows keep their counts
 
 
 def test_ovobench_last_line_option():
@@ -78,6 +83,18 @@ def test_streamingbench_official_counts_unanswered():
     # upstream drops unanswered items; failed items (our errors) are never dropped: 2 / (3 answered + 1 failed)
     assert metrics["headline"]["Total (answered only, upstream count.py)"] == pytest.approx(50.0)
     assert metrics["counts"]["errors"] == 1 and metrics["counts"]["unanswered"] == 2
+    # per task type, both accuracies too: Clips Summarize 0/2 overall, 0/1 answered; Counting 2/2 both
+    assert rows["Clips Summarize"]["accuracy (answered only)"] == 0 and rows["Counting"]["accuracy (answered only)"] == 100
+    mixed = [pred("0", "Counting", "B", " B"), pred("1", "Counting", "B", None), pred("2", "Counting", "A", " C")]
+    row = metrics_for("streamingbench", mixed)[0]["tables"]["per task type"][0]
+    assert row["accuracy"] == pytest.approx(100 / 3) and row["accuracy (answered only)"] == pytest.approx(50.0)
+
+
+def test_non_text_response_is_a_per_item_error_naming_the_record():
+    preds = [pred("0", "Counting", "B", " B"), pred("1", "Counting", "B", 7), pred("2", "Counting", "A", ["A"])]
+    metrics, scored = metrics_for("streamingbench", preds)
+    assert metrics["counts"]["errors"] == 2 and metrics["counts"]["correct"] == 1
+    assert scored[1]["error"] == "prediction 2 (id '1'): response is int, not text"
 
 
 def test_streamingbench_exact_variant_stc():

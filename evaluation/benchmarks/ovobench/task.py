@@ -142,7 +142,7 @@ def aggregate(scored: Sequence[dict], cfg: BenchmarkConfig) -> dict:
         notes.append("forward tasks: accuracy pooled over all probes (scoring=official)")
     categories = {c: mean(task_acc[t] for t in ts if t in task_acc) for c, ts in CATEGORIES.items()
                   if any(t in task_acc for t in ts)}
-    task_rows = [{"task": t, "category": TASK_CATEGORY[t], **row, "accuracy": task_acc[t]} for t, row in tasks.items()]
+    task_rows = [_task_row(t, row, task_acc[t], scored, cfg) for t, row in tasks.items()]
     category_rows = [{"category": CATEGORY_TITLES[c], "tasks": sum(t in task_acc for t in CATEGORIES[c]),
                       **_count(scored, c), "accuracy": acc} for c, acc in categories.items()]
     headline = {f"{CATEGORY_TITLES[c]}": acc for c, acc in categories.items()}
@@ -154,6 +154,16 @@ def aggregate(scored: Sequence[dict], cfg: BenchmarkConfig) -> dict:
     if missing:
         notes.append(f"tasks absent from this run (category means use the tasks present): {missing}")
     return {"headline": headline, "tables": {"per task": task_rows, "per category": category_rows}, "notes": notes}
+
+
+def _task_row(task: str, row: dict, accuracy: float, scored: Sequence[dict], cfg: BenchmarkConfig) -> dict:
+    """A per-task row. Under per_record a forward task's score is a mean over records, so the pooled
+    probe counts (correct/denominator) would not produce it: they are replaced by the record count."""
+    out = {"task": task, "category": TASK_CATEGORY[task], **row, "records": row["n"], "accuracy": accuracy}
+    if cfg.scoring == "per_record" and TASK_CATEGORY[task] == "forward":
+        out["records"] = len({p["group"] for p in scored if p["task"] == task})
+        out["correct"] = out["denominator"] = None  # shown as n/a: not what the score is computed from
+    return out
 
 
 def _count(scored: Sequence[dict], category: str) -> dict:

@@ -93,7 +93,10 @@ def score_item(pred: dict, cfg: BenchmarkConfig) -> dict:
 
 def aggregate(scored: Sequence[dict], cfg: BenchmarkConfig) -> dict:
     per_type = by_key(scored, lambda p: p["task"], order=TASK_ORDER)
-    rows = [{"task_type": t, "abbrev": TASK_ABBREV.get(t, ""), **row} for t, row in per_type.items()]
+    answered = by_key(scored, lambda p: p["task"], answered_only=True, order=TASK_ORDER)
+    # both accuracies side by side, as in the totals: upstream count.py reports the answered-only one
+    rows = [{"task_type": t, "abbrev": TASK_ABBREV.get(t, ""), **row, "accuracy (answered only)": answered[t]["accuracy"]}
+            for t, row in per_type.items()]
     total = tally(scored)
     answered_only = tally(scored, answered_only=True)
     return {
