@@ -52,7 +52,8 @@ class ReKVHost:
         self.pooled_tokens = pooled_grid_tokens(vision.image_size, vision.patch_size)
         self.block_tokens = self._block_tokens()
         shape = (self.stack.num_layers, self.stack.kv_heads, self.stack.head_dim)
-        self.window = LocalWindow(*shape, self.config.n_local, self.dtype, self.device, self.rope)
+        self.window = LocalWindow(*shape, self.config.n_local, self.dtype, self.device, self.rope,
+                                  self.config.sink_positions)
         self.store = BlockStore(*shape, self.block_tokens, self.dtype, self.device,
                                 offload=self.config.offload, page_blocks=self.config.page_blocks)
         self.pruner = STCPruner(self.stc.pruner) if self.stc.pruner is not None else None
