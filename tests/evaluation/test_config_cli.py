@@ -24,7 +24,7 @@ def test_every_benchmark_and_compression_composes(ev):
 def test_benchmark_defaults_record_protocol_fps(ev):
     runs = {b: to_run_config(ev.compose([f"benchmark={b}"])).benchmark for b in ("ovobench", "streamingbench", "mlvu", "videomme")}
     assert runs["ovobench"].fps == 1.0 and runs["streamingbench"].fps == 1.0
-    assert runs["mlvu"].fps == 0.5 and runs["mlvu"].chat_template and runs["mlvu"].scoring == "micro"
+    assert runs["mlvu"].fps == 0.5 and runs["mlvu"].chat_template and runs["mlvu"].scoring == "stc_release"
     assert runs["videomme"].scoring == "official"
 
 
@@ -83,9 +83,9 @@ def test_cli_run_merge_and_rescore(ev, data_root, tmp_path):
     merged = _cli(["-m", "evaluation.merge", str(out)], ev.REPO)
     assert merged.returncode == 0, merged.stderr
     assert "| Total (micro, unanswered counted wrong) | 60.00 |" in merged.stdout
-    rescored = _cli(["-m", "evaluation.score", "benchmark=streamingbench", f"file={out / 'predictions.jsonl'}", "scoring=exact"], ev.REPO)
+    rescored = _cli(["-m", "evaluation.score", "benchmark=streamingbench", f"file={out / 'predictions.jsonl'}", "scoring=stc_release"], ev.REPO)
     assert rescored.returncode == 0, rescored.stderr
-    assert "| scoring | exact |" in rescored.stdout and "| fps | 1.0 |" in rescored.stdout
+    assert "| scoring | stc_release |" in rescored.stdout and "| fps | 1.0 |" in rescored.stdout
     upstream = _cli(["-m", "evaluation.score", "benchmark=streamingbench",
                      f"file={ev.FIXTURES / 'streamingbench/real_output_mini.json'}", f"out={tmp_path / 'up'}"], ev.REPO)
     assert upstream.returncode == 0, upstream.stderr

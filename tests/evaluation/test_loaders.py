@@ -66,7 +66,7 @@ def test_mlvu_rekv_and_official_folder():
     assert [(s.id, s.gold, s.task) for s in rekv] == [("movie_a_0", "B", "plotQA"), ("movie_a_1", "A", "plotQA"), ("count_b_0", "D", "count")]
     official = load("mlvu", "mlvu/json")
     assert [(s.video, s.gold) for s in official] == [("1_plotQA/movie_a.mp4", "B"), ("1_plotQA/movie_a.mp4", "A")]
-    query = get_benchmark("mlvu").build_query(rekv[0], BenchmarkConfig(name="mlvu", scoring="micro", prompt="rekv", chat_template=True))
+    query = get_benchmark("mlvu").build_query(rekv[0], BenchmarkConfig(name="mlvu", scoring="stc_release", prompt="rekv", chat_template=True))
     assert query.prompt == "Question: What colour is the front door?\nOptions:\n(A) Red\n(B) Blue\n(C) Green\n(D) White\nOnly give the best option."
     assert query.answer_prefix == "Best option: (" and query.retrieval_text == "What colour is the front door?"
 

@@ -2,8 +2,8 @@
 letter-before-")" scoring.
 
 Scoring variants (`benchmark.scoring`):
-  micro     : accuracy over all questions (ReKV `eval_multiple_choice.py`, lmms-eval, StreamForest).
-  task_mean : mean of the 7 per-type accuracies (the MLVU paper's "M-Avg").
+  stc_release : accuracy over all questions (ReKV/STC release `eval_multiple_choice.py`; also lmms-eval).
+  official    : mean of the 7 per-type accuracies (the MLVU benchmark's "M-Avg").
 Both numbers are always printed; the variant picks the headline.
 """
 
@@ -20,7 +20,7 @@ from evaluation.config import BenchmarkConfig
 from evaluation.registry import mc_query
 from evaluation.types import AnnotationError, Loaded, Sample
 
-SCORINGS = ("micro", "task_mean")
+SCORINGS = ("stc_release", "official")
 PROMPTS = ("rekv",)
 TYPE_FOLDERS = {"plotQA": "1_plotQA", "findNeedle": "2_needle", "ego": "3_ego", "count": "4_count",
                 "order": "5_order", "anomaly_reco": "6_anomaly_reco", "topic_reasoning": "7_topic_reasoning"}
@@ -92,7 +92,7 @@ def aggregate(scored: Sequence[dict], cfg: BenchmarkConfig) -> dict:
     micro = tally(scored)["accuracy"]
     m_avg = mean(row["accuracy"] for row in per_type.values())
     headline = {"M-Avg (mean of types)": m_avg, "Overall (micro)": micro}
-    if cfg.scoring == "micro":
+    if cfg.scoring == "stc_release":
         headline = {"Overall (micro)": micro, "M-Avg (mean of types)": m_avg}
     return {"headline": headline, "tables": {"per question type": [{"question_type": t, **r} for t, r in per_type.items()]},
             "notes": [f"scoring={cfg.scoring}; answer = character before the first ')' (ReKV rule)"]}

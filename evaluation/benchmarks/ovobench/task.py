@@ -6,7 +6,7 @@ forward records (REC/SSR/CRR) expand to one query per `test_info` probe on [0, p
 Scoring variants (`benchmark.scoring`):
   official   : task accuracy pooled over items (forward: over all probes of all records);
                category = mean of its task accuracies; overall = mean of the 3 categories.
-  per_record : as official, but a forward task's accuracy is the mean over records of each record's
+  paper_per_record : as official, but a forward task's accuracy is the mean over records of each record's
                probe accuracy (the paper's description, OVO-Bench issue #7).
 Both also print mean(real-time, backward) ("OVO Avg" in many papers) and the mean of all tasks.
 """
@@ -33,7 +33,7 @@ CATEGORY_TITLES = {"realtime": "Real-Time Visual Perception", "backward": "Backw
                    "forward": "Forward Active Responding"}
 TASK_CATEGORY = {t: c for c, tasks in CATEGORIES.items() for t in tasks}
 TASK_ORDER = tuple(t for tasks in CATEGORIES.values() for t in tasks)
-SCORINGS = ("official", "per_record")
+SCORINGS = ("official", "paper_per_record")
 
 
 def load(path: Path, cfg: BenchmarkConfig, root: Path) -> Loaded:
@@ -132,12 +132,12 @@ def aggregate(scored: Sequence[dict], cfg: BenchmarkConfig) -> dict:
     tasks = by_key(scored, lambda p: p["task"], order=TASK_ORDER)
     task_acc = {t: row["accuracy"] for t, row in tasks.items()}
     notes = ["category = mean of its task accuracies; overall = mean of the categories present"]
-    if cfg.scoring == "per_record":
+    if cfg.scoring == "paper_per_record":
         for task in CATEGORIES["forward"]:
             if task in tasks:
                 per_record = by_key([p for p in scored if p["task"] == task], lambda p: p["group"])
                 task_acc[task] = mean(row["accuracy"] for row in per_record.values())
-        notes.append("forward tasks: mean over records of per-record probe accuracy (scoring=per_record)")
+        notes.append("forward tasks: mean over records of per-record probe accuracy (scoring=paper_per_record)")
     else:
         notes.append("forward tasks: accuracy pooled over all probes (scoring=official)")
     categories = {c: mean(task_acc[t] for t in ts if t in task_acc) for c, ts in CATEGORIES.items()
@@ -157,10 +157,10 @@ def aggregate(scored: Sequence[dict], cfg: BenchmarkConfig) -> dict:
 
 
 def _task_row(task: str, row: dict, accuracy: float, scored: Sequence[dict], cfg: BenchmarkConfig) -> dict:
-    """A per-task row. Under per_record a forward task's score is a mean over records, so the pooled
+    """A per-task row. Under paper_per_record a forward task's score is a mean over records, so the pooled
     probe counts (correct/denominator) would not produce it: they are replaced by the record count."""
     out = {"task": task, "category": TASK_CATEGORY[task], **row, "records": row["n"], "accuracy": accuracy}
-    if cfg.scoring == "per_record" and TASK_CATEGORY[task] == "forward":
+    if cfg.scoring == "paper_per_record" and TASK_CATEGORY[task] == "forward":
         out["records"] = len({p["group"] for p in scored if p["task"] == task})
         out["correct"] = out["denominator"] = None  # shown as n/a: not what the score is computed from
     return out

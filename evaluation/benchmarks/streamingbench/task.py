@@ -4,7 +4,7 @@ Each question is asked at `time_stamp` on the prefix [0, time_stamp] (context_ti
 ReKV/STC runs). Scoring variants (`benchmark.scoring`):
   official : first character of the stripped response == gold letter (upstream count.py reads the
              first character; STC's copy strips first because ReKV answers start with a space).
-  exact    : stripped response == gold letter (STC's count.py as shipped).
+  stc_release : stripped response == gold letter (the STC release's copy of count.py, as shipped).
 Unlike upstream, unanswered items (None/empty) stay in every denominator and are counted; the
 upstream "answered only" total is printed beside it for comparison.
 """
@@ -23,7 +23,7 @@ from evaluation.config import BenchmarkConfig
 from evaluation.registry import mc_query
 from evaluation.types import AnnotationError, Loaded, Sample, location
 
-SCORINGS = ("official", "exact")
+SCORINGS = ("official", "stc_release")
 # paper abbreviations (mapping inferred from the names, see spec B2)
 TASK_ABBREV = {
     "Object Recognition": "OP", "Causal Reasoning": "CR", "Clips Summarize": "CS",
@@ -87,7 +87,7 @@ def build_query(sample: Sample, cfg: BenchmarkConfig):
 
 def score_item(pred: dict, cfg: BenchmarkConfig) -> dict:
     response = pred.get("response")
-    parsed = mc.stripped(response) if cfg.scoring == "exact" else mc.first_char(response)
+    parsed = mc.stripped(response) if cfg.scoring == "stc_release" else mc.first_char(response)
     return {"parsed": parsed, "answered": mc.stripped(response) != "", "correct": parsed == pred["gold"]}
 
 
@@ -104,7 +104,7 @@ def aggregate(scored: Sequence[dict], cfg: BenchmarkConfig) -> dict:
                      "Total (answered only, upstream count.py)": answered_only["accuracy"]},
         "tables": {"per task type": rows},
         "notes": [f"scoring={cfg.scoring}: " + ("first character of the stripped response" if cfg.scoring == "official"
-                                                else "stripped response equals the gold letter"),
+                                                else "stripped response equals the gold letter (STC release count.py)"),
                   f"{total['unanswered']} unanswered item(s) are in the micro denominator (upstream drops them)"],
     }
 

@@ -4,7 +4,7 @@ Scoring variants (`benchmark.scoring`):
   official  : Video-MME `eval_your_results.py` extraction (drop "The best answer is"-style prefixes,
               first A-D letter); unanswered items leave the denominator (answered only).
   lmms_eval : same extraction, unanswered items counted wrong.
-  rekv      : ReKV/STC rule, character before the first ")"; all items in the denominator.
+  stc_release : ReKV/STC release rule, character before the first ")"; all items in the denominator.
 Reported per duration bucket (short/medium/long), per domain, per task type, and overall (micro).
 """
 
@@ -22,7 +22,7 @@ from evaluation.config import BenchmarkConfig
 from evaluation.registry import mc_query
 from evaluation.types import AnnotationError, Loaded, Sample
 
-SCORINGS = ("official", "lmms_eval", "rekv")
+SCORINGS = ("official", "lmms_eval", "stc_release")
 DURATIONS = ("short", "medium", "long")
 # "videomme": the Video-MME authors' prompt as quoted in the spec (marked unverified there)
 TEMPLATES = {
@@ -112,7 +112,7 @@ def build_query(sample: Sample, cfg: BenchmarkConfig):
 
 def score_item(pred: dict, cfg: BenchmarkConfig) -> dict:
     response = pred.get("response")
-    parsed = mc.letter_before_paren(response) if cfg.scoring == "rekv" else mc.videomme_letter(response)
+    parsed = mc.letter_before_paren(response) if cfg.scoring == "stc_release" else mc.videomme_letter(response)
     return {"parsed": parsed, "answered": parsed != "", "correct": parsed == pred["gold"]}
 
 
@@ -130,6 +130,6 @@ def aggregate(scored: Sequence[dict], cfg: BenchmarkConfig) -> dict:
     headline.update({d.capitalize(): r["accuracy"] for d, r in durations.items()})
     rule = {"official": "Video-MME extraction; unanswered excluded from denominators (official)",
             "lmms_eval": "Video-MME extraction; unanswered counted wrong (lmms-eval)",
-            "rekv": "character before the first ')' (ReKV rule); unanswered counted wrong"}[cfg.scoring]
+            "stc_release": "character before the first ')' (ReKV/STC release rule); unanswered counted wrong"}[cfg.scoring]
     return {"headline": headline, "tables": tables,
             "notes": [f"scoring={cfg.scoring}: {rule}", f"{overall['unanswered']} unanswered item(s)"]}
