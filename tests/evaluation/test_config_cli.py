@@ -61,8 +61,34 @@ def test_world_size_env_picks_shard(ev):
 
 def test_slurm_launcher_config_present_but_optional(ev):
     launcher = yaml.safe_load((ev.REPO / "configs/hydra/launcher/slurm.yaml").read_text())
-    assert launcher["defaults"] == ["submitit_slurm"] and launcher["gpus_per_node"] == 1
+    assert launcher["_target_"].endswith("submitit_launcher.SlurmLauncher") and launcher["gpus_per_node"] == 1
     ev.compose([])  # the default launcher never needs the submitit plugin
+
+
+def test_slurm_launcher_composes_and_prints_its_submission(capsys):
+    from evaluation.slurm import main
+
+    main(["framework=rekv", "framework.model_path=/models/llava-ov-7b", "benchmark=mlvu", "compression=stc", "shards=4"])
+    text = capsys.readouterr().out
+    assert text.startswith("#!/bin/bash\n")
+    assert "#SBATCH --array=0-3%8" in text and "#SBATCH --gpus-per-node=1" in text and "#SBATCH --mem=96G" in text
+    assert "shard=${SLURM_ARRAY_TASK_ID}/4" in text and "framework.model_path=/models/llava-ov-7b" in text
+    assert "--multirun hydra/launcher=slurm" in text and "shard=0/4,1/4,2/4,3/4" in text
+    assert "python -m evaluation.merge results/eval/mlvu-rekv-stc" in text
+    with pytest.raises(SystemExit) as info:
+        main(["framework=rekv", "shards=2"])  # no model path: refused like the run itself
+    assert info.value.code == 2
+
+
+def test_reproduction_scripts_use_the_parity_switches(ev):
+    env = {**os.environ, "REKV_MODEL": "/m", "DATA": "/d", "BENCHMARKS": "ovobench", "PY": "echo"}
+    stc = subprocess.run(["bash", "scripts/rekv_stc.sh"], cwd=ev.REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert stc.returncode == 0, stc.stderr
+    assert "framework.sink_positions=released" in stc.stdout and "compression.pruner.strategy=gaussian_released" in stc.stdout
+    base = subprocess.run(["bash", "scripts/rekv_baseline.sh"], cwd=ev.REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert "framework.sink_positions=released" in base.stdout and "gaussian_released" not in base.stdout
+    off = subprocess.run(["bash", "scripts/rekv_stc.sh"], cwd=ev.REPO, env={**env, "PARITY": "0"}, capture_output=True, text=True, timeout=60)
+    assert "released" not in off.stdout
 
 
 def _cli(args, cwd):
