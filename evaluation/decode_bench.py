@@ -3,7 +3,7 @@
     python -m evaluation.decode_bench --out /tmp/decode [--minutes 5 --videos 3 --size 640x360 --native-fps 30]
     python -m evaluation.decode_bench --host rekv --out $OUT/decode    # GPU: ReKV random weights, released size
 
-Synthesizes long videos in a temporary folder (PyAV, else OpenCV, else the ffmpeg CLI; never kept), writes
+Synthesizes long videos in a temporary folder (evaluation.synthetic: PyAV, else OpenCV, else ffmpeg; never kept), writes
 a StreamingBench-style annotation with questions spread over each video, and runs the real runner twice:
 `prefetch=0` (decode in the main thread, the old behaviour) and `prefetch=N` (background thread). The host
 is either `sleep` (CPU stand-in for a GPU host: it holds each frame for --host-ms while releasing the GIL,
@@ -16,71 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-
-def make_video(path: Path, seconds: float, native_fps: int, width: int, height: int) -> str:
-    """A moving-gradient clip (cheap to encode, not constant, so the decoder does real work)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames = int(seconds * native_fps)
-    x = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
-    y = np.linspace(0, 255, height, dtype=np.float32)[:, None, None]
-
-    def frame(i: int) -> np.ndarray:
-        shift = (i * 4) % 256
-        return ((x + y + shift) % 256 * np.array([1.0, 0.6, 0.3], dtype=np.float32)).astype(np.uint8)
-
-    try:
-        import av
-
-        with av.open(str(path), "w") as container:
-            stream = container.add_stream("mpeg4", rate=native_fps)
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            stream.bit_rate = 2_000_000
-            for i in range(frames):
-                for packet in stream.encode(av.VideoFrame.from_ndarray(frame(i), format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
-        return "pyav"
-    except ImportError:
-        pass
-    try:
-        import cv2
-
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), native_fps, (width, height))
-        for i in range(frames):
-            writer.write(frame(i)[:, :, ::-1])
-        writer.release()
-        return "opencv"
-    except ImportError:
-        pass
-    if shutil.which("ffmpeg"):
-        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                        f"testsrc2=size={width}x{height}:rate={native_fps}:duration={seconds}",
-                        "-c:v", "mpeg4", "-q:v", "5", str(path)], check=True)
-        return "ffmpeg"
-    raise RuntimeError("no video writer available: install PyAV (av), opencv-python-headless or ffmpeg")
+from evaluation import synthetic
 
 
 def write_annotation(root: Path, videos: int, seconds: float, questions: int) -> Path:
-    """StreamingBench schema: one entry per question, times spread evenly over each video."""
-    entries = []
-    for v in range(videos):
-        for q in range(questions):
-            t = int(seconds * (q + 1) / questions) - 1
-            entries.append({"video_path": f"./videos/long_{v}.mp4", "questions": [{
-                "task_type": "Object Recognition", "question": f"q{q}?", "answer": "A",
-                "time_stamp": f"{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}",
-                "options": ["A. a", "B. b", "C. c", "D. d"]}]})
-    path = root / "questions.json"
-    path.write_text(json.dumps(entries))
+    """StreamingBench schema, every video named long_<v>.mp4 (see evaluation.synthetic)."""
+    path = synthetic.write_annotation(root, videos, seconds, questions)
+    path.write_text(path.read_text().replace("synthetic_", "long_"))
     return path
 
 
@@ -158,7 +104,7 @@ def main(argv=None) -> None:
         root = Path(tmp)
         seconds = args.minutes * 60
         started = time.perf_counter()
-        writers = {make_video(root / f"videos/long_{v}.mp4", seconds, args.native_fps, width, height) for v in range(args.videos)}
+        writers = {synthetic.make_video(root / f"videos/long_{v}.mp4", seconds, args.native_fps, width, height) for v in range(args.videos)}
         synth_s = time.perf_counter() - started
         annotation = write_annotation(root, args.videos, seconds, args.questions)
         decode_fps = measure_decode_fps(root / "videos/long_0.mp4", decode)
