@@ -6,7 +6,8 @@ torchrun / accelerate launch) select this process's shard when `shard` is left a
 Before Hydra takes over, the overrides are composed and validated once (`preflight`), so that a typo,
 an override that does not apply, a bad value or a missing model path is ONE line and exit code 2
 (`evaluation/cli.py`) rather than Hydra's multi-line report and exit code 1. Multirun sweeps skip the
-preflight (their overrides are lists); each job still reports its own errors in one line.
+preflight (their overrides are lists), as does any Hydra flag (--cfg, --config-name, ...); each job still
+reports its own errors in one line.
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ def main() -> None:
 
     argv = sys.argv[1:]
     register_schemas()
-    if not any(a in ("-m", "--multirun") or a.startswith(("--cfg", "-c", "--help", "-h", "--info", "--hydra-help")) for a in argv):
+    if not any(a.startswith("-") for a in argv):  # flags (--multirun, --cfg, --config-name, ...) go to Hydra as is
         with user_errors():
-            preflight([a for a in argv if not a.startswith("-")])
+            preflight(argv)
 
     @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
     def _run(cfg) -> None:
