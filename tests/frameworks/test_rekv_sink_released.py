@@ -79,3 +79,22 @@ def test_setting_is_validated():
     assert ReKVConfig().sink_positions == "window"
     with pytest.raises(ValueError, match="sink_positions"):
         ReKVConfig(sink_positions="relased")
+
+
+def test_host_switch_reaches_the_window_and_a_long_stream_answers(rekv):
+    """Through the real (tiny) host: both modes agree while the stream fits, the switch engages after."""
+    from frameworks.protocol import Query
+
+    loaded = rekv.loaded()
+    frames = rekv.video(6)
+    hosts = {mode: rekv.host(loaded, n_local=60, sink_positions=mode) for mode in ("window", "released")}
+    tokens = {}
+    for mode, host in hosts.items():
+        host.reset()
+        host.ingest(frames[:1], [0.0])
+        assert not host.window.fixed_distance_sink
+        host.ingest(frames[1:], [float(i) for i in range(1, 6)])
+        tokens[mode] = host.answer(Query(prompt="what happens?", max_new_tokens=3))
+        assert isinstance(tokens[mode], str)
+    assert hosts["released"].window.fixed_distance_sink and not hosts["window"].window.fixed_distance_sink
+    assert hosts["released"].window.sink_positions == "released"
