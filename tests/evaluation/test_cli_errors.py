@@ -116,3 +116,23 @@ def test_merge_of_a_non_run_folder(capsys, tmp_path):
     from evaluation.merge import main
 
     assert "config.json" in _fails(capsys, lambda: main([str(tmp_path)]))
+
+
+def test_score_ovo_result_file_with_irregular_items(ev, tmp_path):
+    """OVO result files: a malformed item or probe is rejected and counted, a non-text response is a
+    per-item error, and every other item is scored as before."""
+    from evaluation.score import rescore
+
+    data = json.loads((ev.FIXTURES / "ovo_bench/rekv_results_mini.json").read_text())
+    data["backward"].append({"id": 2, "video": "k.mp4", "question": "?", "response": "A", "ground_truth": "A"})  # no task
+    data["realtime"][1]["response"] = {"text": "C"}
+    data["forward"][0]["test_info"][2]["count"] = "three"
+    path = tmp_path / "ovo_results.json"
+    path.write_text(json.dumps(data))
+    metrics = rescore({"benchmark": "ovobench", "file": str(path)})
+    assert metrics["rejected"]["count"] == 2
+    assert metrics["rejected"]["reasons"] == {"field 'task': missing": 1, "field 'count': expected int": 1}
+    assert metrics["counts"]["errors"] == 1 and metrics["counts"]["n"] == 4 + 2 + 2
+    tasks = {r["task"]: r for r in metrics["tables"]["per task"]}
+    assert tasks["EPM"]["correct"] == 1 and tasks["REC"]["correct"] == 2 and tasks["REC"]["n"] == 2
+    assert "realtime record 2" in metrics["error_examples"][0]["error"]
