@@ -117,6 +117,8 @@ class EvalSchema:
     run_name: str = "run"
     output_dir: str = "results/eval/run"
     progress: bool = True
+    retry_failed: bool = True
+    prefetch: int = 1
 
 
 @dataclass(frozen=True)
@@ -135,8 +137,12 @@ class RunConfig:
     num_shards: int = 1
     output_dir: str = "results/eval/run"
     progress: bool = True
+    retry_failed: bool = True
+    prefetch: int = 1
 
     def __post_init__(self):
+        if self.prefetch < 0:
+            raise ValueError(f"invalid setting prefetch={self.prefetch!r}: must be >= 0 (0 = decode in the main thread)")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"invalid setting protocol={self.protocol!r}: must be one of {PROTOCOLS}")
         if not 0 <= self.shard_index < self.num_shards:
@@ -148,6 +154,7 @@ class RunConfig:
         """The settings every report states: scoring variant, fps, protocol and STC (N, r, k)."""
         return {
             "framework": self.framework_name,
+            "model": model_label(self.framework),
             "benchmark": self.benchmark.name,
             "scoring": self.benchmark.scoring,
             "prompt": self.benchmark.prompt,
@@ -162,6 +169,33 @@ class RunConfig:
     @property
     def compression_name(self) -> str:
         return self.compression.label
+
+RANDOM_WEIGHTS = "random weights"
+
+
+def model_label(framework: typing.Mapping[str, Any]) -> str:
+    """What answered: the checkpoint path, "random weights", or "n/a" for hosts without a model."""
+    if "model_path" not in framework:
+        return "n/a (host has no model_path)"
+    return str(framework["model_path"]) if framework.get("model_path") else RANDOM_WEIGHTS
+
+
+def check_model(framework: typing.Mapping[str, Any]) -> None:
+    """Refuse to evaluate random weights by accident: any host config with a `model_path` key (rekv
+    today; streamforest, dispider, livecc tomorrow) needs a path or an explicit `random_weights: true`.
+    An accuracy table of random weights looks like any other, and the README commands once omitted it."""
+    if "model_path" not in framework or framework.get("model_path"):
+        return
+    if not framework.get("random_weights"):
+        name = framework.get("name", "?")
+        raise ValueError(f"framework={name} has no framework.model_path: pass framework.model_path=<checkpoint folder>, "
+                         "or framework.random_weights=true to run random weights on purpose (latency only)")
+
+
+def host_settings(framework: typing.Mapping[str, Any]) -> dict:
+    """The framework mapping as the host sees it. `random_weights` stays: hosts that build a model
+    check it themselves too (a host built outside the evaluation runner gets the same guard)."""
+    return dict(framework)
 
 
 def stc_settings(spec: CompressionSpec) -> dict:
@@ -198,6 +232,7 @@ def to_run_config(cfg: Any, env: Optional[typing.Mapping[str, str]] = None) -> R
     framework = dict(container.get("framework") or {})
     if not framework.get("name"):
         raise ValueError("framework config needs a 'name' (e.g. framework=toy or framework=rekv)")
+    check_model(framework)
     shard_index, num_shards = parse_shard(container.get("shard", "0/1"))
     env = env or {}
     if num_shards == 1 and int(env.get("WORLD_SIZE", "1")) > 1:
@@ -218,6 +253,8 @@ def to_run_config(cfg: Any, env: Optional[typing.Mapping[str, str]] = None) -> R
         num_shards=num_shards,
         output_dir=str(container.get("output_dir", "results/eval/run")),
         progress=bool(container.get("progress", True)),
+        retry_failed=bool(container.get("retry_failed", True)),
+        prefetch=int(container.get("prefetch", 1)),
     )
 
 

@@ -11,8 +11,10 @@ import json
 from pathlib import Path
 
 from evaluation import predictions as P
+from evaluation.cli import user_errors
 from evaluation.config import BenchmarkConfig
 from evaluation.registry import get_benchmark
+from evaluation.runner import read_rejected
 from evaluation.report import render, write_outputs
 from evaluation.scoring import build_metrics
 
@@ -39,7 +41,7 @@ def merge(run_dir: str | Path, allow_partial: bool = False) -> dict:
     cfg = BenchmarkConfig(**config["benchmark"])
     benchmark = get_benchmark(cfg.name)
     settings = {**config["settings"], "shards_merged": total - len(missing), "num_shards": total}
-    metrics, scored = build_metrics(benchmark, merged, cfg, settings)
+    metrics, scored = build_metrics(benchmark, merged, cfg, settings, read_rejected(run_dir))
     write_outputs(run_dir, metrics, benchmark, scored, cfg)
     return metrics
 
@@ -49,7 +51,8 @@ def main(argv=None) -> None:
     parser.add_argument("run_dir")
     parser.add_argument("--allow-partial", action="store_true", help="report on the shards that exist")
     args = parser.parse_args(argv)
-    print(render(merge(args.run_dir, args.allow_partial)))
+    with user_errors():
+        print(render(merge(args.run_dir, args.allow_partial)))
 
 
 if __name__ == "__main__":

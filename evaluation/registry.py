@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from evaluation.config import BenchmarkConfig
-from evaluation.types import Sample
+from evaluation.types import Loaded, Sample
 from frameworks.protocol import Query
 
 Prediction = dict  # one line of predictions.jsonl (see evaluation/predictions.py)
@@ -24,23 +24,26 @@ class Benchmark:
     """What the runner and the scorers need from one benchmark.
 
     Attributes:
-        load: (annotation path, config, data root) -> samples; raises AnnotationError on bad input.
+        load: (annotation path, config, data root) -> Loaded(samples, rejected): a bad record is a
+            `Rejected` entry (guard each record with `Rejects.guard`); AnnotationError only for a file
+            that is unreadable or has the wrong top-level shape.
         build_query: (sample, config) -> Query with the configured prompt template.
         score_item: (prediction, config) -> {"parsed": str, "answered": bool, "correct": bool}.
         aggregate: (scored predictions, config) -> metrics {"headline", "tables", "notes"}.
         scorings / prompts: the accepted `benchmark.scoring` / `benchmark.prompt` values.
-        read_upstream: optional (file, config, model_key) -> predictions, for upstream result files.
+        read_upstream: optional (file, config, model_key) -> Loaded(predictions, rejected), for upstream
+            result files.
         write_artifacts: optional (scored predictions, config, out dir) -> list of files written.
     """
 
     name: str
-    load: Callable[[Path, BenchmarkConfig, Path], list[Sample]]
+    load: Callable[[Path, BenchmarkConfig, Path], Loaded]
     build_query: Callable[[Sample, BenchmarkConfig], Query]
     score_item: Callable[[Prediction, BenchmarkConfig], dict]
     aggregate: Callable[[Sequence[Prediction], BenchmarkConfig], dict]
     scorings: tuple[str, ...]
     prompts: tuple[str, ...]
-    read_upstream: Optional[Callable[[Path, BenchmarkConfig, Optional[str]], list[Prediction]]] = None
+    read_upstream: Optional[Callable[[Path, BenchmarkConfig, Optional[str]], Loaded]] = None
     write_artifacts: Optional[Callable[[Sequence[Prediction], BenchmarkConfig, Path], list[str]]] = None
 
     @classmethod

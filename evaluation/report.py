@@ -38,11 +38,18 @@ def render(metrics: dict) -> str:
         out.append(f"\n### {name}\n")
         out.append(markdown_table(rows))
     counts = metrics["counts"]
+    rejected = metrics.get("rejected") or {}
     out.append(f"\n## Counts\n\nitems: {counts['n']}, correct: {counts['correct']}, "
-               f"unanswered: {counts['unanswered']}, errors: {counts['errors']}\n")
+               f"unanswered: {counts['unanswered']}, errors: {counts['errors']}, "
+               f"rejected annotation records: {rejected.get('count', 0)}\n")
     if metrics.get("cost", {}).get("items_timed"):
         out.append("\n### Host cost (summed over items; ms, frames, tokens)\n")
         out.append(markdown_table([{"quantity": k, "value": v} for k, v in metrics["cost"].items()]))
+    if rejected.get("count"):
+        out.append(f"\n### Rejected records (reason)\n\n{rejected['count']} annotation record(s) could not be read and are "
+                   "not in any denominator:\n\n")
+        out.append(markdown_table([{"reason": r, "records": n} for r, n in rejected["reasons"].items()]))
+        out.append("\nFirst of them:\n\n" + "\n".join(f"- {m}" for m in rejected["examples"][:5]) + "\n")
     if metrics.get("error_reasons"):
         out.append("\n### Errors by reason\n")
         out.append(markdown_table([{"reason": r, "items": n} for r, n in metrics["error_reasons"].items()]))
@@ -70,7 +77,10 @@ def plot_accuracy(path: Path, metrics: dict) -> list[str]:
     rows = next(iter(metrics["tables"].values()), [])
     if not rows or "accuracy" not in rows[0]:
         return []
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # a bare GPU machine: the tables are the result, the plot is a convenience
+        return []
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -83,7 +93,8 @@ def plot_accuracy(path: Path, metrics: dict) -> list[str]:
     ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy (%)")
     settings = metrics["settings"]
-    ax.set_title(f"{settings.get('benchmark')} / {settings.get('framework')} / {settings.get('compression', 'none')}", fontsize=9)
+    ax.set_title(f"{settings.get('benchmark')} / {settings.get('framework')} / {settings.get('compression', 'none')}\n"
+                 f"model: {settings.get('model', 'unknown')}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

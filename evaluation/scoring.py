@@ -13,7 +13,12 @@ from evaluation.registry import Benchmark
 def score_predictions(benchmark: Benchmark, predictions: Sequence[dict], cfg: BenchmarkConfig) -> list[dict]:
     """Attach parsed/answered/correct to every prediction; failed items are unanswered and wrong."""
     scored = []
-    for pred in predictions:
+    for number, pred in enumerate(predictions, start=1):
+        response = pred.get("response")
+        if pred.get("error") is None and response is not None and not isinstance(response, str):
+            # a hand-edited or foreign file: one item fails, with its id, instead of an AttributeError
+            pred = {**pred, "response": None,
+                    "error": f"prediction {number} (id {pred.get('id')!r}): response is {type(response).__name__}, not text"}
         if pred.get("error") is not None:
             verdict = {"parsed": "", "answered": False, "correct": False}
         else:
@@ -22,8 +27,10 @@ def score_predictions(benchmark: Benchmark, predictions: Sequence[dict], cfg: Be
     return scored
 
 
-def build_metrics(benchmark: Benchmark, predictions: Sequence[dict], cfg: BenchmarkConfig, settings: dict) -> tuple[dict, list[dict]]:
-    """-> (metrics, scored predictions). metrics = aggregate() + settings + counts + error reasons."""
+def build_metrics(benchmark: Benchmark, predictions: Sequence[dict], cfg: BenchmarkConfig, settings: dict,
+                  rejected: Sequence[dict] = ()) -> tuple[dict, list[dict]]:
+    """-> (metrics, scored predictions). metrics = aggregate() + settings + counts + error reasons +
+    rejected annotation records (outside every denominator: they have no trustworthy gold or task)."""
     benchmark.check(cfg)
     scored = score_predictions(benchmark, predictions, cfg)
     metrics = benchmark.aggregate(scored, cfg)
@@ -36,8 +43,15 @@ def build_metrics(benchmark: Benchmark, predictions: Sequence[dict], cfg: Benchm
         "cost": summarize_cost(scored),
         "error_reasons": dict(reasons.most_common(20)),
         "error_examples": [{"id": p["id"], "error": p["error"]} for p in scored if p.get("error")][:20],
+        "rejected": summarize_rejected(rejected),
     }
     return metrics, scored
+
+
+def summarize_rejected(rejected: Sequence[dict]) -> dict:
+    """Annotation records the loader could not read: count, count per reason, the first messages."""
+    reasons = Counter(r["reason"] for r in rejected)
+    return {"count": len(rejected), "reasons": dict(reasons.most_common()), "examples": [r["message"] for r in rejected[:20]]}
 
 
 def _reason(error: str) -> str:
@@ -55,7 +69,9 @@ _COST_FIELDS = ("vit_ms", "prefill_ms", "pruner_ms", "retrieval_ms", "decode_ms"
 def summarize_cost(predictions: Sequence[dict]) -> dict:
     """Host cost summed over items (each prediction carries only the cost it added), plus frame counts."""
     timed = [p["timings"] for p in predictions if p.get("timings")]
-    cost = {"items_timed": len(timed), "frames_ingested": sum(int(p.get("new_frames") or 0) for p in predictions)}
+    cost = {"items_timed": len(timed), "frames_ingested": sum(int(p.get("new_frames") or 0) for p in predictions),
+            # time the run waited for frames (decode not hidden behind the host): host idle time
+            "decode_wait_ms": sum(float(p.get("decode_wait_ms") or 0) for p in predictions)}
     for name in _COST_FIELDS:
         cost[name] = sum(float(t.get(name) or 0) for t in timed)
     if cost["visual_tokens_in"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -41,12 +42,56 @@ class Sample:
 
 
 class AnnotationError(ValueError):
-    """A malformed annotation file; the message names the file, the record and the field."""
+    """A malformed annotation; the message names the file, the record (1-based) and the field.
+
+    `record` is a 0-based int index (shown 1-based, as an editor shows it) or an already formatted
+    location such as "record 3, question 2". Raised per record, it is caught by the loaders and turned
+    into a `Rejected` entry; raised for the whole file (not JSON, wrong top-level shape) it stops the run.
+    """
 
     def __init__(self, path: str, field_name: str, problem: str, record: Optional[int | str] = None):
-        where = f" (record {record})" if record is not None else ""
+        where = "" if record is None else f" ({record_label(record)})"
         super().__init__(f"{path}{where}: field {field_name!r}: {problem}")
-        self.path, self.field_name, self.record = path, field_name, record
+        self.path, self.field_name, self.record, self.problem = path, field_name, record, problem
+
+    @property
+    def reason(self) -> str:
+        """The problem without the offending value, so the report can group records by it."""
+        short = re.split(r",? got |: ", self.problem, maxsplit=1)[0]
+        return f"field {self.field_name!r}: {short}"
+
+
+def record_label(record: int | str) -> str:
+    """0-based index -> "record N" (1-based); strings pass through."""
+    return f"record {record + 1}" if isinstance(record, int) else str(record)
+
+
+def location(index: int, part: str = "", sub: Optional[int] = None) -> str:
+    """Human location of a nested item, 1-based: location(4, "question", 1) -> "record 5, question 2"."""
+    return record_label(index) + (f", {part} {sub + 1}" if part else "")
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """One annotation record (or one question of it) that could not be read; reported, never fatal."""
+
+    path: str
+    where: str
+    reason: str
+    message: str
+
+    @classmethod
+    def from_error(cls, err: AnnotationError) -> "Rejected":
+        where = "" if err.record is None else record_label(err.record)
+        return cls(path=err.path, where=where, reason=err.reason, message=str(err))
+
+
+@dataclass
+class Loaded:
+    """What a loader returns: the samples it could build and the records it had to reject."""
+
+    samples: list
+    rejected: list = field(default_factory=list)
 
 
 class VideoError(RuntimeError):

@@ -14,7 +14,7 @@ NGPU=${NGPU:-1}
 K=${K:-49}
 for row in "sca:0.0" "tca:1.0" "both:0.5"; do
   name=${row%%:*}; alpha=${row##*:}
-  common=(framework.model_path="$REKV_MODEL" framework.dtype="${DTYPE:-float16}"
+  common=(framework.model_path="$REKV_MODEL" framework.dtype="${DTYPE:-float16}" framework.sink_positions=released
           compression.pruner.strategy=dual_anchor compression.pruner.alpha="$alpha" compression.pruner.tokens_per_frame="$K")
   RUN_NAME="ablation-anchors-$name-ovobench" bash scripts/eval_benchmark.sh ovobench rekv stc_pruner "$DATA/ovobench" "$NGPU" \
     "benchmark.tasks=[EPM,STU,REC]" "${common[@]}"

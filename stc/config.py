@@ -9,6 +9,7 @@ arguments always win over the environment:
 
     STC_PATCH_VISION        1/0     enable STC-Cacher
     STC_UPDATE_TOKEN_RATIO  float   r, share of tokens recomputed on non-reference frames
+                                    (unset: 1.0 = recompute everything, the released env default)
     STC_CACHE_INTERVAL      int     N, one full reference frame every N frames
     STC_TOKEN_PER_FRAME     int     k, tokens kept per frame by STC-Pruner (enables the pruner)
     STC_CUDA_GRAPH          1/0     replay selective frames from a CUDA graph
@@ -24,8 +25,9 @@ from typing import Mapping, Optional, Tuple
 SIMILARITY_METRICS = ("cosine", "dot", "l1", "l2")
 SELECTION_FEATURES = ("key", "input")
 REUSE_TARGETS = ("both", "attention", "mlp")
-PRUNE_STRATEGIES = ("gaussian", "dual_anchor")
+PRUNE_STRATEGIES = ("gaussian", "dual_anchor", "gaussian_released")
 TOKEN_LAYOUTS = ("flat", "grid_newline")
+RELEASED_ENV_UPDATE_RATIO = 1.0  # released default of STC_UPDATE_TOKEN_RATIO when the variable is unset
 
 
 def _fail(knob: str, value, rule: str):
@@ -96,8 +98,10 @@ class PrunerConfig:
     Attributes:
         tokens_per_frame: k >= 1 tokens kept per frame (must not exceed the frame's token count).
         strategy: "gaussian" (as released: multi-bandwidth Gaussian similarity to the frame anchor and
-            the history anchor, lowest kept) or "dual_anchor" (paper formula: alpha·(1-cos(z, temporal))
-            + (1-alpha)·(1-cos(z, spatial)), highest kept).
+            the history anchor, lowest kept, with the history fixes of stc/pruner/pruner.py),
+            "gaussian_released" (the same score with the released history, bit for bit: unbounded, one
+            entry per call, channel subset re-chosen per call; for paper reproduction) or "dual_anchor"
+            (paper formula: alpha·(1-cos(z, temporal)) + (1-alpha)·(1-cos(z, spatial)), highest kept).
         alpha: weight of the temporal anchor in "dual_anchor".
         history_window: W >= 1 frames kept in the per-stream FIFO history.
         channel_keep_ratio: share of channels (lowest variance, chosen once per stream) used for
@@ -163,7 +167,9 @@ class STCConfig:
             raise ValueError(f"unknown STC setting(s) {sorted(unknown)}; known: {sorted(cacher_fields | pruner_fields)}")
 
         if cacher is None and _env_flag(env, "STC_PATCH_VISION"):
-            kwargs = {}
+            # an unset variable means what the released `initialize_from_env` makes of it (stc-method.md
+            # §4.2): r = 1.0 (every token recomputed), N = 2; only explicit values or overrides change it
+            kwargs = {"update_ratio": RELEASED_ENV_UPDATE_RATIO}
             if "STC_UPDATE_TOKEN_RATIO" in env:
                 kwargs["update_ratio"] = _env_number(env, "STC_UPDATE_TOKEN_RATIO", float)
             if "STC_CACHE_INTERVAL" in env:

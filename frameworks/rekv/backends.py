@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from frameworks.rekv.attention import prefix_causal_attention
+from frameworks.rekv.attention import prefix_causal_attention, tail_causal_mask
 from frameworks.rekv.block_store import BlockStore
 from frameworks.rekv.local_window import LocalWindow
 from frameworks.rekv.rope import RotaryTable, apply_rotary
@@ -45,7 +45,10 @@ class WindowPrefill:
         self.window, self.keep_raw, self.masks = window, keep_raw, {}
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
+        self.fixed_sink = window.fixed_distance_sink  # decided before this call's tokens arrive
         self.cos, self.sin = rope.cos_sin(window.prepare(num_new))
+        if self.fixed_sink:  # released: queries rotated as if at n_local, sink keys at position 0 (unrotated)
+            self.sink_cos, self.sink_sin = rope.cos_sin(torch.full((1,), window.n_local, device=window.device))
 
     def raw(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-RoPE keys and values of the new tokens for every layer: [L, Hkv, S, D] each."""
@@ -57,7 +60,37 @@ class WindowPrefill:
             self.values.append(values)
         q, k = apply_rotary(queries, self.cos, self.sin), apply_rotary(keys, self.cos, self.sin)
         context_keys, context_values = self.window.context(layer, k, values)
-        return prefix_causal_attention(q, context_keys, context_values, scale, self.masks)
+        if not self.fixed_sink:
+            return prefix_causal_attention(q, context_keys, context_values, scale, self.masks)
+        n_init = self.window.n_init
+        q_sink = apply_rotary(queries, self.sink_cos, self.sink_sin)
+        return sink_and_window_attention(q, context_keys[:, n_init:], context_values[:, n_init:], q_sink,
+                                         self.window.init_keys[layer], self.window.init_values[layer], scale)
+
+
+def sink_and_window_attention(queries, keys, values, sink_queries, sink_keys, sink_values, scale: float) -> torch.Tensor:
+    """Released two-source attention (ReKV/InfLLM `multi_stage` with log-sum-exp merge), computed as one
+    softmax over [sink scores | window scores] in (at least) float32.
+
+    queries [Hq, S, D] rotated at their window positions attend to keys/values [Hkv, L, D] (whose last S
+    rows are their own tokens, lower-right causal); sink_queries (the same queries rotated at n_local)
+    attend to the pre-RoPE sink keys [Hkv, n_init, D] (position 0). Returns [S, Hq·D]. Memory is
+    O(Hq·S·L) floats per layer (~0.3 GB at 7B, 196 new tokens, n_local 15000): a parity path, not the fast one.
+    """
+    q_heads, length, dim = queries.shape
+    kv_heads, num_keys = keys.shape[0], keys.shape[1]
+    groups = q_heads // kv_heads
+    acc = torch.promote_types(queries.dtype, torch.float32)  # at least float32 for the softmax
+    fold = lambda x: x.reshape(kv_heads, groups * length, dim).to(acc)  # noqa: E731 (GQA without copying K/V)
+    window_scores = fold(queries) @ keys.to(acc).transpose(1, 2) * scale
+    mask = tail_causal_mask(length, num_keys, queries.device).repeat(groups, 1)
+    window_scores.masked_fill_(~mask, float("-inf"))
+    sink_scores = fold(sink_queries) @ sink_keys.to(acc).transpose(1, 2) * scale
+    probs = torch.softmax(torch.cat([sink_scores, window_scores], dim=-1), dim=-1)
+    n_init = sink_keys.shape[1]
+    out = probs[..., :n_init] @ sink_values.to(acc) + probs[..., n_init:] @ values.to(acc)
+    out = out.reshape(q_heads, length, dim).to(queries.dtype)
+    return out.transpose(0, 1).reshape(length, q_heads * dim)
 
 
 class RetrievalPass(WindowPrefill):

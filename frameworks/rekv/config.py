@@ -13,6 +13,7 @@ from typing import Any, Mapping, Optional
 
 INIT_PROMPT = "<|im_start|>system \nYou are a helpful assistant.<|im_end|><|im_start|>user "
 QUESTION_TEMPLATE = "\n{prompt}<|im_end|><|im_start|>assistant\n"
+SINK_POSITIONS = ("window", "released")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,11 @@ class ReKVConfig:
     init_prompt: text encoded once before the video; its tokens are the attention sink.
     question_template: wraps `Query.prompt` when `Query.use_chat_template` is True ("{prompt}" placeholder).
     forbid_eos_first: replace an end-of-sequence token at the first decoding step by the next best token.
+    sink_positions: where the init sink sits for RoPE once the stream exceeds n_local tokens. "window"
+        (ours): just before the window's first token, so positions stay contiguous; "released" (ReKV/
+        InfLLM as released, frameworks-benchmarks.md §A1.4): every query sees the init tokens at the fixed
+        distance n_local (keys at 0, query at n_local), merged by log-sum-exp. Identical until the
+        stream exceeds n_local tokens; reproduction scripts use "released".
     """
 
     model_path: Optional[str] = None
@@ -46,9 +52,11 @@ class ReKVConfig:
     init_prompt: str = INIT_PROMPT
     question_template: str = QUESTION_TEMPLATE
     forbid_eos_first: bool = True
+    sink_positions: str = "window"
 
     def __post_init__(self):
         checks = [
+            ("sink_positions", self.sink_positions in SINK_POSITIONS, f"must be one of {SINK_POSITIONS}"),
             ("n_local", self.n_local >= 1, "must be >= 1 tokens"),
             ("retrieve_size", self.retrieve_size is None or self.retrieve_size >= 1, "must be >= 1 or null (all blocks)"),
             ("frames_per_chunk", self.frames_per_chunk >= 1, "must be >= 1"),
@@ -61,8 +69,9 @@ class ReKVConfig:
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "ReKVConfig":
-        """Build from a plain mapping; `name` (the Hydra group key) is ignored, unknown keys are errors."""
-        data = {k: v for k, v in dict(mapping or {}).items() if k != "name"}
+        """Build from a plain mapping; `name` (the Hydra group key) and `random_weights` (the evaluation
+        layer's explicit consent to run without model_path) are ignored, unknown keys are errors."""
+        data = {k: v for k, v in dict(mapping or {}).items() if k not in ("name", "random_weights")}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

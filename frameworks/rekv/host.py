@@ -57,7 +57,8 @@ class ReKVHost:
         self.compression = HostCompression(compression, self.pooled_tokens, host="rekv")
         self.block_tokens = self._block_tokens()
         shape = (self.stack.num_layers, self.stack.kv_heads, self.stack.head_dim)
-        self.window = LocalWindow(*shape, self.config.n_local, self.dtype, self.device, self.rope)
+        self.window = LocalWindow(*shape, self.config.n_local, self.dtype, self.device, self.rope,
+                                  self.config.sink_positions)
         self.store = BlockStore(*shape, self.block_tokens, self.dtype, self.device,
                                 offload=self.config.offload, page_blocks=self.config.page_blocks)
         self.compression.attach(self.vision_tower)

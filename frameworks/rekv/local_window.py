@@ -7,6 +7,8 @@ short stream is bit-for-bit the plain model. Implementation: local keys are rota
 absolute stream position, when they arrive; RoPE scores depend only on position differences, so that is
 identical to re-rotating the whole window at window positions every call. Only the n_init sink keys
 are re-rotated per call, to sit just before the window's first token (a few dozen rows).
+`sink_positions="released"` keeps that until the first eviction and then switches to the released
+rule (`fixed_distance_sink`; the attention lives in backends.WindowPrefill).
 
 Storage: one buffer [layers, kv_heads, capacity, head_dim] for keys (rotated) and one for values. Live
 data occupies slots [start, end); the rotated sink is written to [start - n_init, start) before each call
@@ -23,9 +25,10 @@ from frameworks.rekv.rope import RotaryTable, apply_rotary
 
 class LocalWindow:
     def __init__(self, num_layers: int, kv_heads: int, head_dim: int, n_local: int,
-                 dtype: torch.dtype, device: torch.device, rope: RotaryTable):
+                 dtype: torch.dtype, device: torch.device, rope: RotaryTable, sink_positions: str = "window"):
         self.shape = (num_layers, kv_heads, head_dim)
         self.n_local, self.dtype, self.device, self.rope = n_local, dtype, device, rope
+        self.sink_positions = sink_positions  # "window" | "released" (see ReKVConfig.sink_positions)
         self.init_keys = self.init_values = None  # [L, Hkv, n_init, D], keys WITHOUT RoPE
         self.keys = self.values = None
         self.n_init = 0
@@ -47,6 +50,12 @@ class LocalWindow:
     @property
     def length(self) -> int:
         return self.end - self.start
+
+    @property
+    def fixed_distance_sink(self) -> bool:
+        """Released positions apply: the stream has left the window (tokens were evicted), so the
+        released code attends to the sink as a separate source at distance n_local."""
+        return self.sink_positions == "released" and self.n_init > 0 and self.first_position > self.n_init
 
     @property
     def next_position(self) -> int:

@@ -88,8 +88,11 @@ class CompressionSpec:
 
 
 def label_of(mapping: Optional[Mapping[str, Any]]) -> str:
-    """The report label of a compression mapping (Hydra resolver `compression_label`)."""
-    return CompressionSpec.from_mapping(mapping).label
+    """The report label of a compression mapping (Hydra resolver `compression_label`), WITHOUT
+    validating it: run names are resolved before the settings are checked (with their own errors)."""
+    mapping = dict(mapping or {})
+    name = mapping.pop("name", None)
+    return str(name) if name else preset_label(key for key, value in mapping.items() if value not in (None, False))
 
 
 def make_config(config_class: type, values: Mapping[str, Any], where: str):

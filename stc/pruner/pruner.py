@@ -13,6 +13,13 @@ Fixes relative to the released pruner (stc-method.md §8.1.2-4):
 - history entries are per frame, so a call with F frames is causal frame by frame and gives the same
   result as F calls of one frame;
 - one batched top-k over all frames; no Python loop over frames, no discarded scores, no host sync.
+
+`strategy="gaussian_released"` switches the first three fixes off for paper reproduction: the history
+is unbounded (one entry per `compress` call: the mean over all its frames and tokens), the memory mean
+includes the current call, and the channel subset is re-chosen at every call from all its tokens, kept
+in top-k order, so history entries mix channel subsets exactly as released. Still per stream (`reset()`
+clears it): the released cross-video leak depends on video order and sharding, so it cannot be
+reproduced meaningfully.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ class STCPruner:
         self.channels: Optional[torch.Tensor] = None  # fixed scoring channels ("gaussian")
         self.width: Optional[int] = None
         self.frames_seen = 0
+        self.released_history: list[torch.Tensor] = []  # "gaussian_released": one [C] entry per call
 
     # ---- public --------------------------------------------------------------------------------
     @property
@@ -61,8 +69,8 @@ class STCPruner:
         grid_tokens, grid_positions = self._validate(features)
         scored = features if grid_positions is None else features[:, grid_positions]
         k = self.config.tokens_per_frame
-        if self.config.strategy == "gaussian":
-            scores = self._gaussian(scored)
+        if self.config.strategy in ("gaussian", "gaussian_released"):
+            scores = self._gaussian(scored) if self.config.strategy == "gaussian" else self._gaussian_released(scored)
             local = torch.topk(scores, k, dim=-1, largest=False, sorted=False).indices
         else:
             scores = self._dual_anchor(scored)
@@ -87,6 +95,18 @@ class STCPruner:
         memory = window_means(self._history_or_empty(entries), entries, self.config.history_window, include_current=True)
         self._push(entries)
         return gaussian_scores(scoring, memory, self.config.bandwidths)
+
+    def _gaussian_released(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Released `STC_Pruner.compress` history (stc-method.md §3.2): per call, the lowest-variance
+        channels over all F·T tokens (top-k order), one mean entry appended, memory = mean of all entries."""
+        frames, count, width = tokens.shape
+        keep = max(1, math.floor(width * self.config.channel_keep_ratio))
+        variance = tokens.reshape(-1, width).float().var(dim=0, unbiased=False)
+        channels = torch.topk(variance, keep, largest=False).indices  # top-k order, as released
+        scoring = tokens.index_select(-1, channels)
+        self.released_history.append(scoring.float().mean(dim=(0, 1)))
+        memory = torch.stack([h.to(scoring.device) for h in self.released_history]).mean(0)
+        return gaussian_scores(scoring, memory.expand(frames, -1), self.config.bandwidths)
 
     def _dual_anchor(self, tokens: torch.Tensor) -> torch.Tensor:
         entries = tokens.float().mean(1)  # raw spatial anchors [F, D]

@@ -24,7 +24,7 @@ def test_every_benchmark_and_compression_composes(ev):
 def test_benchmark_defaults_record_protocol_fps(ev):
     runs = {b: to_run_config(ev.compose([f"benchmark={b}"])).benchmark for b in ("ovobench", "streamingbench", "mlvu", "videomme")}
     assert runs["ovobench"].fps == 1.0 and runs["streamingbench"].fps == 1.0
-    assert runs["mlvu"].fps == 0.5 and runs["mlvu"].chat_template and runs["mlvu"].scoring == "micro"
+    assert runs["mlvu"].fps == 0.5 and runs["mlvu"].chat_template and runs["mlvu"].scoring == "stc_release"
     assert runs["videomme"].scoring == "official"
 
 
@@ -61,8 +61,34 @@ def test_world_size_env_picks_shard(ev):
 
 def test_slurm_launcher_config_present_but_optional(ev):
     launcher = yaml.safe_load((ev.REPO / "configs/hydra/launcher/slurm.yaml").read_text())
-    assert launcher["defaults"] == ["submitit_slurm"] and launcher["gpus_per_node"] == 1
+    assert launcher["_target_"].endswith("submitit_launcher.SlurmLauncher") and launcher["gpus_per_node"] == 1
     ev.compose([])  # the default launcher never needs the submitit plugin
+
+
+def test_slurm_launcher_composes_and_prints_its_submission(capsys):
+    from evaluation.slurm import main
+
+    main(["framework=rekv", "framework.model_path=/models/llava-ov-7b", "benchmark=mlvu", "compression=stc", "shards=4"])
+    text = capsys.readouterr().out
+    assert text.startswith("#!/bin/bash\n")
+    assert "#SBATCH --array=0-3%8" in text and "#SBATCH --gpus-per-node=1" in text and "#SBATCH --mem=96G" in text
+    assert "shard=${SLURM_ARRAY_TASK_ID}/4" in text and "framework.model_path=/models/llava-ov-7b" in text
+    assert "--multirun hydra/launcher=slurm" in text and "shard=0/4,1/4,2/4,3/4" in text
+    assert "python -m evaluation.merge results/eval/mlvu-rekv-stc" in text
+    with pytest.raises(SystemExit) as info:
+        main(["framework=rekv", "shards=2"])  # no model path: refused like the run itself
+    assert info.value.code == 2
+
+
+def test_reproduction_scripts_use_the_parity_switches(ev):
+    env = {**os.environ, "REKV_MODEL": "/m", "DATA": "/d", "BENCHMARKS": "ovobench", "PY": "echo"}
+    stc = subprocess.run(["bash", "scripts/rekv_stc.sh"], cwd=ev.REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert stc.returncode == 0, stc.stderr
+    assert "framework.sink_positions=released" in stc.stdout and "compression.pruner.strategy=gaussian_released" in stc.stdout
+    base = subprocess.run(["bash", "scripts/rekv_baseline.sh"], cwd=ev.REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert "framework.sink_positions=released" in base.stdout and "gaussian_released" not in base.stdout
+    off = subprocess.run(["bash", "scripts/rekv_stc.sh"], cwd=ev.REPO, env={**env, "PARITY": "0"}, capture_output=True, text=True, timeout=60)
+    assert "released" not in off.stdout
 
 
 def _cli(args, cwd):
@@ -83,9 +109,9 @@ def test_cli_run_merge_and_rescore(ev, data_root, tmp_path):
     merged = _cli(["-m", "evaluation.merge", str(out)], ev.REPO)
     assert merged.returncode == 0, merged.stderr
     assert "| Total (micro, unanswered counted wrong) | 60.00 |" in merged.stdout
-    rescored = _cli(["-m", "evaluation.score", "benchmark=streamingbench", f"file={out / 'predictions.jsonl'}", "scoring=exact"], ev.REPO)
+    rescored = _cli(["-m", "evaluation.score", "benchmark=streamingbench", f"file={out / 'predictions.jsonl'}", "scoring=stc_release"], ev.REPO)
     assert rescored.returncode == 0, rescored.stderr
-    assert "| scoring | exact |" in rescored.stdout and "| fps | 1.0 |" in rescored.stdout
+    assert "| scoring | stc_release |" in rescored.stdout and "| fps | 1.0 |" in rescored.stdout
     upstream = _cli(["-m", "evaluation.score", "benchmark=streamingbench",
                      f"file={ev.FIXTURES / 'streamingbench/real_output_mini.json'}", f"out={tmp_path / 'up'}"], ev.REPO)
     assert upstream.returncode == 0, upstream.stderr
@@ -107,7 +133,7 @@ def test_ovobench_upstream_result_file(ev):
 
 
 def test_rekv_framework_group_composes_with_its_own_fields(ev):
-    run = to_run_config(ev.compose(["framework=rekv", "compression=stc", "framework.n_local=2000"]),
+    run = to_run_config(ev.compose(["framework=rekv", "compression=stc", "framework.n_local=2000", "framework.random_weights=true"]),
                         env={"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"})
     assert run.framework_name == "rekv" and run.framework["n_local"] == 2000
     assert run.framework["device"] == "cuda:0" and run.output_dir == "results/eval/ovobench-rekv-stc"

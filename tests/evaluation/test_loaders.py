@@ -15,7 +15,15 @@ F = Path(__file__).resolve().parents[1] / "fixtures"
 def load(name, rel, **cfg):
     bench = get_benchmark(name)
     config = BenchmarkConfig(name=name, scoring=bench.scorings[0], prompt=bench.prompts[0], **cfg)
-    return bench.load(F / rel if not Path(rel).is_absolute() else Path(rel), config, F)
+    loaded = bench.load(F / rel if not Path(rel).is_absolute() else Path(rel), config, F)
+    assert loaded.rejected == [], loaded.rejected
+    return loaded.samples
+
+
+def load_all(name, rel, **cfg):
+    bench = get_benchmark(name)
+    config = BenchmarkConfig(name=name, scoring=bench.scorings[0], prompt=bench.prompts[0], **cfg)
+    return bench.load(Path(rel), config, F)
 
 
 def test_ovobench_official_expands_forward_probes():
@@ -58,7 +66,7 @@ def test_mlvu_rekv_and_official_folder():
     assert [(s.id, s.gold, s.task) for s in rekv] == [("movie_a_0", "B", "plotQA"), ("movie_a_1", "A", "plotQA"), ("count_b_0", "D", "count")]
     official = load("mlvu", "mlvu/json")
     assert [(s.video, s.gold) for s in official] == [("1_plotQA/movie_a.mp4", "B"), ("1_plotQA/movie_a.mp4", "A")]
-    query = get_benchmark("mlvu").build_query(rekv[0], BenchmarkConfig(name="mlvu", scoring="micro", prompt="rekv", chat_template=True))
+    query = get_benchmark("mlvu").build_query(rekv[0], BenchmarkConfig(name="mlvu", scoring="stc_release", prompt="rekv", chat_template=True))
     assert query.prompt == "Question: What colour is the front door?\nOptions:\n(A) Red\n(B) Blue\n(C) Green\n(D) White\nOnly give the best option."
     assert query.answer_prefix == "Best option: (" and query.retrieval_text == "What colour is the front door?"
 
@@ -111,12 +119,43 @@ def _broken(tmp_path, rel, mutate):
     ("videomme", "videomme/videomme_rows_mini.json", lambda d: d[2].update(duration="huge"), "duration"),
     ("videomme", "videomme/videomme_rows_mini.json", lambda d: d[0].update(realtime=None) or d[0].pop("videoID"), "videoID"),
 ])
-def test_malformed_annotation_names_file_and_field(tmp_path, name, rel, mutate, field_name):
+def test_malformed_record_is_rejected_with_file_record_and_field(tmp_path, name, rel, mutate, field_name):
+    """One bad record never aborts: it is rejected (named: file, 1-based record, field), the rest load."""
+    whole = load(name, rel)
     path = _broken(tmp_path, rel, mutate)
-    with pytest.raises(AnnotationError) as info:
-        load(name, path)
-    assert path in str(info.value) and f"field {field_name!r}" in str(info.value)
-    assert info.value.field_name == field_name
+    loaded = load_all(name, path)
+    assert len(loaded.rejected) == 1, loaded.rejected
+    rejected = loaded.rejected[0]
+    assert path in rejected.message and f"field {field_name!r}" in rejected.message and "record " in rejected.where
+    assert rejected.reason.startswith(f"field {field_name!r}")
+    assert 0 < len(whole) - len(loaded.samples) <= 4  # only the broken record's samples are gone
+
+
+@pytest.mark.parametrize("name, rel", [("ovobench", "ovo_bench/ovo_bench_mini.json"),
+                                       ("streamingbench", "streamingbench/questions_real_mini.json"),
+                                       ("videomme", "videomme/videomme_rows_mini.json")])
+def test_wrong_top_level_shape_still_stops(tmp_path, name, rel):
+    path = tmp_path / "shape.json"
+    path.write_text(json.dumps({"not": "a list"}))
+    with pytest.raises(AnnotationError, match=r"shape\.json.*<top level>"):
+        load_all(name, str(path))
+
+
+def test_record_numbers_are_one_based(tmp_path):
+    path = _broken(tmp_path, "streamingbench/questions_real_mini.json", lambda d: d[1]["questions"][0].update(time_stamp="8s"))
+    rejected = load_all("streamingbench", path).rejected[0]
+    assert rejected.where == "record 2, question 1" and "'8s'" in rejected.message
+
+
+def test_streamingbench_timestamp_shapes():
+    from evaluation.benchmarks.streamingbench.task import parse_timestamp
+
+    assert parse_timestamp("00:01:05", "f", 0) == 65 and parse_timestamp("1:02:03", "f", 0) == 3723
+    assert parse_timestamp("00:01:5", "f", 0) == 65   # HH:MM:S as in the released files
+    assert parse_timestamp("02:05", "f", 0) == 125     # MM:SS
+    for garbage in ("", "12", "1:2:3:4", "ab:cd", "00:01:05 PM", "-1:00"):
+        with pytest.raises(AnnotationError, match="time_stamp"):
+            parse_timestamp(garbage, "f", 0)
 
 
 def test_invalid_json_and_missing_file(tmp_path):

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason=f"real annotation exce
 def load(name, rel, fmt="auto", **extra):
     bench = get_benchmark(name)
     cfg = BenchmarkConfig(name=name, scoring=bench.scorings[0], prompt=bench.prompts[0], format=fmt, **extra)
-    samples = bench.load(REAL / rel, cfg, REAL)
+    loaded = bench.load(REAL / rel, cfg, REAL)
+    assert loaded.rejected == []  # the real excerpts are all readable
+    samples = loaded.samples
     for sample in samples:  # every sample can be turned into a prompt
         assert bench.build_query(sample, cfg).prompt
     return samples

@@ -220,3 +220,80 @@ def test_task_subset_runs_only_those_tasks_and_rejects_unknown_names(ev, data_ro
     assert lines and {l["task"] for l in lines} == {"EPM", "REC"}
     with pytest.raises(ValueError, match=r"\['XYZ'\] not in the annotation"):
         evaluate(ev.run_config("ovobench", root, tmp_path / "bad", "benchmark.tasks=[EPM,XYZ]"))
+
+
+def test_failed_items_are_retried_on_rerun(ev, data_root, tmp_path):
+    root = data_root("ovobench")
+    game = root / "src_videos/YouTube_Games/game.mp4"
+    game.unlink()
+    run = ev.run_config("ovobench", root, tmp_path / "o")
+    first = evaluate(run, log=lambda *_: None)
+    assert first["counts"]["errors"] == 3
+    ev.make_video(game, level=32)  # the user fixes the video
+    messages = []
+    host = toy(run)
+    second = evaluate(run, host=host, log=messages.append)
+    assert host.answers == 3 and second["counts"]["errors"] == 0 and second["counts"]["n"] == 15
+    assert any("retrying 3 item(s)" in m for m in messages)
+    ids = [json.loads(line)["id"] for line in (tmp_path / "o" / "predictions.jsonl").read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 15
+    full = evaluate(ev.run_config("ovobench", root, tmp_path / "full"))
+    assert _comparable(second) == _comparable(full)
+
+
+def test_retry_failed_false_keeps_old_errors(ev, data_root, tmp_path):
+    root = data_root("ovobench")
+    (root / "src_videos/YouTube_Games/game.mp4").unlink()
+    evaluate(ev.run_config("ovobench", root, tmp_path / "o"))
+    ev.make_video(root / "src_videos/YouTube_Games/game.mp4", level=32)
+    run = ev.run_config("ovobench", root, tmp_path / "o", "retry_failed=false")
+    host = toy(run)
+    assert evaluate(run, host=host)["counts"]["errors"] == 3 and host.answers == 0
+
+
+def test_report_states_the_model(ev, data_root, tmp_path):
+    run = ev.run_config("streamingbench", data_root("streamingbench"), tmp_path / "o")
+    metrics = evaluate(run)
+    assert metrics["settings"]["model"] == "n/a (host has no model_path)"
+    assert "| model | n/a (host has no model_path) |" in (tmp_path / "o" / "report.md").read_text()
+    saved = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert saved["settings"]["model"] == metrics["settings"]["model"]
+
+
+def test_any_host_with_model_path_needs_it_or_random_weights(ev):
+    from evaluation.config import check_model, host_settings, model_label
+
+    with pytest.raises(ValueError, match="framework=streamforest has no framework.model_path"):
+        check_model({"name": "streamforest", "model_path": None})
+    check_model({"name": "streamforest", "model_path": None, "random_weights": True})
+    check_model({"name": "toy"})
+    assert model_label({"name": "x", "model_path": "/m/llava"}) == "/m/llava"
+    assert model_label({"name": "x", "model_path": None, "random_weights": True}) == "random weights"
+    assert host_settings({"name": "x", "model_path": None, "random_weights": True})["random_weights"] is True  # hosts check it too
+
+
+@pytest.mark.parametrize("prefetch", [0, 1, 3])
+def test_prefetch_depth_does_not_change_results(ev, data_root, tmp_path, prefetch):
+    root = data_root("ovobench")
+    (root / "src_videos/MovieNet/film.mp4").write_bytes(b"garbage" * 100)  # errors still per item
+    run = ev.run_config("ovobench", root, tmp_path / f"p{prefetch}", f"prefetch={prefetch}")
+    host = toy(run)
+    metrics = evaluate(run, host=host)
+    assert host.ingested_frames_total == 80 - 20 and metrics["counts"]["errors"] == 4
+    assert metrics["error_reasons"] == {"cannot open video": 4}
+    assert metrics["cost"]["decode_wait_ms"] >= 0
+
+
+def test_prefetch_after_host_failure_matches_inline_decoding(ev, data_root, tmp_path):
+    """A host error resets the stream, so the runner's reads leave the prefetch plan: same answers."""
+    root = data_root("ovobench")
+    outputs = []
+    for prefetch in (0, 2):
+        run = ev.run_config("ovobench", root, tmp_path / f"p{prefetch}", f"prefetch={prefetch}", "framework.fail_on=clapping")
+        host = toy(run)
+        evaluate(run, host=host)
+        lines = [json.loads(line) for line in (tmp_path / f"p{prefetch}" / "predictions.jsonl").read_text().splitlines()]
+        outputs.append([(p["id"], p["response"], p["error"], p["new_frames"]) for p in lines])
+        outputs.append(host.ingested_frames_total)
+    assert outputs[0] == outputs[2] and outputs[1] == outputs[3]
+    assert sum(1 for p in outputs[0] if p[2]) == 3

@@ -49,11 +49,16 @@ def test_ovobench_official_pooled():
 
 
 def test_ovobench_per_record_forward_differs():
-    metrics, _ = metrics_for("ovobench", ovo_predictions(), scoring="per_record")
+    metrics, _ = metrics_for("ovobench", ovo_predictions(), scoring="paper_per_record")
     tasks = {row["task"]: row["accuracy"] for row in metrics["tables"]["per task"]}
     assert tasks["REC"] == pytest.approx((100 + 100 / 3) / 2)  # per record, not pooled 2/4
     assert metrics["headline"]["Forward Active Responding"] == pytest.approx(((100 + 100 / 3) / 2 + 50 + 50) / 3)
-    assert any("per_record" in n for n in metrics["notes"])
+    assert any("paper_per_record" in n for n in metrics["notes"])
+    rec = {row["task"]: row for row in metrics["tables"]["per task"]}["REC"]
+    # the pooled 2/4 would contradict the per-record 66.7: not shown, the record count is
+    assert rec["correct"] is None and rec["denominator"] is None and rec["records"] == 2 and rec["n"] == 4
+    epm = {row["task"]: row for row in metrics["tables"]["per task"]}["EPM"]
+    assert (epm["correct"], epm["denominator"]) == (1, 2)  # MCQ rows keep their counts
 
 
 def test_ovobench_last_line_option():
@@ -78,10 +83,22 @@ def test_streamingbench_official_counts_unanswered():
     # upstream drops unanswered items; failed items (our errors) are never dropped: 2 / (3 answered + 1 failed)
     assert metrics["headline"]["Total (answered only, upstream count.py)"] == pytest.approx(50.0)
     assert metrics["counts"]["errors"] == 1 and metrics["counts"]["unanswered"] == 2
+    # per task type, both accuracies too: Clips Summarize 0/2 overall, 0/1 answered; Counting 2/2 both
+    assert rows["Clips Summarize"]["accuracy (answered only)"] == 0 and rows["Counting"]["accuracy (answered only)"] == 100
+    mixed = [pred("0", "Counting", "B", " B"), pred("1", "Counting", "B", None), pred("2", "Counting", "A", " C")]
+    row = metrics_for("streamingbench", mixed)[0]["tables"]["per task type"][0]
+    assert row["accuracy"] == pytest.approx(100 / 3) and row["accuracy (answered only)"] == pytest.approx(50.0)
+
+
+def test_non_text_response_is_a_per_item_error_naming_the_record():
+    preds = [pred("0", "Counting", "B", " B"), pred("1", "Counting", "B", 7), pred("2", "Counting", "A", ["A"])]
+    metrics, scored = metrics_for("streamingbench", preds)
+    assert metrics["counts"]["errors"] == 2 and metrics["counts"]["correct"] == 1
+    assert scored[1]["error"] == "prediction 2 (id '1'): response is int, not text"
 
 
 def test_streamingbench_exact_variant_stc():
-    metrics, scored = metrics_for("streamingbench", sb_predictions(), scoring="exact")
+    metrics, scored = metrics_for("streamingbench", sb_predictions(), scoring="stc_release")
     assert [s["correct"] for s in scored] == [True, False, False, False, False]
     assert metrics["headline"]["Total (micro, unanswered counted wrong)"] == pytest.approx(20.0)
 
@@ -89,8 +106,8 @@ def test_streamingbench_exact_variant_stc():
 def test_mlvu_micro_and_task_mean():
     preds = [pred("a0", "plotQA", "B", "B) Blue"), pred("a1", "plotQA", "A", "C) Green"),
              pred("a2", "plotQA", "D", None), pred("b0", "count", "D", "D")]
-    micro, _ = metrics_for("mlvu", preds, scoring="micro")
-    m_avg, _ = metrics_for("mlvu", preds, scoring="task_mean")
+    micro, _ = metrics_for("mlvu", preds, scoring="stc_release")
+    m_avg, _ = metrics_for("mlvu", preds, scoring="official")
     assert list(micro["headline"]) [0] == "Overall (micro)" and micro["headline"]["Overall (micro)"] == pytest.approx(50.0)
     assert list(m_avg["headline"])[0] == "M-Avg (mean of types)"
     assert m_avg["headline"]["M-Avg (mean of types)"] == pytest.approx((100 / 3 + 100) / 2)
@@ -121,7 +138,7 @@ def videomme_predictions():
 @pytest.mark.parametrize("scoring, overall, long_acc", [
     ("official", 200 / 3, 0.0),  # answered only: 2 / (2 answered + 1 failed item, failures stay)
     ("lmms_eval", 40.0, 0.0),    # 2 / 5
-    ("rekv", 20.0, 0.0),         # char before ")": "The best answer is B" -> "T" (miss)
+    ("stc_release", 20.0, 0.0),         # char before ")": "The best answer is B" -> "T" (miss)
 ])
 def test_videomme_variants(scoring, overall, long_acc):
     metrics, _ = metrics_for("videomme", videomme_predictions(), scoring=scoring)

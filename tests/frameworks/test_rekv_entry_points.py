@@ -39,7 +39,7 @@ def test_evaluation_cli_runs_rekv_with_stc_on_fixture_annotations(tmp_path):
     for sample in samples:
         _write_video(tmp_path / sample["video_path"])
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "evaluation", "framework=rekv", "framework.preset=tiny",
+    command = [sys.executable, "-m", "evaluation", "framework=rekv", "framework.random_weights=true", "framework.preset=tiny",
                "framework.dtype=float32", "framework.device=cpu", "framework.n_local=200", "benchmark=mlvu",
                "compression=stc", "compression.pruner.tokens_per_frame=8", f"data.root={tmp_path}",
                f"output_dir={out}", "progress=false"]

@@ -15,26 +15,30 @@ from pathlib import Path
 from typing import Sequence
 
 from evaluation.common import mc
-from evaluation.common.annotations import expect_list, field, iter_conversations, read_json
+from evaluation.common.annotations import Rejects, detect_format, expect_list, field, iter_conversations, read_json
 from evaluation.common.metrics import tally
 from evaluation.common.prompts import REKV_PRIMER, rekv_mc_prompt
 from evaluation.config import BenchmarkConfig
 from evaluation.registry import mc_query
-from evaluation.types import AnnotationError, Sample
+from evaluation.types import AnnotationError, Loaded, Sample
 
 SCORINGS = ("subset",)
 PROMPTS = ("rekv",)
 
 
-def load(path: Path, cfg: BenchmarkConfig, root: Path) -> list[Sample]:
+def load(path: Path, cfg: BenchmarkConfig, root: Path) -> Loaded:
     records = expect_list(read_json(path), path)
     answers = _read_answers(cfg, root)
-    fmt = cfg.format if cfg.format != "auto" else ("rekv" if records and "conversations" in records[0] else "official")
-    samples = _load_rekv(path, records) if fmt == "rekv" else _load_official(path, records)
+    fmt = cfg.format if cfg.format != "auto" else detect_format(records)
+    rejects = Rejects()
+    samples = _load_rekv(path, records, rejects) if fmt == "rekv" else _load_official(path, records, rejects)
+    kept = []
     for sample in samples:
-        if sample.meta["q_uid"] in answers:
-            sample.gold = _gold(answers[sample.meta["q_uid"]], len(sample.options), cfg.answers, sample.meta["q_uid"])
-    return samples
+        with rejects.guard():
+            if sample.meta["q_uid"] in answers:
+                sample.gold = _gold(answers[sample.meta["q_uid"]], len(sample.options), cfg.answers, f"q_uid {sample.meta['q_uid']}")
+            kept.append(sample)
+    return Loaded(kept, rejects)
 
 
 def _read_answers(cfg: BenchmarkConfig, root: Path) -> dict:
@@ -55,26 +59,28 @@ def _gold(answer, n_options: int, path, where) -> str:
     return mc.option_letter(answer)
 
 
-def _load_rekv(path: Path, records: list) -> list[Sample]:
-    return [
-        Sample(
-            id=q_uid if q == 0 else f"{q_uid}_{q}", video=video, question=field(conv, "question", str, path, where),
-            options=choices, gold=_gold(conv.get("answer"), len(choices), path, where), task="EgoSchema", group=q_uid,
-            meta={"q_uid": q_uid, "question_idx": conv.get("question_idx")},
-        )
-        for _, _, q_uid, video, q, conv, where, choices in iter_conversations(path, records)
-    ]
+def _load_rekv(path: Path, records: list, rejects: Rejects) -> list[Sample]:
+    samples = []
+    for _, _, q_uid, video, q, conv, where, choices in iter_conversations(path, records, rejects):
+        with rejects.guard():
+            samples.append(Sample(
+                id=q_uid if q == 0 else f"{q_uid}_{q}", video=video, question=field(conv, "question", str, path, where),
+                options=choices, gold=_gold(conv.get("answer"), len(choices), path, where), task="EgoSchema", group=q_uid,
+                meta={"q_uid": q_uid, "question_idx": conv.get("question_idx")},
+            ))
+    return samples
 
 
-def _load_official(path: Path, records: list) -> list[Sample]:
+def _load_official(path: Path, records: list, rejects: Rejects) -> list[Sample]:
     samples = []
     for i, record in enumerate(records):
-        q_uid = field(record, "q_uid", str, path, i)
-        options = [field(record, f"option {k}", str, path, i) for k in range(5)]
-        samples.append(Sample(
-            id=q_uid, video=f"{q_uid}.mp4", question=field(record, "question", str, path, i), options=options,
-            gold="", task="EgoSchema", group=q_uid, meta={"q_uid": q_uid},
-        ))
+        with rejects.guard():
+            q_uid = field(record, "q_uid", str, path, i)
+            options = [field(record, f"option {k}", str, path, i) for k in range(5)]
+            samples.append(Sample(
+                id=q_uid, video=f"{q_uid}.mp4", question=field(record, "question", str, path, i), options=options,
+                gold="", task="EgoSchema", group=q_uid, meta={"q_uid": q_uid},
+            ))
     return samples
 
 

@@ -6,7 +6,7 @@ forward records (REC/SSR/CRR) expand to one query per `test_info` probe on [0, p
 Scoring variants (`benchmark.scoring`):
   official   : task accuracy pooled over items (forward: over all probes of all records);
                category = mean of its task accuracies; overall = mean of the 3 categories.
-  per_record : as official, but a forward task's accuracy is the mean over records of each record's
+  paper_per_record : as official, but a forward task's accuracy is the mean over records of each record's
                probe accuracy (the paper's description, OVO-Bench issue #7).
 Both also print mean(real-time, backward) ("OVO Avg" in many papers) and the mean of all tasks.
 """
@@ -18,11 +18,11 @@ from typing import Optional, Sequence
 
 from evaluation.benchmarks.ovobench.prompts import TEMPLATES
 from evaluation.common import mc
-from evaluation.common.annotations import NUMBER, expect_list, field, read_json, string_list
+from evaluation.common.annotations import NUMBER, Rejects, expect_list, field, read_json, string_list
 from evaluation.common.metrics import by_key, mean, tally
 from evaluation.config import BenchmarkConfig
 from evaluation.registry import mc_query
-from evaluation.types import AnnotationError, Sample
+from evaluation.types import AnnotationError, Loaded, Sample, location
 
 CATEGORIES = {
     "realtime": ("STU", "OJR", "ATR", "ACR", "OCR", "FPD"),
@@ -33,31 +33,34 @@ CATEGORY_TITLES = {"realtime": "Real-Time Visual Perception", "backward": "Backw
                    "forward": "Forward Active Responding"}
 TASK_CATEGORY = {t: c for c, tasks in CATEGORIES.items() for t in tasks}
 TASK_ORDER = tuple(t for tasks in CATEGORIES.values() for t in tasks)
-SCORINGS = ("official", "per_record")
+SCORINGS = ("official", "paper_per_record")
 
 
-def load(path: Path, cfg: BenchmarkConfig, root: Path) -> list[Sample]:
-    """`ovo_bench_new.json` (a list of records; the STC/ReKV runs use this file unchanged)."""
+def load(path: Path, cfg: BenchmarkConfig, root: Path) -> Loaded:
+    """`ovo_bench_new.json` (a list of records; the STC/ReKV runs use this file unchanged). A bad record
+    is rejected whole; a bad forward probe rejects only that probe."""
     records = expect_list(read_json(path), path)
     samples: list[Sample] = []
+    rejects = Rejects()
     for index, record in enumerate(records):
-        task = field(record, "task", str, path, index)
-        if task not in TASK_CATEGORY:
-            raise AnnotationError(str(path), "task", f"unknown OVO-Bench task {task!r}; known: {TASK_ORDER}", index)
-        rid = field(record, "id", int, path, index)
-        video = field(record, "video", str, path, index)
-        if TASK_CATEGORY[task] == "forward":
-            samples.extend(_forward_samples(record, rid, task, video, path, index))
-        else:
-            samples.append(_mcq_sample(record, rid, task, video, path, index))
-    return samples
+        with rejects.guard():
+            task = field(record, "task", str, path, index)
+            if task not in TASK_CATEGORY:
+                raise AnnotationError(str(path), "task", f"unknown OVO-Bench task, got {task!r} (known: {TASK_ORDER})", index)
+            rid = field(record, "id", int, path, index)
+            video = field(record, "video", str, path, index)
+            if TASK_CATEGORY[task] == "forward":
+                samples.extend(_forward_samples(record, rid, task, video, path, index, rejects))
+            else:
+                samples.append(_mcq_sample(record, rid, task, video, path, index))
+    return Loaded(samples, rejects)
 
 
 def _mcq_sample(record: dict, rid: int, task: str, video: str, path: Path, index: int) -> Sample:
     options = string_list(record, "options", path, index, min_len=2)
     gt = field(record, "gt", int, path, index)
     if not 0 <= gt < len(options):
-        raise AnnotationError(str(path), "gt", f"index {gt} outside the {len(options)} options", index)
+        raise AnnotationError(str(path), "gt", f"option index outside the {len(options)} options, got {gt}", index)
     return Sample(
         id=str(rid), video=video, question=field(record, "question", str, path, index), options=options,
         gold=mc.option_letter(gt), task=task, category=TASK_CATEGORY[task],
@@ -65,7 +68,7 @@ def _mcq_sample(record: dict, rid: int, task: str, video: str, path: Path, index
     )
 
 
-def _forward_samples(record: dict, rid: int, task: str, video: str, path: Path, index: int) -> list[Sample]:
+def _forward_samples(record: dict, rid: int, task: str, video: str, path: Path, index: int, rejects: Rejects) -> list[Sample]:
     probes = field(record, "test_info", list, path, index)
     if not probes:
         raise AnnotationError(str(path), "test_info", "empty probe list", index)
@@ -75,21 +78,22 @@ def _forward_samples(record: dict, rid: int, task: str, video: str, path: Path, 
         question = field(record, "question", str, path, index)
     samples = []
     for i, probe in enumerate(probes):
-        where = f"{index}.test_info[{i}]"
-        realtime = float(field(probe, "realtime", NUMBER, path, where))
-        if task == "REC":
-            gold, meta = str(field(probe, "count", int, path, where)), {"activity": record["activity"]}
-        else:
-            kind = field(probe, "type", int, path, where)
-            if kind not in (0, 1):
-                raise AnnotationError(str(path), "type", f"expected 0 or 1, got {kind!r}", where)
-            gold, meta = ("Yes" if kind == 1 else "No"), {"type": kind}
-            if task == "SSR":
-                question = field(probe, "step", str, path, where)
-        samples.append(Sample(
-            id=f"{rid}_{i}", video=video, question=question, options=(), gold=gold, task=task,
-            category="forward", query_time=realtime, group=str(rid), precut=f"{rid}_{i}.mp4", meta={"probe": i, **meta},
-        ))
+        where = location(index, "probe", i)
+        with rejects.guard():
+            realtime = float(field(probe, "realtime", NUMBER, path, where))
+            if task == "REC":
+                gold, meta = str(field(probe, "count", int, path, where)), {"activity": record["activity"]}
+            else:
+                kind = field(probe, "type", int, path, where)
+                if kind not in (0, 1):
+                    raise AnnotationError(str(path), "type", f"expected 0 or 1, got {kind!r}", where)
+                gold, meta = ("Yes" if kind == 1 else "No"), {"type": kind}
+                if task == "SSR":
+                    question = field(probe, "step", str, path, where)
+            samples.append(Sample(
+                id=f"{rid}_{i}", video=video, question=question, options=(), gold=gold, task=task,
+                category="forward", query_time=realtime, group=str(rid), precut=f"{rid}_{i}.mp4", meta={"probe": i, **meta},
+            ))
     return samples
 
 
@@ -128,17 +132,17 @@ def aggregate(scored: Sequence[dict], cfg: BenchmarkConfig) -> dict:
     tasks = by_key(scored, lambda p: p["task"], order=TASK_ORDER)
     task_acc = {t: row["accuracy"] for t, row in tasks.items()}
     notes = ["category = mean of its task accuracies; overall = mean of the categories present"]
-    if cfg.scoring == "per_record":
+    if cfg.scoring == "paper_per_record":
         for task in CATEGORIES["forward"]:
             if task in tasks:
                 per_record = by_key([p for p in scored if p["task"] == task], lambda p: p["group"])
                 task_acc[task] = mean(row["accuracy"] for row in per_record.values())
-        notes.append("forward tasks: mean over records of per-record probe accuracy (scoring=per_record)")
+        notes.append("forward tasks: mean over records of per-record probe accuracy (scoring=paper_per_record)")
     else:
         notes.append("forward tasks: accuracy pooled over all probes (scoring=official)")
     categories = {c: mean(task_acc[t] for t in ts if t in task_acc) for c, ts in CATEGORIES.items()
                   if any(t in task_acc for t in ts)}
-    task_rows = [{"task": t, "category": TASK_CATEGORY[t], **row, "accuracy": task_acc[t]} for t, row in tasks.items()]
+    task_rows = [_task_row(t, row, task_acc[t], scored, cfg) for t, row in tasks.items()]
     category_rows = [{"category": CATEGORY_TITLES[c], "tasks": sum(t in task_acc for t in CATEGORIES[c]),
                       **_count(scored, c), "accuracy": acc} for c, acc in categories.items()]
     headline = {f"{CATEGORY_TITLES[c]}": acc for c, acc in categories.items()}
@@ -152,33 +156,56 @@ def aggregate(scored: Sequence[dict], cfg: BenchmarkConfig) -> dict:
     return {"headline": headline, "tables": {"per task": task_rows, "per category": category_rows}, "notes": notes}
 
 
+def _task_row(task: str, row: dict, accuracy: float, scored: Sequence[dict], cfg: BenchmarkConfig) -> dict:
+    """A per-task row. Under paper_per_record a forward task's score is a mean over records, so the pooled
+    probe counts (correct/denominator) would not produce it: they are replaced by the record count."""
+    out = {"task": task, "category": TASK_CATEGORY[task], **row, "records": row["n"], "accuracy": accuracy}
+    if cfg.scoring == "paper_per_record" and TASK_CATEGORY[task] == "forward":
+        out["records"] = len({p["group"] for p in scored if p["task"] == task})
+        out["correct"] = out["denominator"] = None  # shown as n/a: not what the score is computed from
+    return out
+
+
 def _count(scored: Sequence[dict], category: str) -> dict:
     row = tally(p for p in scored if p["category"] == category)
     return {k: row[k] for k in ("n", "unanswered", "errors")}
 
 
-def read_upstream(path: Path, cfg: BenchmarkConfig, model_key: Optional[str] = None) -> list[dict]:
-    """OVO-Bench result JSON {"backward": [...], "realtime": [...], "forward": [...]} -> predictions."""
-    data = read_json(path)
+def read_upstream(path: Path, cfg: BenchmarkConfig, model_key: Optional[str] = None) -> Loaded:
+    """OVO-Bench result JSON {"backward": [...], "realtime": [...], "forward": [...]} -> predictions.
+    A malformed item is rejected (counted); a response that is not text is a per-item error."""
+    data = read_json(path, missing="result file not found")
     if not isinstance(data, dict) or not {"backward", "realtime", "forward"} & set(data):
         raise AnnotationError(str(path), "<top level>", "expected an OVO-Bench result object with backward/realtime/forward lists")
-    preds = []
-    for part in ("backward", "realtime"):
-        for index, item in enumerate(data.get(part, [])):
-            task = field(item, "task", str, path, f"{part}[{index}]")
-            gold = field(item, "ground_truth", str, path, f"{part}[{index}]")
-            preds.append(_pred(str(item.get("id", index)), task, gold, item.get("response"), str(item.get("id", index)), item))
-    for index, item in enumerate(data.get("forward", [])):
-        task = field(item, "task", str, path, f"forward[{index}]")
-        for i, probe in enumerate(field(item, "test_info", list, path, f"forward[{index}]")):
-            gold = str(probe["count"]) if task == "REC" else ("Yes" if probe.get("type") == 1 else "No")
-            preds.append(_pred(f"{item.get('id', index)}_{i}", task, gold, probe.get("response"), str(item.get("id", index)), item, probe))
-    return preds
+    preds, rejects = [], Rejects()
+    for part in ("backward", "realtime", "forward"):
+        items = data.get(part, [])
+        if not isinstance(items, list):
+            raise AnnotationError(str(path), part, f"expected a list, got {type(items).__name__}")
+        for index, item in enumerate(items):
+            where = f"{part} record {index + 1}"
+            with rejects.guard():
+                task = field(item, "task", str, path, where)
+                if task not in TASK_CATEGORY:
+                    raise AnnotationError(str(path), "task", f"unknown OVO-Bench task, got {task!r}", where)
+                group = str(item.get("id", index))
+                if part != "forward":
+                    gold = field(item, "ground_truth", str, path, where)
+                    preds.append(_pred(group, task, gold, item, item, path, where))
+                    continue
+                for i, probe in enumerate(field(item, "test_info", list, path, where)):
+                    at = f"{where}, probe {i + 1}"
+                    with rejects.guard():
+                        gold = (str(field(probe, "count", int, path, at)) if task == "REC"
+                                else ("Yes" if field(probe, "type", int, path, at) == 1 else "No"))
+                        preds.append({**_pred(f"{group}_{i}", task, gold, item, probe, path, at), "group": group})
+    return Loaded(preds, rejects)
 
 
-def _pred(pid: str, task: str, gold: str, response, group: str, item: dict, probe: Optional[dict] = None) -> dict:
-    if task not in TASK_CATEGORY:
-        raise ValueError(f"unknown OVO-Bench task {task!r} in result file")
-    return {"id": pid, "video": item.get("video", ""), "task": task, "category": TASK_CATEGORY[task], "group": group,
-            "gold": gold, "response": response, "error": None,
-            "query_time": (probe or item).get("realtime"), "meta": {}}
+def _pred(pid: str, task: str, gold: str, item: dict, source: dict, path: Path, where: str) -> dict:
+    response, error = source.get("response"), None
+    if response is not None and not isinstance(response, str):
+        error = str(AnnotationError(str(path), "response", f"expected text, got {type(response).__name__} {response!r}", where))
+        response = None
+    return {"id": pid, "video": item.get("video", ""), "task": task, "category": TASK_CATEGORY[task], "group": pid,
+            "gold": gold, "response": response, "error": error, "query_time": source.get("realtime"), "meta": {}}

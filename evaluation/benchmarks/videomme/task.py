@@ -4,7 +4,7 @@ Scoring variants (`benchmark.scoring`):
   official  : Video-MME `eval_your_results.py` extraction (drop "The best answer is"-style prefixes,
               first A-D letter); unanswered items leave the denominator (answered only).
   lmms_eval : same extraction, unanswered items counted wrong.
-  rekv      : ReKV/STC rule, character before the first ")"; all items in the denominator.
+  stc_release : ReKV/STC release rule, character before the first ")"; all items in the denominator.
 Reported per duration bucket (short/medium/long), per domain, per task type, and overall (micro).
 """
 
@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Sequence
 
 from evaluation.common import mc
-from evaluation.common.annotations import expect_list, field, iter_conversations, read_json, string_list
+from evaluation.common.annotations import (MISSING_ANNOTATION, Rejects, detect_format, expect_list, field,
+                                           iter_conversations, read_json, string_list)
 from evaluation.common.metrics import by_key, tally
 from evaluation.common.prompts import REKV_PRIMER, rekv_mc_prompt
 from evaluation.config import BenchmarkConfig
 from evaluation.registry import mc_query
-from evaluation.types import AnnotationError, Sample
+from evaluation.types import AnnotationError, Loaded, Sample
 
-SCORINGS = ("official", "lmms_eval", "rekv")
+SCORINGS = ("official", "lmms_eval", "stc_release")
 DURATIONS = ("short", "medium", "long")
 # "videomme": the Video-MME authors' prompt as quoted in the spec (marked unverified there)
 TEMPLATES = {
@@ -31,17 +32,33 @@ TEMPLATES = {
 }
 
 
-def load(path: Path, cfg: BenchmarkConfig, root: Path) -> list[Sample]:
+def load(path: Path, cfg: BenchmarkConfig, root: Path) -> Loaded:
     if path.suffix == ".parquet":
-        import pandas as pd
-
-        records = pd.read_parquet(path).to_dict(orient="records")
-        for record in records:
-            record["options"] = [str(o) for o in record.get("options", [])]
+        records = _read_parquet(path)
     else:
         records = expect_list(read_json(path), path)
-    fmt = cfg.format if cfg.format != "auto" else ("rekv" if records and "conversations" in records[0] else "official")
-    return _load_rekv(path, records) if fmt == "rekv" else _load_official(path, records)
+    fmt = cfg.format if cfg.format != "auto" else detect_format(records)
+    rejects = Rejects()
+    samples = _load_rekv(path, records, rejects) if fmt == "rekv" else _load_official(path, records, rejects)
+    return Loaded(samples, rejects)
+
+
+def _read_parquet(path: Path) -> list:
+    """Rows as dicts; options (a numpy array in the parquet) become a list. A file that is not parquet
+    stops the run with one error; a row with odd options is left for the per-record checks."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise AnnotationError(str(path), "<file>", MISSING_ANNOTATION)
+    try:
+        records = pd.read_parquet(path).to_dict(orient="records")
+    except Exception as err:  # pyarrow raises ArrowInvalid / OSError subclasses
+        raise AnnotationError(str(path), "<file>", f"not a readable parquet file ({type(err).__name__}: {err})") from None
+    for record in records:
+        options = record.get("options")
+        if hasattr(options, "tolist"):
+            record["options"] = options.tolist()
+    return records
 
 
 def _letter(record, path: Path, where, n_options: int) -> str:
@@ -58,29 +75,31 @@ def _bucket(record, path: Path, where) -> str:
     return duration
 
 
-def _load_official(path: Path, records: list) -> list[Sample]:
+def _load_official(path: Path, records: list, rejects: Rejects) -> list[Sample]:
     samples = []
     for i, record in enumerate(records):
-        options = string_list(record, "options", path, i, min_len=2)
-        samples.append(Sample(
-            id=field(record, "question_id", str, path, i), video=f"{field(record, 'videoID', str, path, i)}.mp4",
-            question=field(record, "question", str, path, i), options=options, gold=_letter(record, path, i, len(options)),
-            task=field(record, "task_type", str, path, i), category=_bucket(record, path, i),
-            group=field(record, "video_id", str, path, i),
-            meta={"domain": record.get("domain", ""), "sub_category": record.get("sub_category", "")},
-        ))
+        with rejects.guard():
+            options = string_list(record, "options", path, i, min_len=2)
+            samples.append(Sample(
+                id=field(record, "question_id", str, path, i), video=f"{field(record, 'videoID', str, path, i)}.mp4",
+                question=field(record, "question", str, path, i), options=options, gold=_letter(record, path, i, len(options)),
+                task=field(record, "task_type", str, path, i), category=_bucket(record, path, i),
+                group=field(record, "video_id", str, path, i),
+                meta={"domain": record.get("domain", ""), "sub_category": record.get("sub_category", "")},
+            ))
     return samples
 
 
-def _load_rekv(path: Path, records: list) -> list[Sample]:
-    return [
-        Sample(
-            id=f"{video_id}-{q + 1}", video=video, question=field(conv, "question", str, path, where), options=choices,
-            gold=_letter(conv, path, where, len(choices)), task=conv.get("task_type", ""),
-            category=_bucket(record, path, v), group=video_id, meta={},
-        )
-        for v, record, video_id, video, q, conv, where, choices in iter_conversations(path, records)
-    ]
+def _load_rekv(path: Path, records: list, rejects: Rejects) -> list[Sample]:
+    samples = []
+    for v, record, video_id, video, q, conv, where, choices in iter_conversations(path, records, rejects):
+        with rejects.guard():
+            samples.append(Sample(
+                id=f"{video_id}-{q + 1}", video=video, question=field(conv, "question", str, path, where), options=choices,
+                gold=_letter(conv, path, where, len(choices)), task=conv.get("task_type", ""),
+                category=_bucket(record, path, v), group=video_id, meta={},
+            ))
+    return samples
 
 
 def build_query(sample: Sample, cfg: BenchmarkConfig):
@@ -93,7 +112,7 @@ def build_query(sample: Sample, cfg: BenchmarkConfig):
 
 def score_item(pred: dict, cfg: BenchmarkConfig) -> dict:
     response = pred.get("response")
-    parsed = mc.letter_before_paren(response) if cfg.scoring == "rekv" else mc.videomme_letter(response)
+    parsed = mc.letter_before_paren(response) if cfg.scoring == "stc_release" else mc.videomme_letter(response)
     return {"parsed": parsed, "answered": parsed != "", "correct": parsed == pred["gold"]}
 
 
@@ -111,6 +130,6 @@ def aggregate(scored: Sequence[dict], cfg: BenchmarkConfig) -> dict:
     headline.update({d.capitalize(): r["accuracy"] for d, r in durations.items()})
     rule = {"official": "Video-MME extraction; unanswered excluded from denominators (official)",
             "lmms_eval": "Video-MME extraction; unanswered counted wrong (lmms-eval)",
-            "rekv": "character before the first ')' (ReKV rule); unanswered counted wrong"}[cfg.scoring]
+            "stc_release": "character before the first ')' (ReKV/STC release rule); unanswered counted wrong"}[cfg.scoring]
     return {"headline": headline, "tables": tables,
             "notes": [f"scoring={cfg.scoring}: {rule}", f"{overall['unanswered']} unanswered item(s)"]}
