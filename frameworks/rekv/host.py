@@ -25,6 +25,7 @@ from frameworks.common.compression import HostCompression
 from frameworks.common.llava_loading import LoadedLlava
 from frameworks.common.llava_video import pool_2x, pooled_grid_tokens, preprocess_frames, tower_features
 from frameworks.common.stage_timer import StageTimer
+from frameworks.common.vision_side import SIDE_FIELDS, tower_side
 from frameworks.protocol import Query, StageTimings
 from frameworks.rekv.backends import AnswerAttention, AnswerCache, RetrievalPass, SinkEncoding, WindowPrefill
 from frameworks.rekv.block_store import BlockStore
@@ -53,8 +54,11 @@ class ReKVHost:
         self.rope = RotaryTable(inner.language_model.rotary_emb, self.dtype)
         vision = self.model.config.vision_config
         self.pooled_tokens = pooled_grid_tokens(vision.image_size, vision.patch_size)
-        self.grid = (int(round(self.pooled_tokens ** 0.5)),) * 2
-        self.compression = HostCompression(compression, self.pooled_tokens, host="rekv")
+        self.compression = HostCompression(compression, self.pooled_tokens, host="rekv",
+                                           tower_tokens=(vision.image_size // vision.patch_size) ** 2)
+        # a VISION method that merges tokens (ToMe) leaves no grid: its tokens skip the 2x pooling
+        self.pools = not self.compression.reduces_in_tower
+        self.grid = (int(round(self.pooled_tokens ** 0.5)),) * 2 if self.pools else None
         self.block_tokens = self._block_tokens()
         shape = (self.stack.num_layers, self.stack.kv_heads, self.stack.head_dim)
         self.window = LocalWindow(*shape, self.config.n_local, self.dtype, self.device, self.rope)
@@ -141,22 +145,34 @@ class ReKVHost:
     # ---- video ---------------------------------------------------------------------------------
     def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 [F, H, W, 3] -> pooled projector tokens [F, pooled_tokens, hidden] (timed; no pruning)."""
+        return self._features(frames)[0]
+
+    def _features(self, frames: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Projector tokens and the tower side information the TOKENS methods require (timed)."""
         config = self.model.config
+        wants_side = bool(self.compression.requires & set(SIDE_FIELDS))
         with self.timer.stage("preprocess"):
             pixels = preprocess_frames(frames, self.pixel_spec, self.device, self.vision_tower.dtype)
         with self.timer.stage("vit"):
             selected = tower_features(self.vision_tower, pixels, config.vision_feature_layer,
-                                      config.vision_feature_select_strategy)
+                                      config.vision_feature_select_strategy, return_hidden_states=wants_side)
+        side = {}
+        if wants_side:
+            selected, hidden_states = selected
+            with self.timer.stage("pruner"):
+                side = tower_side(self.vision_tower, hidden_states, config.vision_feature_layer,
+                                  pool_2x if self.pools else None)
         with self.timer.stage("projector"):
-            return pool_2x(self.projector(selected))
+            tokens = self.projector(selected)
+            return (pool_2x(tokens) if self.pools else tokens), side
 
     def _ingest_chunk(self, frames: torch.Tensor) -> None:
-        tokens = self.frame_features(frames)
+        tokens, side_info = self._features(frames)
         self._counts["frames"] += tokens.shape[0]
-        self._counts["tokens_in"] += tokens.shape[0] * tokens.shape[1]
+        self._counts["tokens_in"] += tokens.shape[0] * self.pooled_tokens  # the uncompressed frame's tokens
         if self.compression.token_methods:
             with self.timer.stage("pruner"):
-                side = TokenSide(grid=self.grid, frame_offset=self._counts["frames"] - tokens.shape[0])
+                side = TokenSide(grid=self.grid, frame_offset=self._counts["frames"] - tokens.shape[0], **side_info)
                 tokens, _ = self.compression.compress_tokens(tokens, side)
         self.prefill_tokens(tokens)
 

@@ -44,14 +44,20 @@ class TokenSide:
 
     Attributes:
         grid: (rows, cols) of the frame's token grid when tokens are a flat row-major grid.
-        attention: [F, T] attention each token receives in the vision tower (VisionZip's dominant
-            tokens). Hosts fill it only when a method requires it (it costs an eager attention pass).
+        attention: [F, T] attention each token receives in the vision tower's feature layer (the layer
+            whose output the host projects): the CLS row averaged over heads when the tower has a CLS
+            token, else the mean over heads and queries (VisionZip's dominant tokens). Mapped onto the
+            host's token grid like the tokens (bilinear 2x pooling on LLaVA-OV). Hosts fill it only
+            when a method requires it (one extra attention-score pass over that layer).
+        keys: [F, T, head_dim] that layer's keys averaged over heads, on the same grid (VisionZip's and
+            ToMe's similarity metric). Filled together with `attention`.
         vision_features: [F, T, C] the encoder features the tokens were projected from.
         frame_offset: index of the first frame of this call in the stream (0 after reset()).
     """
 
     grid: Optional[tuple[int, int]] = None
     attention: Optional[torch.Tensor] = None
+    keys: Optional[torch.Tensor] = None
     vision_features: Optional[torch.Tensor] = None
     frame_offset: int = 0
 
@@ -89,7 +95,11 @@ class CompressionMethod:
 
 
 class VisionMethod(CompressionMethod, abc.ABC):
-    """Acts inside the vision encoder."""
+    """Acts inside the vision encoder.
+
+    `tokens_out(tokens_in)` here counts the tower's PATCH tokens per frame (a CLS token is not counted).
+    A method that changes it (ToMe merges 729 -> 49) makes hosts skip any grid-based step after the
+    tower (LLaVA-OV's 2x pooling): the tower's tokens are then the frame's tokens."""
 
     stage = Stage.VISION
 

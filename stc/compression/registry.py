@@ -16,6 +16,11 @@ METHODS: dict[str, str] = {
     # STC (this paper)
     "cacher": "stc.compression.stc_methods:CacherMethod",
     "pruner": "stc.compression.stc_methods:PrunerMethod",
+    # baselines (stc/baselines/, docs/baselines/README.md)
+    "random_drop": "stc.baselines.random_drop:RandomDropMethod",
+    "visionzip": "stc.baselines.visionzip:VisionZipMethod",
+    "vidcom2": "stc.baselines.vidcom2:VidCom2Method",
+    "tome": "stc.baselines.tome:ToMeMethod",
 }
 
 
