@@ -60,9 +60,10 @@ def merge_weighted(merge: Merge, x: torch.Tensor, size: torch.Tensor) -> tuple[t
 
 
 def merge_schedule(tokens: int, target: int, layers: int, protected: int = 0) -> list[int]:
-    """r per layer taking `tokens` to exactly `target` after `layers` layers: a constant r (ToMe's default,
-    ceil of the total over the layers), raised where needed so the remaining layers can still reach the
-    target (each layer merges at most (n - protected) // 2), and capped so no layer overshoots.
+    """r per layer taking `tokens` to exactly `target` after `layers` layers: a constant r (ToMe's default),
+    r = ceil((tokens - target) / layers), capped so no layer overshoots the target (so the last layers
+    merge less) and raised where needed so the remaining layers can still reach it (each layer merges at
+    most (n - protected) // 2). 729 -> 49 in 26 layers: 27 x 25, then 5.
     ValueError when even halving at every layer cannot reach the target."""
 
     def reachable(n: int, left: int) -> int:
@@ -74,10 +75,11 @@ def merge_schedule(tokens: int, target: int, layers: int, protected: int = 0) ->
         raise ValueError(f"{layers} layers can merge {tokens} tokens down to {reachable(tokens, layers)} at best, "
                          f"not {target}")
     schedule, n = [], tokens
+    constant = -(-(tokens - target) // layers) if layers else 0
     for layer in range(layers):
         left = layers - layer
         cap = min((n - protected) // 2, n - target)
-        r = min(cap, -(-(n - target) // left))
+        r = min(cap, constant)
         while r < cap and reachable(n - r, left - 1) > target:
             r += 1
         schedule.append(r)

@@ -1,0 +1,45 @@
+"""Every baseline through the evaluation runner on the toy host (`framework=toy compression=<name>`):
+the method really runs at its budget (counts in the per-item timings) and answers are unchanged."""
+
+import json
+
+import pytest
+
+from evaluation.runner import evaluate
+
+BASELINES = {  # compression group -> (method key, budget override; the toy tower emits 4x4 = 16 tokens)
+    "random_drop": ("random_drop", 4),
+    "visionzip": ("visionzip", 4),
+    "vidcom2": ("vidcom2", 4),
+    "vidcom2_two_score": ("vidcom2", 4),
+    "tome": ("tome", 4),
+}
+
+
+@pytest.mark.parametrize("group", sorted(BASELINES))
+def test_baseline_runs_through_the_toy_host(group, ev, data_root, tmp_path):
+    method, budget = BASELINES[group]
+    run = ev.run_config("streamingbench", data_root("streamingbench"), tmp_path / "o", f"compression={group}",
+                        f"compression.{method}.tokens_per_frame={budget}")
+    assert run.compression_name == group and method in run.compression
+    from frameworks.registry import build_host
+
+    host = build_host("toy", run.framework, run.compression)
+    metrics = evaluate(run, host=host)
+    assert metrics["headline"]["Total (micro, unanswered counted wrong)"] == pytest.approx(60.0)
+    first = json.loads((tmp_path / "o" / "predictions.jsonl").read_text().splitlines()[0])
+    timings = first["timings"]
+    assert timings["frames"] == 6 and timings["visual_tokens_kept"] == budget * 6
+    stats = host.compression.stats()[method]  # the method itself counted what it kept (last stream)
+    assert stats["frames"] > 0 and stats["tokens_kept"] == budget * stats["frames"]
+
+
+def test_paper_budget_is_the_default_and_too_large_for_the_toy_tower(ev, data_root, tmp_path):
+    from evaluation.config import to_run_config
+    from frameworks.registry import build_host
+
+    for group, (method, _) in BASELINES.items():
+        run = to_run_config(ev.compose([f"compression={group}"]))
+        assert run.compression.get(method).tokens_per_frame == 49
+        with pytest.raises(ValueError, match=rf"compression\.{method}\.tokens_per_frame=49 exceeds the 16 tokens"):
+            build_host("toy", run.framework, run.compression)

@@ -1,0 +1,123 @@
+"""Baselines inside the ReKV host (tiny random LLaVA-OV: 81 SigLIP tokens pooled to 25 per frame):
+what reaches the KV store is exactly the method's output, recomputed independently of the host."""
+
+import pytest
+import torch
+
+from frameworks.protocol import Query
+from stc.compression import CompressionSpec, TokenSide
+
+
+def stored_tokens_keys(loaded, tokens):
+    """Pre-RoPE layer-0 keys the LM computes for visual tokens [n, hidden]."""
+    layer0 = loaded.model.model.language_model.layers[0]
+    with torch.no_grad():
+        return layer0.self_attn.k_proj(layer0.input_layernorm(tokens))
+
+
+def host_keys(host, blocks):
+    keys, _ = host.store.gather(0, torch.arange(blocks))
+    return keys.transpose(0, 1).reshape(keys.shape[1], -1)
+
+
+def test_random_drop_blocks_hold_the_randomly_kept_tokens(rekv):
+    loaded = rekv.loaded()
+    spec = {"random_drop": {"tokens_per_frame": 6, "seed": 5}}
+    host = rekv.host(loaded, spec, n_local=10_000, frames_per_chunk=2)
+    frames = rekv.video(5)
+    host.ingest(frames)
+    assert host.block_tokens == 6 and host.store.num_blocks == 5
+    assert (host.timings.visual_tokens_in, host.timings.visual_tokens_kept) == (125, 30)
+    features = rekv.host(loaded).frame_features(frames)
+    method = CompressionSpec.from_mapping(spec).build()[0]
+    kept = torch.cat([method.compress(features[i:i + 2], TokenSide())[0] for i in (0, 2, 4)])
+    torch.testing.assert_close(host_keys(host, 5), stored_tokens_keys(loaded, kept.reshape(-1, kept.shape[-1])),
+                               rtol=1e-5, atol=1e-5)
+    assert host.answer(Query(prompt="what?", max_new_tokens=2)) is not None
+
+
+def test_visionzip_side_attention_is_the_stock_eager_attention_pooled(rekv):
+    """The host's attention side info = HF eager `output_attentions` of the feature layer, averaged over
+    heads and queries, pooled 2x like the tokens; dominant-only VisionZip keeps its top-k."""
+    from frameworks.common.llava_video import pool_2x, preprocess_frames
+
+    loaded = rekv.loaded()
+    frames = rekv.video(3)
+    host = rekv.host(loaded, {"visionzip": {"tokens_per_frame": 6, "contextual_ratio": 0.0}}, n_local=10_000,
+                     frames_per_chunk=3)
+    host.ingest(frames)
+    tower = loaded.model.model.vision_tower
+    features = rekv.host(loaded).frame_features(frames)
+    with torch.no_grad():
+        previous = tower.config._attn_implementation
+        tower.config._attn_implementation = "eager"
+        try:
+            pixels = preprocess_frames(frames, loaded.pixels, loaded.model.device, tower.dtype)
+            layer = loaded.model.config.vision_feature_layer % (tower.config.num_hidden_layers + 1)
+            attentions = tower(pixel_values=pixels, output_attentions=True).attentions[layer - 1]
+        finally:
+            tower.config._attn_implementation = previous
+    received = pool_2x(attentions.mean(dim=(1, 2))[..., None])[..., 0]
+    top = torch.topk(received, 6, dim=1).indices.sort(dim=1).values
+    kept = torch.gather(features, 1, top[..., None].expand(-1, -1, features.shape[-1]))
+    torch.testing.assert_close(host_keys(host, 3), stored_tokens_keys(loaded, kept.reshape(-1, kept.shape[-1])),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_visionzip_with_contextual_tokens_runs_at_budget(rekv):
+    host = rekv.host(rekv.loaded(), {"visionzip": {"tokens_per_frame": 8}}, n_local=10_000)
+    host.ingest(rekv.video(3))
+    stats = host.timings.extra["compression"]["visionzip"]
+    assert host.block_tokens == 8 and (stats["dominant_per_frame"], stats["contextual_per_frame"]) == (7, 1)
+    assert host.timings.visual_tokens_kept == 24
+
+
+@pytest.mark.parametrize("anchor,chunk", [("video", 3), ("memory", 1)])
+def test_vidcom2_chunk_budgets_fill_fixed_blocks(rekv, anchor, chunk):
+    loaded = rekv.loaded()
+    spec = {"vidcom2": {"tokens_per_frame": 5, "anchor": anchor, "frame_budgets": anchor == "video"}}
+    host = rekv.host(loaded, spec, n_local=10_000, frames_per_chunk=chunk)
+    frames = rekv.video(6)
+    host.ingest(frames)
+    assert host.block_tokens == 5 and host.store.num_blocks == 6 and host.timings.visual_tokens_kept == 30
+    features = rekv.host(loaded).frame_features(frames)
+    method = CompressionSpec.from_mapping(spec).build()[0]
+    kept = torch.cat([method.compress(features[i:i + chunk], TokenSide())[0] for i in range(0, 6, chunk)])
+    torch.testing.assert_close(host_keys(host, 6), stored_tokens_keys(loaded, kept.reshape(-1, kept.shape[-1])),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_tome_merges_in_the_tower_and_skips_pooling(rekv):
+    from frameworks.common.llava_video import preprocess_frames
+
+    loaded = rekv.loaded()
+    host = rekv.host(loaded, {"tome": {"tokens_per_frame": 12}}, n_local=10_000, frames_per_chunk=2)
+    assert host.grid is None and not host.pools and host.block_tokens == 12
+    frames = rekv.video(4)
+    host.ingest(frames)
+    timings = host.timings
+    assert (timings.visual_tokens_in, timings.visual_tokens_kept) == (100, 48)
+    stats = timings.extra["compression"]["tome"]
+    assert stats["tokens_in"] == 4 * 81 and stats["tokens_kept"] == 48 and stats["schedule"] == [33, 24, 12]
+    # independent: a fresh ToMe on the same tower, stock projector, no pooling
+    host.close()
+    model = loaded.model.model
+    method = CompressionSpec.from_mapping({"tome": {"tokens_per_frame": 12}}).build()[0]
+    method.attach(model.vision_tower)
+    try:
+        with torch.no_grad():
+            pixels = preprocess_frames(frames, loaded.pixels, loaded.model.device, model.vision_tower.dtype)
+            hidden = model.vision_tower(pixel_values=pixels, output_hidden_states=True).hidden_states[-1]
+            tokens = model.multi_modal_projector(hidden)
+    finally:
+        method.detach()
+    assert tokens.shape[:2] == (4, 12)
+    torch.testing.assert_close(host_keys(host, 4), stored_tokens_keys(loaded, tokens.reshape(-1, tokens.shape[-1])),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_tome_budget_the_tower_cannot_reach_fails_at_host_build(rekv):
+    with pytest.raises(ValueError, match=r"compression\.tome\.tokens_per_frame=6"):
+        rekv.host(rekv.loaded(), {"tome": {"tokens_per_frame": 6}})
+    with pytest.raises(ValueError, match=r"compression\.random_drop\.tokens_per_frame=26 exceeds the 25 tokens"):
+        rekv.host(rekv.loaded(), {"random_drop": {"tokens_per_frame": 26}})
