@@ -108,14 +108,35 @@ class HostCompression:
         side = side or TokenSide()
         indices = None
         for position, method in enumerate(self.token_methods):
+            if isinstance(tokens, (list, tuple)):
+                raise ValueError(f"compression.{method.name}: cannot follow a method with a variable token "
+                                 f"count per frame ({self.token_methods[position - 1].name})")
             tokens, picked = method.compress(tokens, side)
             if position == 0:
                 indices = picked
+            elif isinstance(picked, (list, tuple)):
+                indices = None
             elif indices is not None and picked is not None:
                 indices = torch.gather(indices, 1, picked)
             else:
                 indices = None
         return tokens, indices
+
+    # ---- CONTEXT hooks (see stc.compression.base.ContextMethod) ---------------------------------
+    def start_answer(self, visual_spans) -> None:
+        for method in self.context_methods:
+            method.start_answer(visual_spans)
+
+    def decode_keys(self, layer: int, queries: torch.Tensor, keys: torch.Tensor, scale: float):
+        """Indices of the context keys `layer` attends to at a decoding step (None = all). Several CONTEXT
+        methods narrow the set in turn."""
+        keep = None
+        for method in self.context_methods:
+            view = keys if keep is None else keys[:, keep]
+            picked = method.decode_keys(layer, queries, view, scale)
+            if picked is not None:
+                keep = picked if keep is None else keep[picked]
+        return keep
 
     def reset(self) -> None:
         for method in self.methods:

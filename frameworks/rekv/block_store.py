@@ -10,6 +10,11 @@ Representative key = mean of the block's pre-RoPE keys. ReKV stores it GQA-expan
 heads and scores it against the flattened mean question query. Here it is kept compact, per KV head
 ([Hkv·D] instead of [Hq·D], 7x smaller for Qwen2-7B), and the query is summed over each KV head's group:
 sum_h q_h · k_{h//G} = sum_j k_j · (sum_{g} q_{jG+g}) — the same score, in float32.
+
+Variable-size frames (a compression method that keeps a different number of tokens per frame, e.g.
+DyCoke's TTM): `write(..., lengths=[...])` stores frame i in the first lengths[i] rows of its block
+(block_tokens is then the capacity), representative keys average only those rows, and `gather` returns
+only them. Uniform writes keep the original batched path unchanged.
 """
 
 from __future__ import annotations
@@ -26,18 +31,24 @@ class BlockStore:
         self.pin = offload and device.type == "cuda"
         self.pages: list[torch.Tensor] = []
         self.rep_keys = torch.zeros(num_layers, 0, kv_heads * head_dim, dtype=torch.float32, device=device)
+        self.lengths: list[int] = []  # tokens of every block (== block_tokens unless written with lengths)
         self.num_blocks = 0
 
     def clear(self) -> None:
         """Forget all blocks (new video). Pages are kept and overwritten."""
         self.num_blocks = 0
+        self.lengths = []
 
     # ---- writing -------------------------------------------------------------------------------
-    def write(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+    def write(self, keys: torch.Tensor, values: torch.Tensor, lengths: list[int] | None = None) -> None:
         """Store n new blocks for every layer: pre-RoPE keys/values [L, Hkv, n·block_tokens, D] (one
         pre-fill call). They become visible after `commit(n)`. All layers are handled by a few batched
-        ops plus one contiguous device->host copy per layer and page segment."""
+        ops plus one contiguous device->host copy per layer and page segment. With `lengths` (tokens per
+        frame, each <= block_tokens) the keys/values hold sum(lengths) tokens, frame after frame."""
+        if lengths is not None:
+            keys, values = self._padded(keys, lengths), self._padded(values, lengths)
         count = self._count(keys)
+        lengths = list(lengths) if lengths is not None else [self.block_tokens] * count
         layers, heads, dim = self.num_layers, self.kv_heads, self.head_dim
         if keys.shape[0] != layers:
             raise ValueError(f"expected keys for {layers} layers, got {keys.shape[0]}")
@@ -47,8 +58,25 @@ class BlockStore:
         for page, slot, first, size in self._segments(self.num_blocks, count):
             for layer in range(layers):
                 self.pages[page][layer, slot:slot + size].copy_(blocks[layer, first:first + size], non_blocking=True)
-        means = keys.float().view(layers, heads, count, self.block_tokens, dim).mean(3)  # [L, Hkv, n, D]
+        sums = keys.float().view(layers, heads, count, self.block_tokens, dim).sum(3)  # [L, Hkv, n, D] (pads are 0)
+        means = sums / torch.tensor(lengths, dtype=torch.float32, device=sums.device).view(1, 1, count, 1)
         self.rep_keys[:, self.num_blocks:self.num_blocks + count] = means.transpose(1, 2).reshape(layers, count, -1)
+        self.lengths[self.num_blocks:] = lengths
+
+    def _padded(self, tensor: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+        """[L, Hkv, sum(lengths), D] -> [L, Hkv, n·block_tokens, D], each frame zero-padded to a block."""
+        if any(n < 1 or n > self.block_tokens for n in lengths) or sum(lengths) != tensor.shape[2]:
+            raise ValueError(f"frame lengths {lengths} must be in [1, {self.block_tokens}] and sum to {tensor.shape[2]}")
+        out = tensor.new_zeros(tensor.shape[0], tensor.shape[1], len(lengths) * self.block_tokens, tensor.shape[3])
+        start = 0
+        for index, length in enumerate(lengths):
+            out[:, :, index * self.block_tokens:index * self.block_tokens + length] = tensor[:, :, start:start + length]
+            start += length
+        return out
+
+    def tokens_of(self, indices: torch.Tensor) -> int:
+        """Tokens held by blocks `indices`."""
+        return sum(self.lengths[i] for i in indices.tolist())
 
     def commit(self, count: int) -> None:
         self.num_blocks += count
@@ -63,6 +91,7 @@ class BlockStore:
             self.pages[page][:, slot:slot + size].copy_(template[:, slot:slot + size])
         new = torch.randn(self.num_layers, count, self.kv_heads * self.head_dim, device=self.device)
         self.rep_keys[:, self.num_blocks:self.num_blocks + count] = new
+        self.lengths[self.num_blocks:] = [self.block_tokens] * count
         self.num_blocks += count
 
     # ---- retrieval -----------------------------------------------------------------------------
@@ -90,6 +119,10 @@ class BlockStore:
             for page, slot, _, part in self._segments(first, size):
                 staged[out:out + part].copy_(self.pages[page][layer, slot:slot + part], non_blocking=True)
                 out += part
+        sizes = [self.lengths[i] for i in wanted]
+        if any(size != self.block_tokens for size in sizes):  # variable frames: only the valid rows
+            joined = torch.cat([staged[i, :, :, :size] for i, size in enumerate(sizes)], dim=2)
+            return joined[0], joined[1]
         joined = staged.permute(1, 2, 0, 3, 4).reshape(2, self.kv_heads, -1, self.head_dim)
         return joined[0], joined[1]
 

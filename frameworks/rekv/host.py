@@ -27,6 +27,7 @@ from frameworks.common.llava_video import pool_2x, pooled_grid_tokens, preproces
 from frameworks.common.stage_timer import StageTimer
 from frameworks.common.vision_side import SIDE_FIELDS, tower_side
 from frameworks.protocol import Query, StageTimings
+from frameworks.rekv.answer_context import LayeredAnswerAttention, LayeredAnswerCache
 from frameworks.rekv.backends import AnswerAttention, AnswerCache, RetrievalPass, SinkEncoding, WindowPrefill
 from frameworks.rekv.block_store import BlockStore
 from frameworks.rekv.config import ReKVConfig
@@ -70,10 +71,12 @@ class ReKVHost:
         self.reset()
 
     def _block_tokens(self) -> int:
+        """Tokens per frame block: the compressed count, or (methods with a variable count per frame)
+        the uncompressed count as the block capacity, each frame storing only its own tokens."""
         tokens = self.compression.tokens_out
+        self.variable_blocks = tokens is None
         if tokens is None:
-            raise ValueError(f"compression={self.compression.label}: the rekv host stores one fixed-size KV block per "
-                             "frame and needs a fixed token count per frame")
+            tokens = self.compression.tokens_in
         chunk = tokens * self.config.frames_per_chunk
         if self.config.n_local < chunk:
             raise ValueError(f"n_local={self.config.n_local} must hold one pre-fill chunk "
@@ -176,17 +179,24 @@ class ReKVHost:
                 tokens, _ = self.compression.compress_tokens(tokens, side)
         self.prefill_tokens(tokens)
 
-    def prefill_tokens(self, tokens: torch.Tensor) -> None:
-        """Pre-fill visual tokens [F, block_tokens, hidden] (F frames, in order) into the stream."""
-        if tokens.shape[1] != self.block_tokens:
-            raise ValueError(f"expected {self.block_tokens} tokens per frame, got {tokens.shape[1]}")
-        flat = tokens.reshape(-1, tokens.shape[-1]).to(self.dtype)
+    def prefill_tokens(self, tokens) -> None:
+        """Pre-fill visual tokens [F, block_tokens, hidden] (F frames, in order) into the stream; with a
+        variable-count method, a list of F tensors [k_f, hidden] (k_f <= block_tokens)."""
+        lengths = None
+        if isinstance(tokens, (list, tuple)):
+            lengths = [frame.shape[0] for frame in tokens]
+            flat = torch.cat(list(tokens)).to(self.dtype)
+        else:
+            if tokens.shape[1] != self.block_tokens:
+                raise ValueError(f"expected {self.block_tokens} tokens per frame, got {tokens.shape[1]}")
+            flat = tokens.reshape(-1, tokens.shape[-1]).to(self.dtype)
+        frames = len(lengths) if lengths is not None else tokens.shape[0]
         with self.timer.stage("prefill"):
             backend = WindowPrefill(self.window, self.rope, flat.shape[0])
             self.stack.run(flat, backend)
             self.window.commit(flat.shape[0])
-            self.store.write(*backend.raw())
-            self.store.commit(tokens.shape[0])
+            self.store.write(*backend.raw(), lengths=lengths)
+            self.store.commit(frames)
         self._counts["tokens_kept"] += flat.shape[0]
 
     # ---- question ------------------------------------------------------------------------------
@@ -205,9 +215,12 @@ class ReKVHost:
         with self.timer.stage("retrieval"):
             selected = self._select_blocks(query.retrieval_text if query.retrieval_text is not None else query.prompt)
             chosen = len(selected[0]) if selected else 0
-            context = self.window.n_init + chosen * self.block_tokens
+            layered = self.variable_blocks or bool(self.compression.context_methods)
+            visual = [self.store.tokens_of(s) for s in selected] if selected else [0] * self.stack.num_layers
+            context = self.window.n_init + max(visual)
             capacity = context + len(self._prompt_ids(query)) + query.max_new_tokens + 1
-            cache = AnswerCache(*self._shape(), capacity, self.dtype, self.device, self.rope)
+            cache = (LayeredAnswerCache if layered else AnswerCache)(*self._shape(), capacity, self.dtype, self.device,
+                                                                     self.rope)
             for layer in range(self.stack.num_layers):
                 keys, values = self.store.gather(layer, selected[layer]) if chosen else (None, None)
                 if self.window.n_init:
@@ -216,7 +229,11 @@ class ReKVHost:
                     values = sink_v if values is None else torch.cat([sink_v, values], dim=1)
                 if keys is not None:
                     cache.load(layer, keys, values)
-            cache.loaded(context)
+            if layered:
+                cache.loaded_layers([self.window.n_init + count for count in visual])
+                self.compression.start_answer([(self.window.n_init, self.window.n_init + count) for count in visual])
+            else:
+                cache.loaded(context)
         return cache
 
     def _select_blocks(self, text: str) -> list[torch.Tensor]:
@@ -240,6 +257,11 @@ class ReKVHost:
 
     def _forward_answer(self, cache: AnswerCache, ids: list[int]) -> torch.Tensor:
         """Pre-fill `ids` over the answer cache; returns final hidden states [len(ids), hidden]."""
+        if isinstance(cache, LayeredAnswerCache):
+            backend = LayeredAnswerAttention(cache, len(ids), self.compression.decode_keys)
+            hidden = self.stack.run(self.stack.embed(ids, self.device), backend)
+            cache.advance(len(ids))
+            return hidden
         hidden = self.stack.run(self.stack.embed(ids, self.device), AnswerAttention(cache, len(ids)))
         cache.length += len(ids)
         return hidden

@@ -123,7 +123,7 @@ class ToyHost:
             extra = tower_side(self.tower, outputs.hidden_states, -1) if wants_side else {}
             side = TokenSide(grid=grid, frame_offset=self._timings.frames + offset, **extra)
             tokens, _ = self.compression.compress_tokens(tokens, side)
-            kept += tokens.shape[1]
+            kept += sum(t.shape[0] for t in tokens) if isinstance(tokens, list) else tokens.shape[1]
         return kept
 
     def answer(self, query: Query) -> str:

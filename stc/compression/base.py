@@ -8,7 +8,8 @@ A method acts at exactly one *stage* of a streaming VideoLLM:
 - VISION methods change the encoder's computation (STC-Cacher reuses it, ToMe merges inside it):
   `attach(tower)` / `detach()`, and `bypass()` for calls that are not frames of the stream.
 - TOKENS methods choose which of a frame's tokens reach the LLM (STC-Pruner, VisionZip, VidCom²,
-  random drop): `compress(tokens, side)`.
+  random drop): `compress(tokens, side)`. A method whose count varies per frame (DyCoke's TTM) returns
+  `tokens_out(...) = None` and from `compress` a list of F tensors [k_f, D] (and a list of indices).
 - CONTEXT methods act on the LLM's KV/context (DyCoke's decode-time pruning, StreamDyCoke's bounded
   cache); their hooks are declared on `ContextMethod`.
 
@@ -133,6 +134,17 @@ class TokenMethod(CompressionMethod, abc.ABC):
 
 class ContextMethod(CompressionMethod):
     """Acts on the LLM's context (KV cache) while frames are stored or while an answer is decoded.
-    Concrete hooks are defined by the subclasses and called only by `frameworks.common.compression`."""
+    Hosts call these hooks only through `frameworks.common.compression.HostCompression`; the defaults do
+    nothing, so a method overrides the ones it needs."""
 
     stage = Stage.CONTEXT
+
+    def start_answer(self, visual_spans: Sequence[tuple[int, int]]) -> None:
+        """A new answer starts: per LLM layer, the answer context holds the stream's visual tokens at
+        positions [start, end) (other positions: sink/prompt/generated text)."""
+
+    def decode_keys(self, layer: int, queries: torch.Tensor, keys: torch.Tensor, scale: float) -> Optional[torch.Tensor]:
+        """One decoding step (a single new token) at `layer`: queries [Hq, 1, D] and the context keys
+        [Hkv, Lk, D] (RoPE applied; the last key is the new token's). Returns the indices of the keys
+        this layer attends to, or None for all of them."""
+        return None

@@ -21,6 +21,8 @@ METHODS: dict[str, str] = {
     "visionzip": "stc.baselines.visionzip:VisionZipMethod",
     "vidcom2": "stc.baselines.vidcom2:VidCom2Method",
     "tome": "stc.baselines.tome:ToMeMethod",
+    "dycoke_ttm": "stc.baselines.dycoke_ttm:DyCokeTTMMethod",
+    "dycoke_kv": "stc.baselines.dycoke_kv:DyCokeKVMethod",
 }
 
 

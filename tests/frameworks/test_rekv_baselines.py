@@ -121,3 +121,74 @@ def test_tome_budget_the_tower_cannot_reach_fails_at_host_build(rekv):
         rekv.host(rekv.loaded(), {"tome": {"tokens_per_frame": 6}})
     with pytest.raises(ValueError, match=r"compression\.random_drop\.tokens_per_frame=26 exceeds the 25 tokens"):
         rekv.host(rekv.loaded(), {"random_drop": {"tokens_per_frame": 26}})
+
+
+# ---- DyCoke: variable-size frame blocks and decode-time KV pruning ------------------------------------
+def test_dycoke_ttm_variable_blocks_match_the_stock_model_on_the_kept_tokens(rekv):
+    """Frames keep [25, 7, 7, 7, 25, ...] tokens: the store holds exactly those, and the answer context
+    [init, kept tokens, prompt] gives the stock LM's logits (positions contiguous per layer)."""
+    loaded = rekv.loaded(seed=4)
+    host = rekv.host(loaded, {"dycoke_ttm": {}}, n_local=10_000, frames_per_chunk=3)
+    frames = rekv.video(6, seed=4)
+    host.ingest(frames)
+    assert host.variable_blocks and host.store.lengths == [25, 7, 7, 7, 25, 7]
+    assert host.timings.visual_tokens_kept == 78
+    features = rekv.host(loaded).frame_features(frames)
+    method = CompressionSpec.from_mapping({"dycoke_ttm": {}}).build()[0]
+    kept = torch.cat(method.compress(features, TokenSide())[0])
+    torch.testing.assert_close(host_keys(host, 6), stored_tokens_keys(loaded, kept), rtol=1e-5, atol=1e-5)
+    query = Query(prompt="what?", answer_prefix="Best option: (")
+    ours = host.prompt_logits(query)
+    model, codec = loaded.model, loaded.codec
+    with torch.no_grad():
+        embed = model.get_input_embeddings()
+        init = embed(torch.tensor(codec.encode(host.config.init_prompt)))
+        prompt_ids = torch.tensor(host._prompt_ids(query))
+        embeds = torch.cat([init, kept, embed(prompt_ids)])[None]
+        hidden = model.model.language_model(inputs_embeds=embeds).last_hidden_state
+        expected = model.lm_head(hidden)[0, -len(prompt_ids):]
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_layered_answer_path_equals_the_plain_path_when_nothing_is_pruned(rekv):
+    """dycoke_kv with the released switch (no pruning) routes answers through the layered cache: with
+    per-layer retrieval of 2 of 5 blocks it must reproduce the plain host exactly."""
+    loaded = rekv.loaded(seed=2, num_hidden_layers=4)
+    frames = rekv.video(5, seed=2)
+    query = Query(prompt="what is it?", max_new_tokens=5)
+    plain = rekv.host(loaded, n_local=10_000, retrieve_size=2)
+    plain.ingest(frames)
+    hooked = rekv.host(loaded, {"dycoke_kv": {"layer": 1, "apply_pruning": False}}, n_local=10_000, retrieve_size=2)
+    hooked.ingest(frames)
+    torch.testing.assert_close(hooked.prompt_logits(query), plain.prompt_logits(query), rtol=1e-5, atol=1e-5)
+    assert hooked.answer(query) == plain.answer(query)
+    selections = {tuple(s.tolist()) for s in plain._last_selection}
+    assert len(selections) > 1  # layers really retrieved different blocks
+
+
+def test_dycoke_kv_prunes_deeper_layers_at_every_decoding_step(rekv, monkeypatch):
+    import frameworks.rekv.answer_context as answer_context
+
+    calls = []
+    original = answer_context.prefix_causal_attention
+
+    def spy(queries, keys, values, scale, masks=None):
+        calls.append((queries.shape[1], keys.shape[1]))
+        return original(queries, keys, values, scale, masks)
+
+    monkeypatch.setattr(answer_context, "prefix_causal_attention", spy)
+    loaded = rekv.loaded(num_hidden_layers=4)
+    host = rekv.host(loaded, {"dycoke_kv": {"layer": 1, "prune_ratio": 0.6}}, n_local=10_000)
+    host.ingest(rekv.video(4))
+    host.answer(Query(prompt="what?", max_new_tokens=3))
+    n_init = host.window.n_init
+    decode = [keys for queries, keys in calls if queries == 1]
+    assert len(decode) == 2 * 4  # 2 decoding steps (the 3rd token needs no forward) x 4 layers
+    prompt = [keys for queries, keys in calls if queries > 1][0]  # prompt pre-fill: full context
+    image, kept = 4 * 25, round(0.4 * 100)
+    for step in range(2):
+        full = prompt + step + 1
+        assert decode[4 * step:4 * step + 4] == [full, full, full - image + kept, full - image + kept]
+    stats = host.compression.stats()["dycoke_kv"]
+    assert stats["decode_steps"] == 2 and stats["kept_image_tokens"] == kept and stats["image_tokens"] == image
+    assert prompt > n_init + image
