@@ -138,6 +138,17 @@ class HostCompression:
                 keep = picked if keep is None else keep[picked]
         return keep
 
+    def store_blocks(self, ids, sizes) -> list[int]:
+        """Ids of stored blocks to evict before/after storing new blocks `ids` (bounded stores)."""
+        evicted: list[int] = []
+        for method in self.context_methods:
+            evicted += [i for i in method.store_blocks(ids, sizes) if i not in evicted]
+        return evicted
+
+    def blocks_restored(self, ids) -> None:
+        for method in self.context_methods:
+            method.blocks_restored(ids)
+
     def reset(self) -> None:
         for method in self.methods:
             method.reset()

@@ -15,6 +15,11 @@ Variable-size frames (a compression method that keeps a different number of toke
 DyCoke's TTM): `write(..., lengths=[...])` stores frame i in the first lengths[i] rows of its block
 (block_tokens is then the capacity), representative keys average only those rows, and `gather` returns
 only them. Uniform writes keep the original batched path unchanged.
+
+Eviction (a bounded store, e.g. StreamDyCoke's DP cache): every block has a stream-wide id (`ids`, its
+write order) and a physical slot; `evict(ids)` frees slots that the next writes reuse, so the pages
+allocated never exceed the most blocks ever live at once. Without evictions slots are 0, 1, 2, ... and
+every path is the original one.
 """
 
 from __future__ import annotations
@@ -33,11 +38,52 @@ class BlockStore:
         self.rep_keys = torch.zeros(num_layers, 0, kv_heads * head_dim, dtype=torch.float32, device=device)
         self.lengths: list[int] = []  # tokens of every block (== block_tokens unless written with lengths)
         self.num_blocks = 0
+        self.clear()
 
     def clear(self) -> None:
         """Forget all blocks (new video). Pages are kept and overwritten."""
         self.num_blocks = 0
         self.lengths = []
+        self.slots: list[int] = []  # physical slot of every live block, in temporal order
+        self.ids: list[int] = []    # stream-wide id of every live block
+        self.free: list[int] = []
+        self.slot_count = 0         # physical slots in use or freed (high-water mark)
+        self.next_id = 0
+
+    def _allocate(self, count: int) -> list[int]:
+        """Physical slots for `count` new blocks (freed slots first, lowest first) and their ids."""
+        self.free.sort()
+        taken, self.free = self.free[:count], self.free[count:]
+        fresh = list(range(self.slot_count, self.slot_count + count - len(taken)))
+        self.slot_count += len(fresh)
+        self._ensure_capacity(self.slot_count)
+        slots = taken + fresh
+        self.slots[self.num_blocks:] = slots
+        self.ids[self.num_blocks:] = list(range(self.next_id, self.next_id + count))
+        self.next_id += count
+        return slots
+
+    def _slot_segments(self, slots: list[int]):
+        """(page, slot, offset, size) pieces covering physical `slots` (offset = index into `slots`)."""
+        done = 0
+        for first, size in _runs(slots):
+            for page, slot, offset, part in self._segments(first, size):
+                yield page, slot, done + offset, part
+            done += size
+
+    def evict(self, ids) -> None:
+        """Drop the live blocks with these stream-wide ids; their slots are reused by later writes."""
+        drop = set(int(i) for i in ids)
+        keep = [i for i, block_id in enumerate(self.ids[:self.num_blocks]) if block_id not in drop]
+        if len(keep) == self.num_blocks:
+            return
+        self.free.extend(self.slots[i] for i in range(self.num_blocks) if self.ids[i] in drop)
+        index = torch.tensor(keep, dtype=torch.long, device=self.rep_keys.device)
+        self.rep_keys[:, :len(keep)] = self.rep_keys[:, :self.num_blocks].index_select(1, index)
+        self.slots = [self.slots[i] for i in keep]
+        self.ids = [self.ids[i] for i in keep]
+        self.lengths = [self.lengths[i] for i in keep]
+        self.num_blocks = len(keep)
 
     # ---- writing -------------------------------------------------------------------------------
     def write(self, keys: torch.Tensor, values: torch.Tensor, lengths: list[int] | None = None) -> None:
@@ -55,7 +101,7 @@ class BlockStore:
         blocks = torch.stack([keys, values], dim=1).view(layers, 2, heads, count, self.block_tokens, dim)
         blocks = blocks.permute(0, 3, 1, 2, 4, 5).contiguous()  # [L, n, 2, Hkv, B, D]
         self._ensure_capacity(self.num_blocks + count)
-        for page, slot, first, size in self._segments(self.num_blocks, count):
+        for page, slot, first, size in self._slot_segments(self._allocate(count)):
             for layer in range(layers):
                 self.pages[page][layer, slot:slot + size].copy_(blocks[layer, first:first + size], non_blocking=True)
         sums = keys.float().view(layers, heads, count, self.block_tokens, dim).sum(3)  # [L, Hkv, n, D] (pads are 0)
@@ -86,8 +132,9 @@ class BlockStore:
         without encoding it). One random page is generated and copied (memcpy speed, not RNG speed);
         representative keys are random."""
         self._ensure_capacity(self.num_blocks + count)
+        slots = self._allocate(count)
         template = torch.randn(self.pages[0].shape, dtype=torch.float32).to(self.dtype)
-        for page, slot, _, size in self._segments(self.num_blocks, count):
+        for page, slot, _, size in self._slot_segments(slots):
             self.pages[page][:, slot:slot + size].copy_(template[:, slot:slot + size])
         new = torch.randn(self.num_layers, count, self.kv_heads * self.head_dim, device=self.device)
         self.rep_keys[:, self.num_blocks:self.num_blocks + count] = new
@@ -114,11 +161,8 @@ class BlockStore:
         wanted = indices.tolist()
         staged = torch.empty(len(wanted), 2, self.kv_heads, self.block_tokens, self.head_dim,
                              dtype=self.dtype, device=self.device)
-        out = 0
-        for first, size in _runs(wanted):
-            for page, slot, _, part in self._segments(first, size):
-                staged[out:out + part].copy_(self.pages[page][layer, slot:slot + part], non_blocking=True)
-                out += part
+        for page, slot, out, part in self._slot_segments([self.slots[i] for i in wanted]):
+            staged[out:out + part].copy_(self.pages[page][layer, slot:slot + part], non_blocking=True)
         sizes = [self.lengths[i] for i in wanted]
         if any(size != self.block_tokens for size in sizes):  # variable frames: only the valid rows
             joined = torch.cat([staged[i, :, :, :size] for i, size in enumerate(sizes)], dim=2)
@@ -155,7 +199,7 @@ class BlockStore:
 
 
 def _runs(indices: list[int]):
-    """Ascending ints -> (first, length) runs of consecutive values."""
+    """Ints -> (first, length) runs of consecutive increasing values, in order."""
     if not indices:
         return
     first = previous = indices[0]

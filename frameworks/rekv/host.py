@@ -195,8 +195,12 @@ class ReKVHost:
             backend = WindowPrefill(self.window, self.rope, flat.shape[0])
             self.stack.run(flat, backend)
             self.window.commit(flat.shape[0])
+            new_ids = list(range(self.store.next_id, self.store.next_id + frames))
+            evict = self.compression.store_blocks(new_ids, [self.block_tokens] * frames)  # bounded stores
+            self.store.evict([i for i in evict if i < new_ids[0]])  # free slots before writing
             self.store.write(*backend.raw(), lengths=lengths)
             self.store.commit(frames)
+            self.store.evict([i for i in evict if i >= new_ids[0]])
         self._counts["tokens_kept"] += flat.shape[0]
 
     # ---- question ------------------------------------------------------------------------------
@@ -250,6 +254,8 @@ class ReKVHost:
         backend = RetrievalPass(self.window, self.rope, len(ids), self.store, topk)
         self.stack.run(self.stack.embed(ids, self.device), backend)
         self._last_selection = backend.selected
+        restored = sorted({self.store.ids[i] for layer in backend.selected for i in layer.tolist()})
+        self.compression.blocks_restored(restored)
         return backend.selected
 
     def _shape(self) -> tuple[int, int, int]:

@@ -148,3 +148,12 @@ class ContextMethod(CompressionMethod):
         [Hkv, Lk, D] (RoPE applied; the last key is the new token's). Returns the indices of the keys
         this layer attends to, or None for all of them."""
         return None
+
+    def store_blocks(self, ids: Sequence[int], sizes: Sequence[int]) -> list[int]:
+        """New frame blocks are about to be stored (stream-wide ids, tokens each occupies). Returns the
+        ids of stored blocks to evict so that a bounded store stays within its bound (may include new
+        ids when one chunk alone exceeds it); default: none."""
+        return []
+
+    def blocks_restored(self, ids: Sequence[int]) -> None:
+        """Stored blocks with these ids were retrieved into an answer context."""

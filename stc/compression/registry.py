@@ -23,6 +23,8 @@ METHODS: dict[str, str] = {
     "tome": "stc.baselines.tome:ToMeMethod",
     "dycoke_ttm": "stc.baselines.dycoke_ttm:DyCokeTTMMethod",
     "dycoke_kv": "stc.baselines.dycoke_kv:DyCokeKVMethod",
+    "streamdycoke_ttm": "stc.baselines.streamdycoke_ttm:StreamDyCokeTTMMethod",
+    "streamdycoke_cache": "stc.baselines.streamdycoke_cache:StreamDyCokeCacheMethod",
 }
 
 

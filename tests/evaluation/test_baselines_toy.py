@@ -43,3 +43,19 @@ def test_paper_budget_is_the_default_and_too_large_for_the_toy_tower(ev, data_ro
         assert run.compression.get(method).tokens_per_frame == 49
         with pytest.raises(ValueError, match=rf"compression\.{method}\.tokens_per_frame=49 exceeds the 16 tokens"):
             build_host("toy", run.framework, run.compression)
+
+
+@pytest.mark.parametrize("group", ["dycoke", "dycoke_released", "streamdycoke"])
+def test_variable_count_baselines_run_through_the_toy_host(group, ev, data_root, tmp_path):
+    """TTM keeps a variable count per frame; the toy host has no LLM, so CONTEXT hooks are not called."""
+    from frameworks.registry import build_host
+
+    run = ev.run_config("streamingbench", data_root("streamingbench"), tmp_path / "o", f"compression={group}")
+    host = build_host("toy", run.framework, run.compression)
+    metrics = evaluate(run, host=host)
+    assert metrics["headline"]["Total (micro, unanswered counted wrong)"] == pytest.approx(60.0)
+    first = json.loads((tmp_path / "o" / "predictions.jsonl").read_text().splitlines()[0])
+    kept = first["timings"]["visual_tokens_kept"]
+    assert 0 < kept < 16 * 6
+    if group.startswith("dycoke"):  # 6 frames: windows [16, 4, 4, 4] + [16, 4]
+        assert kept == 48

@@ -192,3 +192,34 @@ def test_dycoke_kv_prunes_deeper_layers_at_every_decoding_step(rekv, monkeypatch
     stats = host.compression.stats()["dycoke_kv"]
     assert stats["decode_steps"] == 2 and stats["kept_image_tokens"] == kept and stats["image_tokens"] == image
     assert prompt > n_init + image
+
+
+# ---- StreamDyCoke: the bounded store -----------------------------------------------------------------
+@pytest.mark.parametrize("policy", ["fifo", "lrr", "decay"])
+def test_streamdycoke_bounds_the_store_and_answers_anytime(rekv, policy):
+    loaded = rekv.loaded()
+    spec = {"random_drop": {"tokens_per_frame": 5}, "streamdycoke_cache": {"capacity": 20, "eviction_policy": policy}}
+    host = rekv.host(loaded, spec, n_local=10_000, frames_per_chunk=2, retrieve_size=2)
+    frames = rekv.video(12)
+    for first in range(0, 12, 3):  # answer every 3 frames without re-pre-filling
+        host.ingest(frames[first:first + 3])
+        assert host.store.num_blocks * 5 <= 20 and host.store.slot_count <= 4
+        assert host.answer(Query(prompt="what?", max_new_tokens=2)) is not None
+    assert host.timings.frames == 12 and host.timings.visual_tokens_kept == 60  # every frame pre-filled once
+    stats = host.compression.stats()["streamdycoke_cache"]
+    assert stats["peak_tokens"] == 20 and stats["evictions"] == 8 and stats["restored"] > 0
+    assert len(host.store.pages) == 1  # page_blocks = 16 >= 4 live blocks: the store never grew
+    if policy == "fifo":
+        assert host.store.ids == [8, 9, 10, 11]
+    # the blocks that remain are exactly what retrieval and answering see
+    keys, _ = host.store.gather(0, torch.arange(host.store.num_blocks))
+    assert keys.shape[1] == 20
+
+
+def test_streamdycoke_ttm_and_cache_on_rekv(rekv):
+    host = rekv.host(rekv.loaded(), {"streamdycoke_ttm": {}, "streamdycoke_cache": {"capacity": 75}},
+                     n_local=10_000, frames_per_chunk=2)
+    host.ingest(rekv.video(9))
+    assert host.variable_blocks and host.store.num_blocks == 3  # 75 tokens = 3 blocks of 25 (physical size)
+    assert host.store.lengths[0] <= 25 and host.timings.visual_tokens_kept < 9 * 25
+    assert host.answer(Query(prompt="what?", max_new_tokens=2)) is not None
