@@ -20,14 +20,15 @@ BASELINES = {  # compression group -> (method key, budget override; the toy towe
 def test_baseline_runs_through_the_toy_host(group, ev, data_root, tmp_path):
     method, budget = BASELINES[group]
     run = ev.run_config("streamingbench", data_root("streamingbench"), tmp_path / "o", f"compression={group}",
-                        f"compression.{method}.tokens_per_frame={budget}")
+                        f"compression.{method}.tokens_per_frame={budget}", "limit=1")
     assert run.compression_name == group and method in run.compression
     from frameworks.registry import build_host
 
     host = build_host("toy", run.framework, run.compression)
     metrics = evaluate(run, host=host)
-    assert metrics["headline"]["Total (micro, unanswered counted wrong)"] == pytest.approx(60.0)
+    assert metrics["counts"]["n"] == 1 and metrics["counts"]["errors"] == 0
     first = json.loads((tmp_path / "o" / "predictions.jsonl").read_text().splitlines()[0])
+    assert first["response"] == "C"  # toy answers do not depend on compression (grey 160, 4 options)
     timings = first["timings"]
     assert timings["frames"] == 6 and timings["visual_tokens_kept"] == budget * 6
     stats = host.compression.stats()[method]  # the method itself counted what it kept (last stream)
@@ -50,10 +51,10 @@ def test_variable_count_baselines_run_through_the_toy_host(group, ev, data_root,
     """TTM keeps a variable count per frame; the toy host has no LLM, so CONTEXT hooks are not called."""
     from frameworks.registry import build_host
 
-    run = ev.run_config("streamingbench", data_root("streamingbench"), tmp_path / "o", f"compression={group}")
+    run = ev.run_config("streamingbench", data_root("streamingbench"), tmp_path / "o", f"compression={group}", "limit=1")
     host = build_host("toy", run.framework, run.compression)
     metrics = evaluate(run, host=host)
-    assert metrics["headline"]["Total (micro, unanswered counted wrong)"] == pytest.approx(60.0)
+    assert metrics["counts"]["errors"] == 0
     first = json.loads((tmp_path / "o" / "predictions.jsonl").read_text().splitlines()[0])
     kept = first["timings"]["visual_tokens_kept"]
     assert 0 < kept < 16 * 6
