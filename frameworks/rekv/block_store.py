@@ -74,6 +74,8 @@ class BlockStore:
     def evict(self, ids) -> None:
         """Drop the live blocks with these stream-wide ids; their slots are reused by later writes."""
         drop = set(int(i) for i in ids)
+        if not drop:
+            return
         keep = [i for i, block_id in enumerate(self.ids[:self.num_blocks]) if block_id not in drop]
         if len(keep) == self.num_blocks:
             return

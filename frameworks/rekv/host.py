@@ -195,12 +195,15 @@ class ReKVHost:
             backend = WindowPrefill(self.window, self.rope, flat.shape[0])
             self.stack.run(flat, backend)
             self.window.commit(flat.shape[0])
-            new_ids = list(range(self.store.next_id, self.store.next_id + frames))
-            evict = self.compression.store_blocks(new_ids, [self.block_tokens] * frames)  # bounded stores
-            self.store.evict([i for i in evict if i < new_ids[0]])  # free slots before writing
+            evict = []
+            if self.compression.context_methods:  # a bounded store evicts first, so its slots are reused
+                new_ids = list(range(self.store.next_id, self.store.next_id + frames))
+                evict = self.compression.store_blocks(new_ids, [self.block_tokens] * frames)
+                self.store.evict([i for i in evict if i < new_ids[0]])
             self.store.write(*backend.raw(), lengths=lengths)
             self.store.commit(frames)
-            self.store.evict([i for i in evict if i >= new_ids[0]])
+            if evict:  # only when one chunk alone exceeds the bound
+                self.store.evict([i for i in evict if i >= new_ids[0]])
         self._counts["tokens_kept"] += flat.shape[0]
 
     # ---- question ------------------------------------------------------------------------------
@@ -220,7 +223,10 @@ class ReKVHost:
             selected = self._select_blocks(query.retrieval_text if query.retrieval_text is not None else query.prompt)
             chosen = len(selected[0]) if selected else 0
             layered = self.variable_blocks or bool(self.compression.context_methods)
-            visual = [self.store.tokens_of(s) for s in selected] if selected else [0] * self.stack.num_layers
+            if layered:  # per-layer visual token counts (variable blocks differ per layer)
+                visual = [self.store.tokens_of(s) for s in selected] if selected else [0] * self.stack.num_layers
+            else:
+                visual = [chosen * self.block_tokens]
             context = self.window.n_init + max(visual)
             capacity = context + len(self._prompt_ids(query)) + query.max_new_tokens + 1
             cache = (LayeredAnswerCache if layered else AnswerCache)(*self._shape(), capacity, self.dtype, self.device,
@@ -254,8 +260,9 @@ class ReKVHost:
         backend = RetrievalPass(self.window, self.rope, len(ids), self.store, topk)
         self.stack.run(self.stack.embed(ids, self.device), backend)
         self._last_selection = backend.selected
-        restored = sorted({self.store.ids[i] for layer in backend.selected for i in layer.tolist()})
-        self.compression.blocks_restored(restored)
+        if self.compression.context_methods:  # e.g. a bounded store refreshing what was restored
+            restored = sorted({self.store.ids[i] for layer in backend.selected for i in layer.tolist()})
+            self.compression.blocks_restored(restored)
         return backend.selected
 
     def _shape(self) -> tuple[int, int, int]:
