@@ -6,7 +6,7 @@
 
 For every method at every budget (tokens per frame out of LLaVA-OV's 196; default the paper's 49 and
 STC's 64) — full ReKV, STC-Pruner, STC (Cacher N=2, r=0.25 + Pruner), random-drop, VisionZip, VidCom²
-(released and two-score), ToMe — and once for the budget-free DyCoke / StreamDyCoke rows: reset, ingest
+(released and two-score; released also with 16-frame pre-fill calls, `vidcom2_c16`), ToMe — and once for the budget-free DyCoke / StreamDyCoke rows: reset, ingest
 `--frames` frames of a synthetic temporally redundant video, answer one 16-token question; medians of
 `--repeats` runs after one warm-up. Reported per frame: ViT ms (tower; ToMe's merging is inside it),
 method overhead ms (the host's "pruner" stage: side information + TOKENS methods), LLM pre-fill ms,
@@ -147,6 +147,8 @@ def run(args: argparse.Namespace) -> dict:
     for budget in (int(b) for b in args.budgets.split(",") if b):
         k = max(1, round(budget * pooled / 196))
         rows += [(f"{name}@{budget}", name, f"{k}/{pooled}", spec) for name, spec in budget_rows(k).items()]
+        # released VidCom²'s frame budgets need several frames per call (baselines_table.sh uses 16)
+        rows.append((f"vidcom2_c16@{budget}", "vidcom2_c16", f"{k}/{pooled}", budget_rows(k)["vidcom2"]))
     wanted = {m for m in args.methods.split(",") if m}
     report = {"env": _environment(device), "settings": vars(args), "rows": {}, "errors": {}}
     for label, method, budget, spec in rows:
@@ -154,7 +156,8 @@ def run(args: argparse.Namespace) -> dict:
             continue
         host = None
         try:
-            host = ReKVHost(loaded, settings, spec)
+            chunked = ReKVConfig(**{**settings.__dict__, "frames_per_chunk": 16}) if method.endswith("_c16") else settings
+            host = ReKVHost(loaded, chunked, spec)
             report["rows"][label] = {"method": method, "budget": budget, **measure(host, frames, args.repeats)}
             print(f"[row] {label}: {report['rows'][label]['ingest_ms']:.2f} ms/frame", flush=True)
         except Exception as error:  # keep the other rows
