@@ -13,6 +13,12 @@ no newline) -> TOKENS-stage compression (e.g. STC-Pruner, k per frame) -> one LL
 one offloaded block. Question: per-layer top-k block retrieval with the bare question, then the
 templated prompt is pre-filled over [sink + retrieved blocks] (positions re-indexed from 0) and decoded
 greedily. See frameworks-benchmarks.md §A1 and stc-method.md §1, §3.5.
+
+Compression (any registered method, never named here): a VISION method that merges tokens in the tower
+(ToMe) makes the host skip the 2x pooling; TOKENS methods get tower attention/keys only when they
+`require` them; a variable token count per frame is stored as variable-size frame blocks; CONTEXT methods
+are called at decoding steps (`decode_keys`) and when blocks are stored/retrieved (a bounded store).
+See docs/baselines/README.md.
 """
 
 from __future__ import annotations
