@@ -27,15 +27,22 @@ class HostCompression:
     """The compression methods of one stream of one host, in pipeline order."""
 
     def __init__(self, spec: Any, tokens_per_frame: Optional[int] = None, *, host: str = "host",
-                 supported_stages: tuple[Stage, ...] = (Stage.VISION, Stage.TOKENS, Stage.CONTEXT)):
+                 supported_stages: tuple[Stage, ...] = (Stage.VISION, Stage.TOKENS, Stage.CONTEXT),
+                 tower_tokens: Optional[int] = None):
+        """`tokens_per_frame`: tokens per frame the host feeds the TOKENS stage without compression
+        (196 on LLaVA-OV, after pooling). `tower_tokens`: patch tokens per frame out of the vision
+        tower (729); when a VISION method changes that count (`reduces_in_tower`), the host must skip
+        its grid steps and the TOKENS stage starts from the tower's count instead."""
         self.spec = CompressionSpec.coerce(spec)
         self.methods = self.spec.build()
         for method in self.methods:
             if method.stage not in supported_stages:
                 raise ValueError(f"compression.{method.name}: the {host} host does not support "
                                  f"{method.stage.value}-stage methods")
-        self.tokens_in = tokens_per_frame
-        self.tokens_out = self._tokens_out(tokens_per_frame)
+        self.tower_tokens_out = self._vision_tokens_out(tower_tokens)
+        self.reduces_in_tower = self.tower_tokens_out is not None and self.tower_tokens_out != tower_tokens
+        self.tokens_in = self.tower_tokens_out if self.reduces_in_tower else tokens_per_frame
+        self.tokens_out = self._tokens_out(self.tokens_in)
         self.attached = False
 
     # ---- by stage ---------------------------------------------------------------------------
@@ -58,6 +65,16 @@ class HostCompression:
     def requires(self) -> set[str]:
         """TokenSide fields some TOKENS method reads (a host computes costly ones only on demand)."""
         return {need for method in self.token_methods for need in method.requires}
+
+    def _vision_tokens_out(self, tokens: Optional[int]) -> Optional[int]:
+        """Patch tokens per frame out of the tower after every VISION method (None if unknown)."""
+        if tokens is None:
+            return None
+        for method in self.vision_methods:
+            tokens = method.tokens_out(tokens)
+            if tokens is None:
+                return None
+        return tokens
 
     def _tokens_out(self, tokens: Optional[int]) -> Optional[int]:
         """Tokens per frame after every TOKENS method; ValueError naming the knob when a budget is
@@ -91,14 +108,46 @@ class HostCompression:
         side = side or TokenSide()
         indices = None
         for position, method in enumerate(self.token_methods):
+            if isinstance(tokens, (list, tuple)):
+                raise ValueError(f"compression.{method.name}: cannot follow a method with a variable token "
+                                 f"count per frame ({self.token_methods[position - 1].name})")
             tokens, picked = method.compress(tokens, side)
             if position == 0:
                 indices = picked
+            elif isinstance(picked, (list, tuple)):
+                indices = None
             elif indices is not None and picked is not None:
                 indices = torch.gather(indices, 1, picked)
             else:
                 indices = None
         return tokens, indices
+
+    # ---- CONTEXT hooks (see stc.compression.base.ContextMethod) ---------------------------------
+    def start_answer(self, visual_spans) -> None:
+        for method in self.context_methods:
+            method.start_answer(visual_spans)
+
+    def decode_keys(self, layer: int, queries: torch.Tensor, keys: torch.Tensor, scale: float):
+        """Indices of the context keys `layer` attends to at a decoding step (None = all). Several CONTEXT
+        methods narrow the set in turn."""
+        keep = None
+        for method in self.context_methods:
+            view = keys if keep is None else keys[:, keep]
+            picked = method.decode_keys(layer, queries, view, scale)
+            if picked is not None:
+                keep = picked if keep is None else keep[picked]
+        return keep
+
+    def store_blocks(self, ids, sizes) -> list[int]:
+        """Ids of stored blocks to evict before/after storing new blocks `ids` (bounded stores)."""
+        evicted: list[int] = []
+        for method in self.context_methods:
+            evicted += [i for i in method.store_blocks(ids, sizes) if i not in evicted]
+        return evicted
+
+    def blocks_restored(self, ids) -> None:
+        for method in self.context_methods:
+            method.blocks_restored(ids)
 
     def reset(self) -> None:
         for method in self.methods:

@@ -60,12 +60,14 @@ def preprocess_frames(frames: torch.Tensor, spec: PixelSpec, device: torch.devic
     return ((pixels / 255.0 - mean) / std).to(dtype)
 
 
-def tower_features(vision_tower: nn.Module, pixels: torch.Tensor, feature_layer: int | list[int], strategy: str) -> torch.Tensor:
+def tower_features(vision_tower: nn.Module, pixels: torch.Tensor, feature_layer: int | list[int], strategy: str,
+                   return_hidden_states: bool = False):
     """Run the vision tower on [F, 3, H, W]; return the selected hidden states [F, T, D_vision].
 
     `feature_layer` indexes `hidden_states` (embeddings output at 0, so -1 = last encoder layer, before the
     post-layernorm, as LLaVA-OV uses); a list concatenates layers on the channel axis. Strategy "default"
-    drops the first (CLS) token, "full" keeps all tokens (SigLIP has no CLS).
+    drops the first (CLS) token, "full" keeps all tokens (SigLIP has no CLS). With `return_hidden_states`
+    the result is (selected, all hidden states) for side information (`vision_side.tower_side`).
     """
     outputs = vision_tower(pixel_values=pixels, output_hidden_states=True)
     if isinstance(feature_layer, int):
@@ -76,7 +78,7 @@ def tower_features(vision_tower: nn.Module, pixels: torch.Tensor, feature_layer:
         selected = selected[:, 1:]
     elif strategy != "full":
         raise ValueError(f"vision_feature_select_strategy must be 'default' or 'full', got {strategy!r}")
-    return selected
+    return (selected, outputs.hidden_states) if return_hidden_states else selected
 
 
 def pool_2x(features: torch.Tensor) -> torch.Tensor:

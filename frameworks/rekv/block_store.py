@@ -10,6 +10,16 @@ Representative key = mean of the block's pre-RoPE keys. ReKV stores it GQA-expan
 heads and scores it against the flattened mean question query. Here it is kept compact, per KV head
 ([Hkv·D] instead of [Hq·D], 7x smaller for Qwen2-7B), and the query is summed over each KV head's group:
 sum_h q_h · k_{h//G} = sum_j k_j · (sum_{g} q_{jG+g}) — the same score, in float32.
+
+Variable-size frames (a compression method that keeps a different number of tokens per frame, e.g.
+DyCoke's TTM): `write(..., lengths=[...])` stores frame i in the first lengths[i] rows of its block
+(block_tokens is then the capacity), representative keys average only those rows, and `gather` returns
+only them. Uniform writes keep the original batched path unchanged.
+
+Eviction (a bounded store, e.g. StreamDyCoke's DP cache): every block has a stream-wide id (`ids`, its
+write order) and a physical slot; `evict(ids)` frees slots that the next writes reuse, so the pages
+allocated never exceed the most blocks ever live at once. Without evictions slots are 0, 1, 2, ... and
+every path is the original one.
 """
 
 from __future__ import annotations
@@ -26,29 +36,95 @@ class BlockStore:
         self.pin = offload and device.type == "cuda"
         self.pages: list[torch.Tensor] = []
         self.rep_keys = torch.zeros(num_layers, 0, kv_heads * head_dim, dtype=torch.float32, device=device)
+        self.lengths: list[int] = []  # tokens of every block (== block_tokens unless written with lengths)
         self.num_blocks = 0
+        self.clear()
 
     def clear(self) -> None:
         """Forget all blocks (new video). Pages are kept and overwritten."""
         self.num_blocks = 0
+        self.lengths = []
+        self.slots: list[int] = []  # physical slot of every live block, in temporal order
+        self.ids: list[int] = []    # stream-wide id of every live block
+        self.free: list[int] = []
+        self.slot_count = 0         # physical slots in use or freed (high-water mark)
+        self.next_id = 0
+
+    def _allocate(self, count: int) -> list[int]:
+        """Physical slots for `count` new blocks (freed slots first, lowest first) and their ids."""
+        self.free.sort()
+        taken, self.free = self.free[:count], self.free[count:]
+        fresh = list(range(self.slot_count, self.slot_count + count - len(taken)))
+        self.slot_count += len(fresh)
+        self._ensure_capacity(self.slot_count)
+        slots = taken + fresh
+        self.slots[self.num_blocks:] = slots
+        self.ids[self.num_blocks:] = list(range(self.next_id, self.next_id + count))
+        self.next_id += count
+        return slots
+
+    def _slot_segments(self, slots: list[int]):
+        """(page, slot, offset, size) pieces covering physical `slots` (offset = index into `slots`)."""
+        done = 0
+        for first, size in _runs(slots):
+            for page, slot, offset, part in self._segments(first, size):
+                yield page, slot, done + offset, part
+            done += size
+
+    def evict(self, ids) -> None:
+        """Drop the live blocks with these stream-wide ids; their slots are reused by later writes."""
+        drop = set(int(i) for i in ids)
+        if not drop:
+            return
+        keep = [i for i, block_id in enumerate(self.ids[:self.num_blocks]) if block_id not in drop]
+        if len(keep) == self.num_blocks:
+            return
+        self.free.extend(self.slots[i] for i in range(self.num_blocks) if self.ids[i] in drop)
+        index = torch.tensor(keep, dtype=torch.long, device=self.rep_keys.device)
+        self.rep_keys[:, :len(keep)] = self.rep_keys[:, :self.num_blocks].index_select(1, index)
+        self.slots = [self.slots[i] for i in keep]
+        self.ids = [self.ids[i] for i in keep]
+        self.lengths = [self.lengths[i] for i in keep]
+        self.num_blocks = len(keep)
 
     # ---- writing -------------------------------------------------------------------------------
-    def write(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+    def write(self, keys: torch.Tensor, values: torch.Tensor, lengths: list[int] | None = None) -> None:
         """Store n new blocks for every layer: pre-RoPE keys/values [L, Hkv, n·block_tokens, D] (one
         pre-fill call). They become visible after `commit(n)`. All layers are handled by a few batched
-        ops plus one contiguous device->host copy per layer and page segment."""
+        ops plus one contiguous device->host copy per layer and page segment. With `lengths` (tokens per
+        frame, each <= block_tokens) the keys/values hold sum(lengths) tokens, frame after frame."""
+        if lengths is not None:
+            keys, values = self._padded(keys, lengths), self._padded(values, lengths)
         count = self._count(keys)
+        lengths = list(lengths) if lengths is not None else [self.block_tokens] * count
         layers, heads, dim = self.num_layers, self.kv_heads, self.head_dim
         if keys.shape[0] != layers:
             raise ValueError(f"expected keys for {layers} layers, got {keys.shape[0]}")
         blocks = torch.stack([keys, values], dim=1).view(layers, 2, heads, count, self.block_tokens, dim)
         blocks = blocks.permute(0, 3, 1, 2, 4, 5).contiguous()  # [L, n, 2, Hkv, B, D]
         self._ensure_capacity(self.num_blocks + count)
-        for page, slot, first, size in self._segments(self.num_blocks, count):
+        for page, slot, first, size in self._slot_segments(self._allocate(count)):
             for layer in range(layers):
                 self.pages[page][layer, slot:slot + size].copy_(blocks[layer, first:first + size], non_blocking=True)
-        means = keys.float().view(layers, heads, count, self.block_tokens, dim).mean(3)  # [L, Hkv, n, D]
+        sums = keys.float().view(layers, heads, count, self.block_tokens, dim).sum(3)  # [L, Hkv, n, D] (pads are 0)
+        means = sums / torch.tensor(lengths, dtype=torch.float32, device=sums.device).view(1, 1, count, 1)
         self.rep_keys[:, self.num_blocks:self.num_blocks + count] = means.transpose(1, 2).reshape(layers, count, -1)
+        self.lengths[self.num_blocks:] = lengths
+
+    def _padded(self, tensor: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+        """[L, Hkv, sum(lengths), D] -> [L, Hkv, n·block_tokens, D], each frame zero-padded to a block."""
+        if any(n < 1 or n > self.block_tokens for n in lengths) or sum(lengths) != tensor.shape[2]:
+            raise ValueError(f"frame lengths {lengths} must be in [1, {self.block_tokens}] and sum to {tensor.shape[2]}")
+        out = tensor.new_zeros(tensor.shape[0], tensor.shape[1], len(lengths) * self.block_tokens, tensor.shape[3])
+        start = 0
+        for index, length in enumerate(lengths):
+            out[:, :, index * self.block_tokens:index * self.block_tokens + length] = tensor[:, :, start:start + length]
+            start += length
+        return out
+
+    def tokens_of(self, indices: torch.Tensor) -> int:
+        """Tokens held by blocks `indices`."""
+        return sum(self.lengths[i] for i in indices.tolist())
 
     def commit(self, count: int) -> None:
         self.num_blocks += count
@@ -64,11 +140,13 @@ class BlockStore:
         without encoding it). One random page is generated and copied (memcpy speed, not RNG speed);
         representative keys are random."""
         self._ensure_capacity(self.num_blocks + count)
+        slots = self._allocate(count)
         template = torch.randn(self.pages[0].shape, dtype=torch.float32).to(self.dtype)
-        for page, slot, _, size in self._segments(self.num_blocks, count):
+        for page, slot, _, size in self._slot_segments(slots):
             self.pages[page][:, slot:slot + size].copy_(template[:, slot:slot + size])
         new = torch.randn(self.num_layers, count, self.kv_heads * self.head_dim, device=self.device)
         self.rep_keys[:, self.num_blocks:self.num_blocks + count] = new
+        self.lengths[self.num_blocks:] = [self.block_tokens] * count
         self.num_blocks += count
 
     # ---- retrieval -----------------------------------------------------------------------------
@@ -91,11 +169,12 @@ class BlockStore:
         wanted = indices.tolist()
         staged = torch.empty(len(wanted), 2, self.kv_heads, self.block_tokens, self.head_dim,
                              dtype=self.dtype, device=self.device)
-        out = 0
-        for first, size in _runs(wanted):
-            for page, slot, _, part in self._segments(first, size):
-                staged[out:out + part].copy_(self.pages[page][layer, slot:slot + part], non_blocking=True)
-                out += part
+        for page, slot, out, part in self._slot_segments([self.slots[i] for i in wanted]):
+            staged[out:out + part].copy_(self.pages[page][layer, slot:slot + part], non_blocking=True)
+        sizes = [self.lengths[i] for i in wanted]
+        if any(size != self.block_tokens for size in sizes):  # variable frames: only the valid rows
+            joined = torch.cat([staged[i, :, :, :size] for i, size in enumerate(sizes)], dim=2)
+            return joined[0], joined[1]
         joined = staged.permute(1, 2, 0, 3, 4).reshape(2, self.kv_heads, -1, self.head_dim)
         return joined[0], joined[1]
 
@@ -128,7 +207,7 @@ class BlockStore:
 
 
 def _runs(indices: list[int]):
-    """Ascending ints -> (first, length) runs of consecutive values."""
+    """Ints -> (first, length) runs of consecutive increasing values, in order."""
     if not indices:
         return
     first = previous = indices[0]

@@ -13,6 +13,12 @@ no newline) -> TOKENS-stage compression (e.g. STC-Pruner, k per frame) -> one LL
 one offloaded block. Question: per-layer top-k block retrieval with the bare question, then the
 templated prompt is pre-filled over [sink + retrieved blocks] (positions re-indexed from 0) and decoded
 greedily. See frameworks-benchmarks.md §A1 and stc-method.md §1, §3.5.
+
+Compression (any registered method, never named here): a VISION method that merges tokens in the tower
+(ToMe) makes the host skip the 2x pooling; TOKENS methods get tower attention/keys only when they
+`require` them; a variable token count per frame is stored as variable-size frame blocks; CONTEXT methods
+are called at decoding steps (`decode_keys`) and when blocks are stored/retrieved (a bounded store).
+See docs/baselines/README.md.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from frameworks.common.compression import HostCompression
 from frameworks.common.llava_loading import LoadedLlava
 from frameworks.common.llava_video import pool_2x, pooled_grid_tokens, preprocess_frames, tower_features
 from frameworks.common.timing import EventTimer
+from frameworks.common.vision_side import SIDE_FIELDS, tower_side
 from frameworks.protocol import Query, StageTimings
+from frameworks.rekv.answer_context import LayeredAnswerAttention, LayeredAnswerCache
 from frameworks.rekv.backends import AnswerAttention, AnswerCache, RetrievalPass, SinkEncoding, WindowPrefill
 from frameworks.rekv.block_store import BlockStore
 from frameworks.rekv.config import ReKVConfig
@@ -53,8 +61,11 @@ class ReKVHost:
         self.rope = RotaryTable(inner.language_model.rotary_emb, self.dtype)
         vision = self.model.config.vision_config
         self.pooled_tokens = pooled_grid_tokens(vision.image_size, vision.patch_size)
-        self.grid = (int(round(self.pooled_tokens ** 0.5)),) * 2
-        self.compression = HostCompression(compression, self.pooled_tokens, host="rekv")
+        self.compression = HostCompression(compression, self.pooled_tokens, host="rekv",
+                                           tower_tokens=(vision.image_size // vision.patch_size) ** 2)
+        # a VISION method that merges tokens (ToMe) leaves no grid: its tokens skip the 2x pooling
+        self.pools = not self.compression.reduces_in_tower
+        self.grid = (int(round(self.pooled_tokens ** 0.5)),) * 2 if self.pools else None
         self.block_tokens = self._block_tokens()
         shape = (self.stack.num_layers, self.stack.kv_heads, self.stack.head_dim)
         self.window = LocalWindow(*shape, self.config.n_local, self.dtype, self.device, self.rope,
@@ -67,10 +78,12 @@ class ReKVHost:
         self.reset()
 
     def _block_tokens(self) -> int:
+        """Tokens per frame block: the compressed count, or (methods with a variable count per frame)
+        the uncompressed count as the block capacity, each frame storing only its own tokens."""
         tokens = self.compression.tokens_out
+        self.variable_blocks = tokens is None
         if tokens is None:
-            raise ValueError(f"compression={self.compression.label}: the rekv host stores one fixed-size KV block per "
-                             "frame and needs a fixed token count per frame")
+            tokens = self.compression.tokens_in
         chunk = tokens * self.config.frames_per_chunk
         if self.config.n_local < chunk:
             raise ValueError(f"n_local={self.config.n_local} must hold one pre-fill chunk "
@@ -158,36 +171,62 @@ class ReKVHost:
     # ---- video ---------------------------------------------------------------------------------
     def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 [F, H, W, 3] -> pooled projector tokens [F, pooled_tokens, hidden] (timed; no pruning)."""
+        return self._features(frames)[0]
+
+    def _features(self, frames: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Projector tokens and the tower side information the TOKENS methods require (timed)."""
         config = self.model.config
+        wants_side = bool(self.compression.requires & set(SIDE_FIELDS))
         with self.timer.stage("preprocess"):
             pixels = preprocess_frames(frames, self.pixel_spec, self.device, self.vision_tower.dtype)
         with self.timer.stage("vit"):
             selected = tower_features(self.vision_tower, pixels, config.vision_feature_layer,
-                                      config.vision_feature_select_strategy)
+                                      config.vision_feature_select_strategy, return_hidden_states=wants_side)
+        side = {}
+        if wants_side:
+            selected, hidden_states = selected
+            with self.timer.stage("pruner"):
+                side = tower_side(self.vision_tower, hidden_states, config.vision_feature_layer,
+                                  pool_2x if self.pools else None)
         with self.timer.stage("projector"):
-            return pool_2x(self.projector(selected))
+            tokens = self.projector(selected)
+            return (pool_2x(tokens) if self.pools else tokens), side
 
     def _ingest_chunk(self, frames: torch.Tensor) -> None:
-        tokens = self.frame_features(frames)
+        tokens, side_info = self._features(frames)
         self._counts["frames"] += tokens.shape[0]
-        self._counts["tokens_in"] += tokens.shape[0] * tokens.shape[1]
+        self._counts["tokens_in"] += tokens.shape[0] * self.pooled_tokens  # the uncompressed frame's tokens
         if self.compression.token_methods:
             with self.timer.stage("pruner"):
-                side = TokenSide(grid=self.grid, frame_offset=self._counts["frames"] - tokens.shape[0])
+                side = TokenSide(grid=self.grid, frame_offset=self._counts["frames"] - tokens.shape[0], **side_info)
                 tokens, _ = self.compression.compress_tokens(tokens, side)
         self.prefill_tokens(tokens)
 
-    def prefill_tokens(self, tokens: torch.Tensor) -> None:
-        """Pre-fill visual tokens [F, block_tokens, hidden] (F frames, in order) into the stream."""
-        if tokens.shape[1] != self.block_tokens:
-            raise ValueError(f"expected {self.block_tokens} tokens per frame, got {tokens.shape[1]}")
-        flat = tokens.reshape(-1, tokens.shape[-1]).to(self.dtype)
+    def prefill_tokens(self, tokens) -> None:
+        """Pre-fill visual tokens [F, block_tokens, hidden] (F frames, in order) into the stream; with a
+        variable-count method, a list of F tensors [k_f, hidden] (k_f <= block_tokens)."""
+        lengths = None
+        if isinstance(tokens, (list, tuple)):
+            lengths = [frame.shape[0] for frame in tokens]
+            flat = torch.cat(list(tokens)).to(self.dtype)
+        else:
+            if tokens.shape[1] != self.block_tokens:
+                raise ValueError(f"expected {self.block_tokens} tokens per frame, got {tokens.shape[1]}")
+            flat = tokens.reshape(-1, tokens.shape[-1]).to(self.dtype)
+        frames = len(lengths) if lengths is not None else tokens.shape[0]
         with self.timer.stage("prefill"):
             backend = WindowPrefill(self.window, self.rope, flat.shape[0])
             self.stack.run(flat, backend)
             self.window.commit(flat.shape[0])
-            self.store.write(*backend.raw())
-            self.store.commit(tokens.shape[0])
+            evict = []
+            if self.compression.context_methods:  # a bounded store evicts first, so its slots are reused
+                new_ids = list(range(self.store.next_id, self.store.next_id + frames))
+                evict = self.compression.store_blocks(new_ids, [self.block_tokens] * frames)
+                self.store.evict([i for i in evict if i < new_ids[0]])
+            self.store.write(*backend.raw(), lengths=lengths)
+            self.store.commit(frames)
+            if evict:  # only when one chunk alone exceeds the bound
+                self.store.evict([i for i in evict if i >= new_ids[0]])
         self._counts["tokens_kept"] += flat.shape[0]
 
     # ---- question ------------------------------------------------------------------------------
@@ -206,9 +245,15 @@ class ReKVHost:
         with self.timer.stage("retrieval"):
             selected = self._select_blocks(query.retrieval_text if query.retrieval_text is not None else query.prompt)
             chosen = len(selected[0]) if selected else 0
-            context = self.window.n_init + chosen * self.block_tokens
+            layered = self.variable_blocks or bool(self.compression.context_methods)
+            if layered:  # per-layer visual token counts (variable blocks differ per layer)
+                visual = [self.store.tokens_of(s) for s in selected] if selected else [0] * self.stack.num_layers
+            else:
+                visual = [chosen * self.block_tokens]
+            context = self.window.n_init + max(visual)
             capacity = context + len(self._prompt_ids(query)) + query.max_new_tokens + 1
-            cache = AnswerCache(*self._shape(), capacity, self.dtype, self.device, self.rope)
+            cache = (LayeredAnswerCache if layered else AnswerCache)(*self._shape(), capacity, self.dtype, self.device,
+                                                                     self.rope)
             for layer in range(self.stack.num_layers):
                 keys, values = self.store.gather(layer, selected[layer]) if chosen else (None, None)
                 if self.window.n_init:
@@ -217,7 +262,11 @@ class ReKVHost:
                     values = sink_v if values is None else torch.cat([sink_v, values], dim=1)
                 if keys is not None:
                     cache.load(layer, keys, values)
-            cache.loaded(context)
+            if layered:
+                cache.loaded_layers([self.window.n_init + count for count in visual])
+                self.compression.start_answer([(self.window.n_init, self.window.n_init + count) for count in visual])
+            else:
+                cache.loaded(context)
         return cache
 
     def _select_blocks(self, text: str) -> list[torch.Tensor]:
@@ -234,6 +283,9 @@ class ReKVHost:
         backend = RetrievalPass(self.window, self.rope, len(ids), self.store, topk)
         self.stack.run(self.stack.embed(ids, self.device), backend)
         self._last_selection = backend.selected
+        if self.compression.context_methods:  # e.g. a bounded store refreshing what was restored
+            restored = sorted({self.store.ids[i] for layer in backend.selected for i in layer.tolist()})
+            self.compression.blocks_restored(restored)
         return backend.selected
 
     def _shape(self) -> tuple[int, int, int]:
@@ -241,6 +293,11 @@ class ReKVHost:
 
     def _forward_answer(self, cache: AnswerCache, ids: list[int]) -> torch.Tensor:
         """Pre-fill `ids` over the answer cache; returns final hidden states [len(ids), hidden]."""
+        if isinstance(cache, LayeredAnswerCache):
+            backend = LayeredAnswerAttention(cache, len(ids), self.compression.decode_keys)
+            hidden = self.stack.run(self.stack.embed(ids, self.device), backend)
+            cache.advance(len(ids))
+            return hidden
         hidden = self.stack.run(self.stack.embed(ids, self.device), AnswerAttention(cache, len(ids)))
         cache.length += len(ids)
         return hidden

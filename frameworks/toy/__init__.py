@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from frameworks.common.compression import HostCompression
+from frameworks.common.vision_side import SIDE_FIELDS, tower_side
 from frameworks.protocol import Query, StageTimings
 from stc.compression import CompressionSpec, TokenSide
 
@@ -69,7 +70,7 @@ class ToyHost:
 
     def __init__(self, config: ToyConfig, compression: CompressionSpec | None = None):
         self.config = config
-        self.compression = HostCompression(compression, TOKENS_PER_FRAME, host="toy")
+        self.compression = HostCompression(compression, TOKENS_PER_FRAME, host="toy", tower_tokens=TOKENS_PER_FRAME)
         self.tower = None
         if self.compression:
             self.tower = toy_tower()
@@ -114,11 +115,15 @@ class ToyHost:
         pixels = torch.nn.functional.interpolate(frames.permute(0, 3, 1, 2).float() / 127.5 - 1.0,
                                                  size=(IMAGE_SIZE, IMAGE_SIZE), mode="area")
         kept = 0
+        wants_side = bool(self.compression.requires & set(SIDE_FIELDS))
+        grid = None if self.compression.reduces_in_tower else (4, 4)
         for offset, frame in enumerate(pixels):
-            tokens = self.tower(pixel_values=frame[None]).last_hidden_state
-            side = TokenSide(grid=(4, 4), frame_offset=self._timings.frames + offset)
+            outputs = self.tower(pixel_values=frame[None], output_hidden_states=wants_side)
+            tokens = outputs.last_hidden_state
+            extra = tower_side(self.tower, outputs.hidden_states, -1) if wants_side else {}
+            side = TokenSide(grid=grid, frame_offset=self._timings.frames + offset, **extra)
             tokens, _ = self.compression.compress_tokens(tokens, side)
-            kept += tokens.shape[1]
+            kept += sum(t.shape[0] for t in tokens) if isinstance(tokens, list) else tokens.shape[1]
         return kept
 
     def answer(self, query: Query) -> str:

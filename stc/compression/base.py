@@ -8,7 +8,8 @@ A method acts at exactly one *stage* of a streaming VideoLLM:
 - VISION methods change the encoder's computation (STC-Cacher reuses it, ToMe merges inside it):
   `attach(tower)` / `detach()`, and `bypass()` for calls that are not frames of the stream.
 - TOKENS methods choose which of a frame's tokens reach the LLM (STC-Pruner, VisionZip, VidCom²,
-  random drop): `compress(tokens, side)`.
+  random drop): `compress(tokens, side)`. A method whose count varies per frame (DyCoke's TTM) returns
+  `tokens_out(...) = None` and from `compress` a list of F tensors [k_f, D] (and a list of indices).
 - CONTEXT methods act on the LLM's KV/context (DyCoke's decode-time pruning, StreamDyCoke's bounded
   cache); their hooks are declared on `ContextMethod`.
 
@@ -44,14 +45,20 @@ class TokenSide:
 
     Attributes:
         grid: (rows, cols) of the frame's token grid when tokens are a flat row-major grid.
-        attention: [F, T] attention each token receives in the vision tower (VisionZip's dominant
-            tokens). Hosts fill it only when a method requires it (it costs an eager attention pass).
+        attention: [F, T] attention each token receives in the vision tower's feature layer (the layer
+            whose output the host projects): the CLS row averaged over heads when the tower has a CLS
+            token, else the mean over heads and queries (VisionZip's dominant tokens). Mapped onto the
+            host's token grid like the tokens (bilinear 2x pooling on LLaVA-OV). Hosts fill it only
+            when a method requires it (one extra attention-score pass over that layer).
+        keys: [F, T, head_dim] that layer's keys averaged over heads, on the same grid (VisionZip's and
+            ToMe's similarity metric). Filled together with `attention`.
         vision_features: [F, T, C] the encoder features the tokens were projected from.
         frame_offset: index of the first frame of this call in the stream (0 after reset()).
     """
 
     grid: Optional[tuple[int, int]] = None
     attention: Optional[torch.Tensor] = None
+    keys: Optional[torch.Tensor] = None
     vision_features: Optional[torch.Tensor] = None
     frame_offset: int = 0
 
@@ -89,7 +96,11 @@ class CompressionMethod:
 
 
 class VisionMethod(CompressionMethod, abc.ABC):
-    """Acts inside the vision encoder."""
+    """Acts inside the vision encoder.
+
+    `tokens_out(tokens_in)` here counts the tower's PATCH tokens per frame (a CLS token is not counted).
+    A method that changes it (ToMe merges 729 -> 49) makes hosts skip any grid-based step after the
+    tower (LLaVA-OV's 2x pooling): the tower's tokens are then the frame's tokens."""
 
     stage = Stage.VISION
 
@@ -123,6 +134,26 @@ class TokenMethod(CompressionMethod, abc.ABC):
 
 class ContextMethod(CompressionMethod):
     """Acts on the LLM's context (KV cache) while frames are stored or while an answer is decoded.
-    Concrete hooks are defined by the subclasses and called only by `frameworks.common.compression`."""
+    Hosts call these hooks only through `frameworks.common.compression.HostCompression`; the defaults do
+    nothing, so a method overrides the ones it needs."""
 
     stage = Stage.CONTEXT
+
+    def start_answer(self, visual_spans: Sequence[tuple[int, int]]) -> None:
+        """A new answer starts: per LLM layer, the answer context holds the stream's visual tokens at
+        positions [start, end) (other positions: sink/prompt/generated text)."""
+
+    def decode_keys(self, layer: int, queries: torch.Tensor, keys: torch.Tensor, scale: float) -> Optional[torch.Tensor]:
+        """One decoding step (a single new token) at `layer`: queries [Hq, 1, D] and the context keys
+        [Hkv, Lk, D] (RoPE applied; the last key is the new token's). Returns the indices of the keys
+        this layer attends to, or None for all of them."""
+        return None
+
+    def store_blocks(self, ids: Sequence[int], sizes: Sequence[int]) -> list[int]:
+        """New frame blocks are about to be stored (stream-wide ids, tokens each occupies). Returns the
+        ids of stored blocks to evict so that a bounded store stays within its bound (may include new
+        ids when one chunk alone exceeds it); default: none."""
+        return []
+
+    def blocks_restored(self, ids: Sequence[int]) -> None:
+        """Stored blocks with these ids were retrieved into an answer context."""

@@ -16,6 +16,15 @@ METHODS: dict[str, str] = {
     # STC (this paper)
     "cacher": "stc.compression.stc_methods:CacherMethod",
     "pruner": "stc.compression.stc_methods:PrunerMethod",
+    # baselines (stc/baselines/, docs/baselines/README.md)
+    "random_drop": "stc.baselines.random_drop:RandomDropMethod",
+    "visionzip": "stc.baselines.visionzip:VisionZipMethod",
+    "vidcom2": "stc.baselines.vidcom2:VidCom2Method",
+    "tome": "stc.baselines.tome:ToMeMethod",
+    "dycoke_ttm": "stc.baselines.dycoke_ttm:DyCokeTTMMethod",
+    "dycoke_kv": "stc.baselines.dycoke_kv:DyCokeKVMethod",
+    "streamdycoke_ttm": "stc.baselines.streamdycoke_ttm:StreamDyCokeTTMMethod",
+    "streamdycoke_cache": "stc.baselines.streamdycoke_cache:StreamDyCokeCacheMethod",
 }
 
 
@@ -26,6 +35,8 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "stc": ("cacher", "pruner"),
     "stc_cacher": ("cacher",),
     "stc_pruner": ("pruner",),
+    "dycoke": ("dycoke_ttm", "dycoke_kv"),
+    "streamdycoke": ("streamdycoke_ttm", "streamdycoke_cache"),
 }
 
 
