@@ -20,6 +20,7 @@ HostFactory = Callable[[Mapping[str, Any], CompressionSpec], StreamingVideoLLM]
 HOSTS: dict[str, str] = {
     "toy": "frameworks.toy:build_toy",
     "rekv": "frameworks.rekv:build_rekv_host",
+    "livecc": "frameworks.livecc:build_livecc_host",
 }
 
 
