@@ -88,8 +88,8 @@ class LiveCCConfig:
             ("mode", self.mode in MODES, f"must be one of {MODES}"),
             ("answer_mode", self.answer_mode in ANSWER_MODES, f"must be one of {ANSWER_MODES}"),
             ("mrope", self.mrope in MROPE_MODES, f"must be one of {MROPE_MODES}"),
-            ("answer_choices", len(self.answer_choices) >= 2 and len(set(self.answer_choices)) == len(self.answer_choices),
-             "must list >= 2 distinct texts"),
+            ("answer_choices", len(self.answer_choices) >= 2 and len(set(self.answer_choices)) == len(self.answer_choices)
+             and all(isinstance(c, str) for c in self.answer_choices), "must list >= 2 distinct texts (quote No/Yes in YAML)"),
             ("fps", self.fps > 0, "must be > 0"),
             ("first_turn_frames", self.first_turn_frames >= 2 and self.first_turn_frames % 2 == 0,
              "must be an even number >= 2 (Qwen2-VL groups 2 frames)"),

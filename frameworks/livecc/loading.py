@@ -53,6 +53,9 @@ def load_livecc(model_path: str | Path, dtype: str | torch.dtype = "bfloat16", d
     torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
     model = Qwen2VLForConditionalGeneration.from_pretrained(
         path, dtype=torch_dtype, local_files_only=True, device_map={"": str(torch_device)}).eval()
+    if not any((path / name).is_file() for name in ("tokenizer.json", "vocab.json")):
+        # transformers 5 would build an EMPTY Qwen2 tokenizer from config.json alone; refuse instead
+        raise FileNotFoundError(f"model_path={str(path)!r} has no tokenizer files (tokenizer.json or vocab.json)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as error:
