@@ -47,6 +47,10 @@ class CacherConfig:
         cuda_graph: on CUDA, replay tower calls from captured graphs (never used on CPU).
         fused: on CUDA, run all-selective layers through one torch.compile'd function (Triton fuses
             the small ops; first call compiles, ~1 min). Ignored on CPU and for unknown activations.
+        recompute_prefix: always recompute the tower's prefix tokens (CLS, registers) on selective
+            frames, within the k recomputed tokens. Off by default (as released): a prefix token's
+            layer-0 key never changes between frames, so the cosine rule never selects it and its
+            output stays the reference frame's.
     """
 
     update_ratio: float = 0.25
@@ -55,6 +59,7 @@ class CacherConfig:
     selection_feature: str = "key"
     cuda_graph: bool = False
     fused: bool = False
+    recompute_prefix: bool = False
 
     def __post_init__(self):
         if not (isinstance(self.update_ratio, (int, float)) and 0.0 < self.update_ratio <= 1.0):

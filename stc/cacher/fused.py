@@ -11,7 +11,9 @@ The function takes every weight as a tensor argument (no modules), so one compil
 layers of a tower (same shapes) instead of recompiling per layer. It computes exactly the math of
 `layer.selective_rows` (same selection rule, same static/dynamic outputs), with attention through
 `scaled_dot_product_attention`. Used for all-selective calls, and for single-frame reference calls
-(dense layer + in-place reference writes fused into its epilogues), of layers whose activation is known.
+(dense layer + in-place reference writes fused into its epilogues), of layers whose anatomy adapter
+exposes LayerNorm + separate q/k/v + fc1-act-fc2 weights (SigLIP, CLIP, DINOv2 with its layer scales)
+and whose activation is known; other families (Qwen2-VL) run the eager or graphed path.
 """
 
 from __future__ import annotations
@@ -32,11 +34,10 @@ _ACTIVATIONS = {
 }
 
 
-def layer_activation(layer) -> str | None:
-    """Name of the MLP activation of a SigLIP/CLIP layer, or None when it is not one we can fuse."""
-    config = getattr(layer.mlp, "config", None)
-    name = getattr(config, "hidden_act", None)
-    return name if name in _ACTIVATIONS else None
+def fusable(anatomy, parts) -> str | None:
+    """Activation name when the fused functions can run this layer, else None."""
+    name = anatomy.activation(parts)
+    return name if name in _ACTIVATIONS and anatomy.fused_weights(parts) is not None else None
 
 
 def _attention(queries, keys, values, o_w, o_b, heads: int, scale: float):
@@ -47,42 +48,50 @@ def _attention(queries, keys, values, o_w, o_b, heads: int, scale: float):
     return F.linear(out.transpose(1, 2).reshape(batch, q_len, width), o_w, o_b)
 
 
-def _mlp(mid, ln2_w, ln2_b, eps2: float, fc1_w, fc1_b, fc2_w, fc2_b, act: str):
+def _mlp(mid, ln2_w, ln2_b, eps2: float, fc1_w, fc1_b, fc2_w, fc2_b, scale2, act: str):
     """MLP branch output (before the residual add) of the post-attention hidden states."""
     normed = F.layer_norm(mid, (mid.shape[-1],), ln2_w, ln2_b, eps2)
-    return F.linear(_ACTIVATIONS[act](F.linear(normed, fc1_w, fc1_b)), fc2_w, fc2_b)
+    out = F.linear(_ACTIVATIONS[act](F.linear(normed, fc1_w, fc1_b)), fc2_w, fc2_b)
+    return out * scale2 if scale2 is not None else out
+
+
+def _scaled(branch, scale):
+    return branch * scale if scale is not None else branch
 
 
 def _selective_layer(
     hidden, ref_selection, ref_value, ref_branch_sum,
-    ln1_w, ln1_b, q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b,
-    k: int, heads: int, scale: float, eps1: float, eps2: float, act: str, metric: str, use_keys: bool,
+    ln1_w, ln1_b, q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, scale1, scale2,
+    k: int, heads: int, scale: float, eps1: float, eps2: float, act: str, metric: str, use_keys: bool, prefix: int,
 ):
     """`layer.selective_rows` as one function of tensors: [B, T, D] -> [B, T, D]."""
     normed = F.layer_norm(hidden, (hidden.shape[-1],), ln1_w, ln1_b, eps1)
     keys = F.linear(normed, k_w, k_b)
-    indices = select_dynamic_tokens(token_similarity(keys if use_keys else normed, ref_selection, metric), k)
+    scores = token_similarity(keys if use_keys else normed, ref_selection, metric)
+    if prefix:
+        scores = torch.cat([torch.full_like(scores[:, :prefix], float("-inf")), scores[:, prefix:]], dim=1)
+    indices = select_dynamic_tokens(scores, k)
     index = expand_index(indices, hidden.shape[-1])
     normed_dynamic = torch.gather(normed, 1, index)
     values = ref_value.expand(hidden.shape[0], -1, -1).scatter(1, index, F.linear(normed_dynamic, v_w, v_b))
-    attn = _attention(F.linear(normed_dynamic, q_w, q_b), keys, values, o_w, o_b, heads, scale)
+    attn = _scaled(_attention(F.linear(normed_dynamic, q_w, q_b), keys, values, o_w, o_b, heads, scale), scale1)
     mid_dynamic = torch.gather(hidden, 1, index) + attn
-    mlp = _mlp(mid_dynamic, ln2_w, ln2_b, eps2, fc1_w, fc1_b, fc2_w, fc2_b, act)
+    mlp = _mlp(mid_dynamic, ln2_w, ln2_b, eps2, fc1_w, fc1_b, fc2_w, fc2_b, scale2, act)
     return (hidden + ref_branch_sum).scatter(1, index, mid_dynamic + mlp)
 
 
 def _reference_layer(
     hidden, store_selection, store_value, store_branch_sum,
-    ln1_w, ln1_b, q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b,
-    k: int, heads: int, scale: float, eps1: float, eps2: float, act: str, metric: str, use_keys: bool,
+    ln1_w, ln1_b, q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, scale1, scale2,
+    k: int, heads: int, scale: float, eps1: float, eps2: float, act: str, metric: str, use_keys: bool, prefix: int,
 ):
     """Dense layer for ONE frame [1, T, D] that also writes the stream's references in place."""
     normed = F.layer_norm(hidden, (hidden.shape[-1],), ln1_w, ln1_b, eps1)
     keys = F.linear(normed, k_w, k_b)
     values = F.linear(normed, v_w, v_b)
-    attn = _attention(F.linear(normed, q_w, q_b), keys, values, o_w, o_b, heads, scale)
+    attn = _scaled(_attention(F.linear(normed, q_w, q_b), keys, values, o_w, o_b, heads, scale), scale1)
     mid = hidden + attn
-    mlp = _mlp(mid, ln2_w, ln2_b, eps2, fc1_w, fc1_b, fc2_w, fc2_b, act)
+    mlp = _mlp(mid, ln2_w, ln2_b, eps2, fc1_w, fc1_b, fc2_w, fc2_b, scale2, act)
     store_selection.copy_(prepare_reference(keys[0] if use_keys else normed[0], metric))
     store_value.copy_(values[0])
     store_branch_sum.copy_(attn[0] + mlp[0])
@@ -101,7 +110,7 @@ class FusedSelectiveLayer:
         self._compiled_reference = None
         self.failed = False
 
-    def run(self, layer, hidden, plan, layer_idx: int, config, act: str):
+    def run(self, anatomy, parts, hidden, plan, layer_idx: int, config, act: str, prefix: int = 0):
         """Output of `layer` for a planned call, or None when the eager path must run: used for
         all-selective calls (one frame, or one frame of each of several streams) and one-frame
         reference calls; mixed and chained batches stay eager (they are rare and graphable)."""
@@ -110,42 +119,34 @@ class FusedSelectiveLayer:
         try:
             if not plan.reference_rows:
                 refs = stored_references(plan, layer_idx)
-                return self(layer, hidden, refs, plan.tokens_to_update, config, act)
+                return self(anatomy, parts, hidden, refs, plan.tokens_to_update, config, act, prefix)
             if len(plan.states) == 1:
-                return self.reference(layer, hidden, plan.states[0].layers[layer_idx], config, act)
+                return self.reference(anatomy, parts, hidden, plan.states[0].layers[layer_idx], config, act)
             return None
         except Exception as error:  # compile/run failure: eager from now on, say so once
             self.failed = True
             warnings.warn(f"STC-Cacher: fused layers disabled ({type(error).__name__}: {error}); using eager layers")
             return None
 
-    def reference(self, layer, hidden, ref, config, act: str):
+    def reference(self, anatomy, parts, hidden, ref, config, act: str):
         """Dense layer for one reference frame [1, T, D]; `ref` is the stream's LayerReference."""
         if self._compiled_reference is None:
             self._compiled_reference = torch.compile(_reference_layer, fullgraph=True, dynamic=False)
         return self._compiled_reference(
-            hidden, ref.selection, ref.value, ref.branch_sum, *_weights(layer), 0, *_constants(layer, act, config)
+            hidden, ref.selection, ref.value, ref.branch_sum, *anatomy.fused_weights(parts), 0,
+            *_constants(parts, act, config, 0),
         )
 
-    def __call__(self, layer, hidden, refs, k: int, config, act: str):
+    def __call__(self, anatomy, parts, hidden, refs, k: int, config, act: str, prefix: int = 0):
         if self._compiled is None:
             self._compiled = torch.compile(_selective_layer, fullgraph=True, dynamic=False)
         return self._compiled(
-            hidden, refs.selection, refs.value, refs.branch_sum, *_weights(layer), k, *_constants(layer, act, config)
+            hidden, refs.selection, refs.value, refs.branch_sum, *anatomy.fused_weights(parts), k,
+            *_constants(parts, act, config, prefix),
         )
 
 
-def _weights(layer):
-    attn = layer.self_attn
-    return (
-        layer.layer_norm1.weight, layer.layer_norm1.bias,
-        attn.q_proj.weight, attn.q_proj.bias, attn.k_proj.weight, attn.k_proj.bias,
-        attn.v_proj.weight, attn.v_proj.bias, attn.out_proj.weight, attn.out_proj.bias,
-        layer.layer_norm2.weight, layer.layer_norm2.bias,
-        layer.mlp.fc1.weight, layer.mlp.fc1.bias, layer.mlp.fc2.weight, layer.mlp.fc2.bias,
-    )
-
-
-def _constants(layer, act, config):
-    attn = layer.self_attn
-    return (attn.num_heads, attn.scale, layer.layer_norm1.eps, layer.layer_norm2.eps, act, config.metric, config.selection_feature == "key")
+def _constants(parts, act, config, prefix: int):
+    use_prefix = prefix if config.recompute_prefix else 0
+    return (parts.heads, parts.scaling, parts.norm1.eps, parts.norm2.eps, act, config.metric,
+            config.selection_feature == "key", use_prefix)

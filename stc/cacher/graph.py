@@ -57,6 +57,16 @@ def clone_outputs(obj):
     return obj
 
 
+def _kwarg_key(value):
+    """Graph-key form of a keyword argument: plain values as they are, small tensors (Qwen2-VL's
+    grid_thw) by content, anything else by identity."""
+    if isinstance(value, (bool, int, float, str, type(None))):
+        return value
+    if isinstance(value, torch.Tensor) and value.numel() <= 64 and not value.is_floating_point():
+        return ("tensor", tuple(value.shape), str(value.device), tuple(value.flatten().tolist()))
+    return id(value)
+
+
 class CudaGraphRunner:
     """Replaces `handle.tower.forward`; see the module docstring. `max_graphs` bounds memory (LRU)."""
 
@@ -80,7 +90,7 @@ class CudaGraphRunner:
     def forward(self, pixel_values=None, *args, **kwargs):
         if self.handle.bypassing or not self._graphable(pixel_values, args):
             return self._eager(pixel_values, *args, **kwargs)
-        states = self.handle.row_states(pixel_values.shape[0])
+        states = self.handle.row_states(self.handle.anatomy.call_rows(pixel_values, kwargs))
         modes = expected_modes(states, self.handle.config.cache_interval)
         key = self._key(states, modes, pixel_values, kwargs)
         if key in self._graphs:
@@ -104,7 +114,7 @@ class CudaGraphRunner:
 
     @staticmethod
     def _key(states, modes, pixel_values, kwargs) -> tuple:
-        frozen = tuple(sorted((k, v if isinstance(v, (bool, int, float, str, type(None))) else id(v)) for k, v in kwargs.items()))
+        frozen = tuple(sorted((k, _kwarg_key(v)) for k, v in kwargs.items()))
         streams = tuple((s.id, s.version) for s in states)
         return (streams, modes, tuple(pixel_values.shape), pixel_values.dtype, pixel_values.device, frozen)
 
@@ -115,6 +125,7 @@ class CudaGraphRunner:
         captured.graph.replay()
         for _, state in captured.plan.store_rows:  # a replayed reference frame makes the reference valid
             state.prepare_buffers(*captured.signature)
+            state.commit_reference()
         commit_frames(captured.plan, captured.signature[0])
         self.replays += 1
         return clone_outputs(captured.static_output)

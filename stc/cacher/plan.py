@@ -49,6 +49,11 @@ class CallPlan:
             )
         return self.index_cache[key]
 
+    def commit_references(self) -> None:
+        """Called after the last encoder layer: the references this call wrote become valid."""
+        for _, state in self.store_rows:
+            state.commit_reference()
+
     @property
     def modes(self) -> tuple[bool, ...]:
         """Per row: True = reference frame."""

@@ -60,13 +60,14 @@ class CacherState:
         self.frame_idx = 0
         self.version = 0
         self.stats = CacherStats()
-        self._signature = None  # (T, D, dtype, device) of the stored reference
+        self._signature = None  # (T, D, dtype, device) of the stored reference, once complete
+        self._pending = None  # signature of a reference being written by the call in flight
 
     def reset(self) -> None:
         """Start a new video: the next frame is a reference frame. Buffers are kept for reuse."""
         self.frame_idx = 0
         self.stats = CacherStats()
-        self._signature = None
+        self._signature = self._pending = None
 
     @property
     def has_reference(self) -> bool:
@@ -81,7 +82,9 @@ class CacherState:
         return self._signature == (num_tokens, width, dtype, torch.device(device))
 
     def prepare_buffers(self, num_tokens: int, width: int, dtype: torch.dtype, device: torch.device) -> None:
-        """Make sure every layer has [T, D] buffers of this signature; called before writing a reference."""
+        """Make sure every layer has [T, D] buffers of this signature; called before writing a reference.
+        The stored reference is invalid from here until `commit_reference()` (after the last layer
+        wrote it): a call that fails mid-tower leaves the stream so that its next frame is a reference."""
         signature = (num_tokens, width, dtype, torch.device(device))
         first = self.layers[0].value
         if first is None or (first.shape, first.dtype, first.device) != ((num_tokens, width), dtype, signature[3]):
@@ -89,7 +92,12 @@ class CacherState:
                 for name in LayerReference.__slots__:
                     setattr(layer, name, torch.empty(num_tokens, width, dtype=dtype, device=device))
             self.version += 1
-        self._signature = signature
+        self._signature, self._pending = None, signature
+
+    def commit_reference(self) -> None:
+        """Every layer has written the new reference: it becomes valid."""
+        if self._pending is not None:
+            self._signature, self._pending = self._pending, None
 
     def memory_bytes(self) -> int:
         """Bytes held by the reference buffers of this stream."""

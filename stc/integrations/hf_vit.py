@@ -1,23 +1,26 @@
-"""Attach STC-Cacher to a HF vision tower (SigLIP, CLIP, LLaVA-OneVision's tower, same-anatomy ViTs).
+"""Attach STC-Cacher to a HF vision tower (SigLIP, CLIP, LLaVA-OneVision's tower, DINOv2, Qwen2-VL's ViT).
 
     handle = attach_cacher(vision_model, CacherConfig(update_ratio=0.25, cache_interval=2))
     for frame in frames:                      # [1, 3, H, W] each; frames of the default stream
         features = vision_model(pixel_values=frame).last_hidden_state
+    with handle.bypass():                     # a still image: not a frame of the stream
+        vision_model(pixel_values=image)
     handle.detach()                           # original classes back, bit-identical outputs
 
 Like ToMe's `apply_patch`, attaching swaps each encoder layer's `__class__` to a subclass
 (`Stc<Upstream>`), so weights, devices, dtypes, hooks and `isinstance`-based output recording all
 survive. Unlike ToMe it can be undone, and attaching twice is refused (a second attach would nest).
 
-Layers are found by anatomy, not by attribute path: the one `ModuleList` whose children all have
-`layer_norm1`, `self_attn.{q,k,v,out}_proj`, `layer_norm2` and `mlp` (works with and without
-`.vision_model`). The tower whose forward the CUDA-graph runner wraps is the module two levels above
-that list (`<tower>.encoder.layers`).
+Layers are found by anatomy (`stc/integrations/anatomy/`): the one `ModuleList` whose children all
+belong to one ViT family (by class, else by SigLIP/CLIP part names). The adapter says where each part
+of a layer is, how the block composes them and how a call maps to rows (frames, or Qwen2-VL's
+temporal groups); the tower whose forward the CUDA-graph runner wraps is `adapter.tower_levels` above
+that list. Pass `anatomy=` to use another adapter.
 
 State lives in `CacherState` objects (one per stream) owned by the handle, never in globals; the
 handle remembers which stream(s) the next call belongs to (`handle.use(...)`). One tower call at a
 time per handle: use one handle per thread. The attention backend (`config._attn_implementation`) is
-resolved when attaching; re-attach after switching it.
+resolved when attaching; re-attach after switching it. Attach after moving the model to its device.
 """
 
 from __future__ import annotations
@@ -28,57 +31,62 @@ from typing import Iterator, Sequence, Union
 import torch
 from torch import nn
 
+from stc.cacher.fused import FusedSelectiveLayer, fusable
 from stc.cacher.graph import CudaGraphRunner
-from stc.cacher.fused import FusedSelectiveLayer, layer_activation
-from stc.cacher.layer import attention_interface, cached_layer_forward
+from stc.cacher.layer import cached_layer_forward
 from stc.cacher.plan import CallPlan, plan_call
 from stc.cacher.state import CacherState
 from stc.config import CacherConfig
-
-_LAYER_PARTS = ("layer_norm1", "self_attn", "layer_norm2", "mlp")
-_ATTENTION_PARTS = ("q_proj", "k_proj", "v_proj", "out_proj")
+from stc.integrations.anatomy import LayerAnatomy, anatomy_class_for
 
 
 class StcEncoderLayer:
-    """Mixin placed in front of the upstream layer class. Its forward is `cached_layer_forward`; the
-    first layer of a call plans the call (reference vs selective rows) for all later layers."""
+    """Mixin placed in front of the upstream layer class. Its forward maps the call to rows through the
+    anatomy adapter and runs `cached_layer_forward`; the first layer of a call plans it (reference vs
+    selective rows) for all later layers, the last one makes the references it wrote valid."""
 
-    def forward(self, hidden_states, attention_mask=None, *args, **kwargs):
+    def forward(self, hidden_states, *args, **kwargs):
         handle = self._stc_handle
         if handle.bypassing:
-            return super().forward(hidden_states, attention_mask, *args, **kwargs)
-        if self._stc_layer_idx == 0:
-            handle._plan = handle._plan_call(hidden_states)
-        plan = handle._plan
-        if handle.fused is not None and hidden_states.is_cuda and attention_mask is None:
+            return super().forward(hidden_states, *args, **kwargs)
+        idx = self._stc_layer_idx
+        rows = handle.anatomy.to_rows(hidden_states, args, kwargs)
+        if idx == 0:
+            handle._plan = handle._plan_call(rows.hidden)
+        plan, parts = handle._plan, handle.parts[idx]
+        output = None
+        if handle.fused is not None and rows.hidden.is_cuda and rows.mask is None:
             # compiled layers for one-frame calls and all-selective batches, see stc/cacher/fused.py
-            output = handle.fused.run(self, hidden_states, plan, self._stc_layer_idx, handle.config, handle.activation)
-            if output is not None:
-                return output
-        return cached_layer_forward(self, hidden_states, attention_mask, plan, self._stc_layer_idx, handle.config, handle.attention)
+            output = handle.fused.run(handle.anatomy, parts, rows.hidden, plan, idx, handle.config, handle.activation,
+                                      handle.prefix_tokens)
+        if output is None:
+            output = cached_layer_forward(handle.anatomy, parts, rows, plan, idx, handle.config, handle.prefix_tokens)
+        if idx == len(handle.layers) - 1:
+            plan.commit_references()
+        return handle.anatomy.from_rows(output, rows)
 
 
-def _is_encoder_layer(module: nn.Module) -> bool:
-    if not all(hasattr(module, part) for part in _LAYER_PARTS):
-        return False
-    attn = module.self_attn
-    return all(hasattr(attn, p) for p in _ATTENTION_PARTS) and hasattr(attn, "head_dim") and hasattr(attn, "scale")
-
-
-def find_encoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
-    """The single ModuleList of pre-LN ViT encoder layers inside `model`, with its qualified name."""
-    candidates = [
-        (name, module)
-        for name, module in model.named_modules()
-        if isinstance(module, nn.ModuleList) and len(module) > 0 and all(_is_encoder_layer(m) for m in module)
-    ]
+def find_encoder_layers(model: nn.Module, anatomy: LayerAnatomy | None = None) -> tuple[str, nn.ModuleList, type]:
+    """The single ModuleList of ViT encoder layers of one known family inside `model`, with its
+    qualified name and the family's adapter class (or `type(anatomy)` when one is given)."""
+    candidates = []
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.ModuleList) or len(module) == 0:
+            continue
+        if anatomy is not None:
+            if all(type(anatomy).matches(m) or type(anatomy).has_parts(m) for m in module):
+                candidates.append((name, module, type(anatomy)))
+            continue
+        families = {anatomy_class_for(m) for m in module}
+        if len(families) == 1 and None not in families:
+            candidates.append((name, module, families.pop()))
     if not candidates:
         raise ValueError(
-            f"attach_cacher: no pre-LN ViT encoder layers (layer_norm1, self_attn.q/k/v/out_proj, layer_norm2, mlp) "
-            f"found in {type(model).__name__}"
+            f"attach_cacher: no ViT encoder layers of a known family (SigLIP/CLIP, DINOv2, Qwen2-VL) found in "
+            f"{type(model).__name__}; pass anatomy=... for another family"
         )
     if len(candidates) > 1:
-        names = ", ".join(name or "<root>" for name, _ in candidates)
+        names = ", ".join(name or "<root>" for name, _, _ in candidates)
         raise ValueError(f"attach_cacher: several encoder stacks found ({names}); pass the vision tower itself")
     return candidates[0]
 
@@ -86,16 +94,17 @@ def find_encoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
 class CacherHandle:
     """Owns the patch on one tower and the streams that use it. Create with `attach_cacher`."""
 
-    def __init__(self, model: nn.Module, config: CacherConfig):
+    def __init__(self, model: nn.Module, config: CacherConfig, anatomy: LayerAnatomy | None = None):
         if not isinstance(config, CacherConfig):
             raise TypeError(f"attach_cacher expects a CacherConfig, got {type(config).__name__}")
-        layers_name, layers = find_encoder_layers(model)
+        layers_name, layers, family = find_encoder_layers(model, anatomy)
+        self.anatomy = anatomy if anatomy is not None else family()
         if any(isinstance(layer, StcEncoderLayer) for layer in layers):
             raise RuntimeError("attach_cacher: this tower already has STC-Cacher attached; detach the existing handle first")
         self.model = model
         self.config = config
         self.layers = list(layers)
-        tower_name = ".".join(layers_name.split(".")[:-2])
+        tower_name = ".".join(layers_name.split(".")[:-self.anatomy.tower_levels])
         self.tower = model.get_submodule(tower_name) if tower_name else model
         self._original_classes = [type(layer) for layer in self.layers]
         self._plan: CallPlan | None = None
@@ -110,9 +119,10 @@ class CacherHandle:
             layer._stc_layer_idx = idx
         self.stream = self.new_stream()
         self._active: Union[CacherState, list[CacherState]] = self.stream
-        # resolved once: every layer of a tower shares its attention backend (config._attn_implementation)
-        self.attention = attention_interface(self.layers[0].self_attn)
-        self.activation = layer_activation(self.layers[0])
+        # resolved once: parts of every layer, the attention backend (config._attn_implementation)
+        self.parts = self.anatomy.bind(self.layers)
+        self.prefix_tokens = self.anatomy.num_prefix_tokens(self.tower)
+        self.activation = fusable(self.anatomy, self.parts[0])
         self.fused = FusedSelectiveLayer() if config.fused and self.activation is not None else None
         self.graph_runner = CudaGraphRunner(self) if config.cuda_graph else None
         self.bypassing = False
@@ -181,7 +191,8 @@ class CacherHandle:
         self.detach()
 
 
-def attach_cacher(model: nn.Module, config: CacherConfig | None = None) -> CacherHandle:
+def attach_cacher(model: nn.Module, config: CacherConfig | None = None, anatomy: LayerAnatomy | None = None) -> CacherHandle:
     """Patch the vision tower inside `model` with STC-Cacher and return the handle (also a context
-    manager that yields the default stream and detaches on exit)."""
-    return CacherHandle(model, config or CacherConfig())
+    manager that yields the default stream and detaches on exit). `anatomy`: an adapter instance for
+    a ViT family that is not registered (default: resolved from the layer class)."""
+    return CacherHandle(model, config or CacherConfig(), anatomy)

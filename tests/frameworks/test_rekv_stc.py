@@ -104,3 +104,24 @@ def test_reset_clears_stream_and_pruner_history(rekv):
     assert host.store.num_blocks == 0 and host.window.length == 0 and host.timings.frames == 0
     host.ingest(frames)
     torch.testing.assert_close(host.prompt_logits(Query(prompt="q")), first, rtol=0, atol=0)
+
+
+def test_chunked_ingest_with_the_cacher_equals_one_frame_per_call(rekv):
+    """frames_per_chunk=3 with chunks starting off the N=2 grid (ingest of 1 frame, then 6) gives the
+    same tower features and the same answer logits as one frame per call (the chunked-path bug made
+    frame 1 read the reference of frame 2)."""
+    loaded = rekv.loaded()
+    frames = rekv.video(7)
+    stc = STCConfig(cacher=CacherConfig(update_ratio=0.25, cache_interval=2))
+    runs = {}
+    for chunk, calls in ((1, (frames,)), (3, (frames[:1], frames[1:]))):
+        host = rekv.host(loaded, stc=stc, frames_per_chunk=chunk)
+        seen = []
+        hook = host.projector.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+        for part in calls:
+            host.ingest(part)
+        hook.remove()
+        runs[chunk] = (torch.cat(seen), host.prompt_logits(Query(prompt="what happens?")))
+        host.close()
+    torch.testing.assert_close(runs[3][0], runs[1][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(runs[3][1], runs[1][1], rtol=1e-4, atol=1e-4)

@@ -259,7 +259,7 @@ def test_layers_found_in_both_layouts_and_llava_onevision(towers):
 def test_models_without_or_with_several_encoder_stacks_are_refused():
     from transformers import CLIPConfig, CLIPModel
 
-    with pytest.raises(ValueError, match="no pre-LN ViT encoder layers"):
+    with pytest.raises(ValueError, match="no ViT encoder layers of a known family"):
         attach_cacher(torch.nn.Linear(3, 3), CacherConfig())
     tiny = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4)
     both = CLIPModel(CLIPConfig(text_config=dict(tiny, vocab_size=64), vision_config=dict(tiny, image_size=28, patch_size=7)))
@@ -335,7 +335,8 @@ def test_fused_layer_functions_compute_the_eager_math(towers):
         out0 = model(pixel_values=frames[:1], output_hidden_states=True).hidden_states[1]
         stored = handle.stream.layers[0]
         out1 = model(pixel_values=frames[1:2], output_hidden_states=True).hidden_states[1]
-        args = (*fused._weights(layer), 4, *fused._constants(layer, "gelu_pytorch_tanh", config))
+        parts = handle.parts[0]
+        args = (*handle.anatomy.fused_weights(parts), 4, *fused._constants(parts, "gelu_pytorch_tanh", config, 0))
         mine = LayerReference()
         for name in LayerReference.__slots__:
             setattr(mine, name, torch.empty_like(getattr(stored, name)))
@@ -365,7 +366,8 @@ def test_fused_selective_function_handles_a_batch_of_streams(towers):
         second = torch.cat([c[1:] for c in clips])
         expected = model(pixel_values=second, output_hidden_states=True).hidden_states[1]
         refs = stored_references(handle._plan, 0)
-        args = (*fused._weights(layer), 4, *fused._constants(layer, "gelu_pytorch_tanh", config))
+        parts = handle.parts[0]
+        args = (*handle.anatomy.fused_weights(parts), 4, *fused._constants(parts, "gelu_pytorch_tanh", config, 0))
         got = fused._selective_layer(model.embeddings(second), refs.selection, refs.value, refs.branch_sum, *args)
     assert refs.value.shape == (3, 16, 32)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
