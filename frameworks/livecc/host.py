@@ -15,8 +15,8 @@ Two modes (frameworks-benchmarks.md §A4):
             turns; the closing token of each assistant turn is dropped and the next turn starts with
             "<|im_end|>\\n" (demo `infer.py`). A question joins the open (incomplete) turn.
 Per video block: frames -> smart_resize -> patchify -> Qwen2-VL ViT (one call per turn as LiveCC runs
-it; one call per 2-frame group when a VISION method such as STC-Cacher is attached, the group being its
-schedule unit) -> merged tokens [groups, rows·cols, 3584] -> TOKENS methods per group (e.g. STC-Pruner;
+it; STC-Cacher, attached through `HostCompression.attach(visual)`, treats each 2-frame group as one
+frame of its schedule) -> merged tokens [groups, rows·cols, 3584] -> TOKENS methods per group (e.g. STC-Pruner;
 kept tokens keep their original (t, h, w) M-RoPE indices) -> the language model is called directly with
 `inputs_embeds` and explicit [3, 1, L] positions (`frameworks/livecc/mrope.py`).
 """
@@ -202,18 +202,13 @@ class LiveCCHost:
         return block
 
     def encode_groups(self, values: torch.Tensor, groups: int, grid_h: int, grid_w: int) -> torch.Tensor:
-        """Qwen2-VL ViT + merger on `groups` 2-frame groups -> [groups, rows*cols, D]. One call for all groups
-        (each group attends only to itself, cu_seqlens) unless a VISION method runs: then one call per group,
-        in stream order, so the group is the method's frame."""
-        per_group = grid_h * grid_w
-        if not self.compression.vision_methods:
-            grid = torch.tensor([[groups, grid_h, grid_w]], device=self.device)
-            merged = self.visual(values, grid_thw=grid).pooler_output
-            return merged.reshape(groups, -1, merged.shape[-1])
-        grid = torch.tensor([[1, grid_h, grid_w]], device=self.device)
-        outputs = [self.visual(values[g * per_group:(g + 1) * per_group], grid_thw=grid).pooler_output
-                   for g in range(groups)]
-        return torch.stack(outputs)
+        """Qwen2-VL ViT + merger on `groups` 2-frame groups -> [groups, rows*cols, D], in ONE call per video
+        block as LiveCC runs it (each group attends only to itself through cu_seqlens). A VISION method such
+        as STC-Cacher sees the call as `groups` rows, the 2-frame group being its frame (schedule unit);
+        rows of one call are planned exactly as if fed one at a time (stc/cacher/plan.py)."""
+        grid = torch.tensor([[groups, grid_h, grid_w]], device=self.device)
+        merged = self.visual(values, grid_thw=grid).pooler_output
+        return merged.reshape(groups, -1, merged.shape[-1])
 
     # ---- language model --------------------------------------------------------------------------
     def prefill(self, pieces: Sequence, stage: str = "prefill") -> torch.Tensor:

@@ -75,7 +75,7 @@ def test_cli_runs_livecc_on_ovobench_fixture(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "evaluation", *TINY, "benchmark=ovobench", "benchmark.fps=2",
                f"benchmark.annotation={FIXTURES / ANNOTATIONS['ovobench']}", f"data.root={root}", f"output_dir={out}",
-               "compression=stc_pruner", "compression.pruner.tokens_per_frame=1"]
+               "compression=stc", "compression.pruner.tokens_per_frame=1"]
     done = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -83,6 +83,7 @@ def test_cli_runs_livecc_on_ovobench_fixture(tmp_path):
     assert len(predictions) == 6 + 3 + 2 + 4  # 6 MCQ records + REC/SSR/CRR probes
     assert all(p["error"] is None and p["response"] in CHOICES for p in predictions)
     assert all(p["timings"]["visual_tokens_kept"] * 1 <= p["timings"]["visual_tokens_in"] for p in predictions)
+    assert sum(p["timings"]["vit_selective_frames"] for p in predictions) > 0  # STC-Cacher ran
     assert (out / "metrics.json").is_file()
 
 
