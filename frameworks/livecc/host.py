@@ -37,6 +37,7 @@ from frameworks.livecc.loading import LoadedLiveCC
 from frameworks.livecc.mrope import TurnInputs, VideoBlock, assemble, released_positions
 from frameworks.livecc.turns import Turn, TurnBuilder
 from frameworks.livecc.video import clip_max_pixels, patchify, resize_frames, smart_resize, uniform_indices
+from frameworks.livecc.vit import VisionCallArgs
 from frameworks.protocol import Query, StageTimings
 from stc.compression import TokenSide
 
@@ -70,6 +71,7 @@ class LiveCCHost:
         self.choice_ids = choice_token_ids(self.codec, config.answer_choices)
         self.streaming_eos_id = self.codec.encode(" ...")[-1]
         self.eos_ids = set(self.codec.eos_token_ids)
+        self.vit_args = VisionCallArgs(self.visual, self.device)  # sync-free tower calls (frameworks/livecc/vit.py)
         self.timer = StageTimer(self.device)
         self.builder = TurnBuilder(config.first_turn_frames, config.turn_frames, config.frame_interval)
         self.last_inputs: Optional[TurnInputs] = None  # the latest pre-fill call (inspection, tests)
@@ -206,8 +208,7 @@ class LiveCCHost:
         block as LiveCC runs it (each group attends only to itself through cu_seqlens). A VISION method such
         as STC-Cacher sees the call as `groups` rows, the 2-frame group being its frame (schedule unit);
         rows of one call are planned exactly as if fed one at a time (stc/cacher/plan.py)."""
-        grid = torch.tensor([[groups, grid_h, grid_w]], device=self.device)
-        merged = self.visual(values, grid_thw=grid).pooler_output
+        merged = self.visual(values, **self.vit_args(groups, grid_h, grid_w)).pooler_output
         return merged.reshape(groups, -1, merged.shape[-1])
 
     # ---- language model --------------------------------------------------------------------------
@@ -259,12 +260,19 @@ class LiveCCHost:
     # ---- streaming turns -------------------------------------------------------------------------
     def stream_turn(self, turn: Turn, query: Optional[str] = None) -> Optional[str]:
         """Pre-fill one complete turn; with `commentary`, decode its commentary (returned and recorded)."""
+        logits = self.prefill_turn(turn, query)
+        return self.comment(turn, logits) if self.config.commentary else None
+
+    def prefill_turn(self, turn: Turn, query: Optional[str] = None) -> torch.Tensor:
+        """ViT + TOKENS methods + LLM pre-fill of one user turn; returns the next-token logits."""
         text = query if query is not None else (self.config.default_query if turn.first else "")
         block = self.video_block(turn.frames, self.config.min_pixels, self.config.max_pixels)
         logits = self.prefill(self._user_turn(self._turn_head() + turn.label, block, text + self._closing("")))
         self._counts["turns"] += 1
-        if not self.config.commentary:
-            return None
+        return logits
+
+    def comment(self, turn: Turn, logits: torch.Tensor) -> str:
+        """Decode the commentary of a pre-filled turn (greedy, repetition penalty, streaming-EOS threshold)."""
         extra = []
         if self.config.streaming_eos_base_threshold is not None:
             extra = [StreamingEOSThreshold(self.streaming_eos_id, self.config.streaming_eos_base_threshold,

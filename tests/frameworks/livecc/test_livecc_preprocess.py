@@ -71,3 +71,15 @@ def test_turn_builder_chunking_does_not_matter():
     assert all(torch.equal(a.frames, b.frames) for a, b in zip(pieces, whole))
     with pytest.raises(ValueError, match="timestamps"):
         builder.push(frames[:2], [0.0])
+
+
+def test_precomputed_vision_call_args_give_the_stock_tower_output(lc, shared_loaded):
+    """The sync-free call (CPU cu_seqlens, precomputed rotary positions) equals the plain stock call."""
+    from frameworks.livecc.vit import VisionCallArgs
+
+    visual = shared_loaded.model.model.visual
+    values, (groups, grid_h, grid_w) = lc.patches(shared_loaded, lc.video(6), lc.size)
+    with torch.no_grad():
+        plain = visual(values, grid_thw=torch.tensor([[groups, grid_h, grid_w]])).pooler_output
+        ours = visual(values, **VisionCallArgs(visual, torch.device("cpu"))(groups, grid_h, grid_w)).pooler_output
+    torch.testing.assert_close(ours, plain, rtol=0, atol=0)
