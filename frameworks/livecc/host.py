@@ -247,14 +247,15 @@ class LiveCCHost:
         """Greedy decoding with the repetition penalty over the whole history (as `generate` does). The last
         token (end of turn or budget) is not fed, so the cache ends one token before it, as upstream."""
         processors = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(self.config.repetition_penalty), *extra])
+        history = torch.tensor([self.history_ids], device=self.device)  # grows on the device, one token per step
         out: list[int] = []
         for step in range(max_new_tokens):
-            history = torch.tensor([self.history_ids], device=self.device)
             token = int(torch.argmax(processors(history, logits[None].float())))
             out.append(token)
             if token in self.eos_ids or step + 1 == max_new_tokens:
                 break
             logits = self._feed(token)
+            history = torch.cat([history, history.new_full((1, 1), token)], dim=1)
         return out
 
     # ---- streaming turns -------------------------------------------------------------------------

@@ -145,35 +145,47 @@ def bench_vit(args, loaded, clock, device) -> dict:
         result["livecc_eager"] = summary(run(lambda v: visual(v, grid_thw=cuda_grid).pooler_output))
         result["eager"] = summary(run(lambda v: visual(v, **sync_free).pooler_output))
         if device.type == "cuda":
-            result["graphed"] = bench_graphed(visual, groups, sync_free, warm, clock)
+            result["graphed"] = attempt(lambda: bench_graphed(visual, groups, sync_free, warm, clock))
         else:
             result["graphed"] = {"skipped": "CUDA graphs need a GPU"}
         for name, graphed in (("stc_eager", False), ("stc_graphed", True)):
             if graphed and device.type != "cuda":
                 result[name] = {"skipped": "CUDA graphs need a GPU"}
                 continue
-            compression = HostCompression(cacher_spec(args, graphed), None, host="livecc")
-            compression.attach(visual)
-            try:
-                compression.reset()
-                times = run(lambda v: visual(v, **sync_free).pooler_output)
-                stats = compression.stats()["cacher"]
-                handle = compression.vision_methods[0].handle
-                runner = getattr(handle, "graph_runner", None)
-                result[name] = {**summary(times), "reference_ms": statistics.fmean(times[::args.cache_interval]),
-                                "selective_ms": statistics.fmean([t for i, t in enumerate(times) if i % args.cache_interval])
-                                if args.cache_interval > 1 else None,
-                                "reference_groups": stats["reference_frames"], "selective_groups": stats["selective_frames"],
-                                "graph_captures": getattr(runner, "captures", 0) if runner else 0,
-                                "graph_enabled": bool(runner and runner.enabled)}
-            finally:
-                compression.close()
+            result[name] = attempt(lambda: bench_cacher(args, visual, graphed, run, sync_free))
     base, graph, stc = result["livecc_eager"]["mean_ms"], result["graphed"].get("mean_ms"), result["stc_graphed"].get("mean_ms")
-    stc_eager = result["stc_eager"]["mean_ms"]
-    result["ratios"] = {"stc_eager_vs_livecc_eager": stc_eager / base,
+    stc_eager = result["stc_eager"].get("mean_ms")
+    result["ratios"] = {"stc_eager_vs_livecc_eager": (stc_eager / base) if stc_eager else None,
                         "stc_graphed_vs_livecc_eager": (stc / base) if stc else None,
                         "stc_graphed_vs_graphed": (stc / graph) if stc and graph else None}
     return result
+
+
+def attempt(fn) -> dict:
+    """One variant's result, or {"error": ...} so a failing variant never loses the others."""
+    try:
+        return fn()
+    except Exception as error:  # report and go on: the lead gets every other number
+        return {"error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}
+
+
+def bench_cacher(args, visual, graphed, run, call_args) -> dict:
+    """STC-Cacher attached through the host seam; one call per 2-frame group (a per-second turn)."""
+    compression = HostCompression(cacher_spec(args, graphed), None, host="livecc")
+    compression.attach(visual)
+    try:
+        compression.reset()
+        times = run(lambda v: visual(v, **call_args).pooler_output)
+        stats = compression.stats()["cacher"]
+        runner = getattr(compression.vision_methods[0].handle, "graph_runner", None)
+        selective = [t for i, t in enumerate(times) if i % args.cache_interval]
+        return {**summary(times), "reference_ms": statistics.fmean(times[::args.cache_interval]),
+                "selective_ms": statistics.fmean(selective) if selective else None,
+                "reference_groups": stats["reference_frames"], "selective_groups": stats["selective_frames"],
+                "graph_captures": getattr(runner, "captures", 0) if runner else 0,
+                "graph_enabled": bool(runner and runner.enabled)}
+    finally:
+        compression.close()
 
 
 def bench_graphed(visual, groups, call_args, warm, clock) -> dict:
@@ -312,19 +324,24 @@ def run(args) -> dict:
     clock = Clock(device)
     report = {"settings": vars(args), "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "torch": torch.__version__}
+    partial = out / "livecc_speed.json"
     report["vit"] = bench_vit(args, loaded, clock, device)
+    partial.write_text(json.dumps(report, indent=2) + "\n")  # each section is saved as soon as it is done
     rows, cols = (side // loaded.patches.factor for side in report["vit"]["frame_size"])  # merged token grid
     report["prefill"] = bench_prefill(args, loaded, clock, device, rows, cols)
+    partial.write_text(json.dumps(report, indent=2) + "\n")
     report["turn"] = bench_turns(args, loaded, clock, device)
     report["wall_s"] = time.perf_counter() - begin
-    (out / "livecc_speed.json").write_text(json.dumps(report, indent=2) + "\n")
+    partial.write_text(json.dumps(report, indent=2) + "\n")
     (out / "livecc_speed.md").write_text(render(report))
     print(render(report))
     return report
 
 
 def _ms(entry) -> str:
-    return f"{entry['mean_ms']:.2f}" if entry and "mean_ms" in entry else entry.get("skipped", "n/a")
+    if entry and "mean_ms" in entry:
+        return f"{entry['mean_ms']:.2f}"
+    return entry.get("skipped") or entry.get("error") or "n/a"
 
 
 def render(report: dict) -> str:
