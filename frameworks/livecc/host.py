@@ -23,6 +23,7 @@ kept tokens keep their original (t, h, w) M-RoPE indices) -> the language model 
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -309,7 +310,10 @@ class LiveCCHost:
         if pending is None:
             logits = self.prefill(self._user_turn(self._turn_head(), None, tail))
         else:
-            block = self.video_block(pending.frames, self.config.min_pixels, self.config.max_pixels)
+            # frames of the open turn: when the question is cropped away they are encoded again with their turn,
+            # so here they are not frames of the cacher's stream (bypass keeps its schedule question-independent)
+            with self.compression.bypass() if mark is not None else nullcontext():
+                block = self.video_block(pending.frames, self.config.min_pixels, self.config.max_pixels)
             logits = self.prefill(self._user_turn(self._turn_head() + pending.label, block, tail))
             if self.config.keep_answers:  # the question turn stays in the history with its frames
                 self.builder.take_pending()

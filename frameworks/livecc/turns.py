@@ -52,6 +52,15 @@ class TurnBuilder:
         self._timestamps: list[float] = []
         self.turns_emitted = 0
 
+    def _check_spacing(self, timestamps: list[float]) -> None:
+        """Turns are 1 s = 2 frames only if frames come at the configured rate: refuse anything else
+        (tolerance 25%, e.g. a 25 fps video sampled with stride 12 gives 0.48 s)."""
+        stamps = self._timestamps[-1:] + timestamps
+        for before, after in zip(stamps, stamps[1:]):
+            if abs((after - before) - self.frame_interval) > 0.25 * self.frame_interval:
+                raise ValueError(f"livecc streaming turns expect one frame every {self.frame_interval:g} s (framework.fps="
+                                 f"{1 / self.frame_interval:g}); got frames {after - before:g} s apart (set benchmark.fps to match)")
+
     def _next_size(self) -> int:
         return self.first_frames if self.turns_emitted == 0 else self.turn_frames
 
@@ -63,6 +72,7 @@ class TurnBuilder:
             last = self._timestamps[-1] if self._timestamps else None
             begin = 0.0 if last is None else last + self.frame_interval
             timestamps = [begin + i * self.frame_interval for i in range(frames.shape[0])]
+        self._check_spacing([float(t) for t in timestamps])
         self._frames.extend(frames.unbind(0))
         self._timestamps.extend(float(t) for t in timestamps)
         turns = []

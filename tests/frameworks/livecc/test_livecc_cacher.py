@@ -54,3 +54,25 @@ def test_cacher_selective_path_runs_on_non_reference_groups(lc, shared_loaded):
     finally:
         host.close()
     assert [type(block) for block in layers] == original
+
+
+def test_question_frames_do_not_advance_the_cacher_schedule(lc, shared_loaded):
+    """A question with one pending group runs it through the full tower (bypass) and crops it away: the
+    stream's reference/selective counts and later features are as if the question never happened."""
+    frames = lc.video(12, seed=10)
+    spec = {"name": "stc_cacher", "cacher": {"update_ratio": 0.25, "cache_interval": 2}}
+    asked, quiet = lc.host(shared_loaded, spec, mode="streaming"), None
+    try:
+        asked.ingest(frames[:9], [0.5 * i for i in range(9)])
+        asked.answer(Query(prompt="q"))
+        asked.ingest(frames[9:], [0.5 * i for i in range(9, 12)])
+        asked_features, asked_kinds = asked.last_inputs.visual, asked.compression.frame_kinds()
+    finally:
+        asked.close()
+    quiet = lc.host(shared_loaded, spec, mode="streaming")
+    try:
+        quiet.ingest(frames, [0.5 * i for i in range(12)])
+        assert asked_kinds == quiet.compression.frame_kinds() == (3, 3)
+        torch.testing.assert_close(asked_features, quiet.last_inputs.visual, rtol=1e-5, atol=1e-5)
+    finally:
+        quiet.close()

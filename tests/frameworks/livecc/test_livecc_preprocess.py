@@ -83,3 +83,10 @@ def test_precomputed_vision_call_args_give_the_stock_tower_output(lc, shared_loa
         plain = visual(values, grid_thw=torch.tensor([[groups, grid_h, grid_w]])).pooler_output
         ours = visual(values, **VisionCallArgs(visual, torch.device("cpu"))(groups, grid_h, grid_w)).pooler_output
     torch.testing.assert_close(ours, plain, rtol=0, atol=0)
+
+
+def test_turn_builder_refuses_frames_at_another_rate():
+    builder = TurnBuilder(6, 2, 0.5)
+    builder.push(torch.zeros(2, 2, 2, 3, dtype=torch.uint8), [0.0, 0.48])  # 25 fps, stride 12: accepted
+    with pytest.raises(ValueError, match="benchmark.fps"):
+        builder.push(torch.zeros(2, 2, 2, 3, dtype=torch.uint8), [1.48, 2.48])  # 1 fps
