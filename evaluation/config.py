@@ -108,7 +108,7 @@ class EvalSchema:
     framework: Dict[str, Any] = field(default_factory=lambda: {"name": "toy"})
     benchmark: BenchmarkSchema = field(default_factory=BenchmarkSchema)  # type: ignore[valid-type]
     # group `compression`: {name, <method>: {settings} | null, ...}; validated by CompressionSpec
-    compression: Dict[str, Any] = field(default_factory=lambda: {"name": "none"})
+    compression: Dict[str, Any] = field(default_factory=dict)
     data: DataSchema = field(default_factory=DataSchema)  # type: ignore[valid-type]
     video: VideoSchema = field(default_factory=VideoSchema)  # type: ignore[valid-type]
     protocol: str = "streaming"
@@ -224,5 +224,10 @@ def to_run_config(cfg: Any, env: Optional[typing.Mapping[str, str]] = None) -> R
 def register_schemas() -> None:
     """Register the Hydra schema (idempotent; called by the entry points, never at import)."""
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    from stc.compression import label_of
 
     ConfigStore.instance().store(name="eval_schema", node=EvalSchema)
+    if not OmegaConf.has_resolver("compression_label"):  # run names: ${compression_label:${compression}}
+        OmegaConf.register_new_resolver("compression_label", lambda node: label_of(OmegaConf.to_container(node)))

@@ -20,6 +20,8 @@ HostFactory = Callable[[Mapping[str, Any], CompressionSpec], StreamingVideoLLM]
 HOSTS: dict[str, str] = {
     "toy": "frameworks.toy:build_toy",
     "rekv": "frameworks.rekv:build_rekv_host",
+    "dispider": "frameworks.dispider:build_dispider_host",
+    "streamforest": "frameworks.streamforest:build_streamforest_host",
     "livecc": "frameworks.livecc:build_livecc_host",
 }
 

@@ -2,7 +2,9 @@
 
 Baseline: the unpatched tower on a [S, 3, H, W] batch (eager, and a plain CUDA graph per S on CUDA).
 STC: the N = stc.cache_interval tower copies from case (1) with S fresh streams routed by
-`handle.use([s1..sS])`; all streams start together, so every N-th call is a reference call for all.
+`handle.use([s1..sS])`. In lockstep (phase 0 for all) every N-th call is a reference call for all S
+streams; with `multistream.stagger` the streams get refresh phases 0..S-1 (mod N), so every call holds
+about S/N reference rows (flat per-call cost: compare `call_ms_p90` with `call_ms_median`).
 One sample per repeat = S·frames / time of the `frames` calls.
 """
 
@@ -10,11 +12,11 @@ from __future__ import annotations
 
 import torch
 
+from frameworks.common.timing import EventTimer
 from speed_benchmark import flops
 from speed_benchmark.case_vit import baseline_graph, stc_handle, vit_shape
 from speed_benchmark.models import synthetic_frames, vision_call
 from speed_benchmark.records import Row, RunContext, compare
-from speed_benchmark.timing import Recorder
 
 
 def _videos(ctx: RunContext, streams: int, frames: int) -> torch.Tensor:
@@ -49,29 +51,31 @@ def _callables(ctx: RunContext, streams: int, mode: str) -> list[tuple[str, str,
     except RuntimeError as error:
         ctx.skip("multistream", f"stc {mode} S={streams}", str(error))
         return out
-    states = [handle.new_stream() for _ in range(streams)]
     call = vision_call(handle.model, ctx.spec, ctx.device)
+    for stagger in sorted({False, bool(ctx.cfg.multistream.stagger)}):
+        states = [handle.new_stream(phase=i if stagger else 0) for i in range(streams)]
 
-    def fn(pixels, handle=handle, states=states, call=call):
-        with handle.use(states):
-            return call(pixels)
+        def fn(pixels, handle=handle, states=states, call=call):
+            with handle.use(states):
+                return call(pixels)
 
-    out.append((f"stc {mode} N={n} S={streams}", "stc", fn, states))
+        out.append((f"stc {mode} N={n} S={streams}" + (" staggered" if stagger else ""), "stc", fn, states))
     return out
 
 
-def _pass(fn, states, video: torch.Tensor, rec: Recorder) -> float:
+def _pass(fn, states, video: torch.Tensor, rec: EventTimer) -> tuple[float, list[float]]:
+    """(frames/s, per-call ms) of one pass over the video."""
     for s in states:
         s.reset()
     for t in range(video.shape[0]):
         rec.call(lambda: fn(video[t]))
     ms = rec.finish()
-    return video.shape[0] * video.shape[1] / (sum(ms) / 1e3)
+    return video.shape[0] * video.shape[1] / (sum(ms) / 1e3), ms
 
 
 def run(ctx: RunContext, progress) -> list[Row]:
     cfg, rows = ctx.cfg, []
-    rec = Recorder(ctx.device)
+    rec = EventTimer(ctx.device)
     shape = vit_shape(ctx)
     n, r, frames = cfg.stc.cache_interval, cfg.stc.update_ratio, cfg.multistream.frames
     for streams in cfg.multistream.streams:
@@ -79,26 +83,35 @@ def run(ctx: RunContext, progress) -> list[Row]:
         for mode in _modes(ctx):
             variants = _callables(ctx, streams, mode)
             samples = {name: [] for name, *_ in variants}
+            calls = {name: [] for name, *_ in variants}
             with torch.no_grad():
                 for name, _, fn, states in variants:
                     for _ in range(max(1, cfg.warmup)):
                         _pass(fn, states, video, rec)
                 for _ in range(cfg.repeats):
                     for name, _, fn, states in variants:
-                        samples[name].append(_pass(fn, states, video, rec))
+                        fps, ms = _pass(fn, states, video, rec)
+                        samples[name].append(fps)
+                        calls[name] += ms
             case_rows = []
             for name, method, _, states in variants:
                 params = {"S": streams, "frames": frames}
                 if method == "stc":
-                    params.update(N=n, r=r)
+                    params.update(N=n, r=r, stagger=name.endswith("staggered"))
                 row = Row("multistream", name, method, mode, params, "frames/s", samples[name],
                           higher_is_better=True)
                 if states:
                     row.extra["cacher"] = {"reference_frames": sum(s.stats.reference_frames for s in states),
                                            "selective_frames": sum(s.stats.selective_frames for s in states)}
+                per_call = sorted(calls[name])
+                if per_call:
+                    row.extra["call_ms_median"] = per_call[len(per_call) // 2]
+                    row.extra["call_ms_p90"] = per_call[min(len(per_call) - 1, int(0.9 * len(per_call)))]
                 case_rows.append(row.finalize())
-            if len(case_rows) == 2 and case_rows[1].method == "stc":
-                compare(case_rows[1], case_rows[0], flops.vit_stream_fraction(shape, n, r, frames))
+            base = next((row for row in case_rows if row.method == "baseline"), None)
+            for row in case_rows:
+                if base is not None and row.method == "stc":
+                    compare(row, base, flops.vit_stream_fraction(shape, n, r, frames))
             rows += case_rows
         progress.update(1)
     return rows

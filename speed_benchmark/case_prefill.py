@@ -15,9 +15,10 @@ import math
 
 import torch
 
+from frameworks.common.timing import EventTimer
 from speed_benchmark import flops
 from speed_benchmark.records import Row, RunContext, compare
-from speed_benchmark.timing import Recorder, peak_memory_mb, reset_peak_memory
+from speed_benchmark.timing import peak_memory_mb, reset_peak_memory
 
 
 def _cache(ctx: RunContext, llm, prompt: torch.Tensor):
@@ -29,7 +30,7 @@ def _cache(ctx: RunContext, llm, prompt: torch.Tensor):
     return cache
 
 
-def _prefill(ctx, llm, prompt, embeds: torch.Tensor, per_frame: int, chunk: int, rec: Recorder) -> float:
+def _prefill(ctx, llm, prompt, embeds: torch.Tensor, per_frame: int, chunk: int, rec: EventTimer) -> float:
     cache = _cache(ctx, llm, prompt)
     step = per_frame * chunk
     for start in range(0, embeds.shape[1], step):
@@ -39,7 +40,7 @@ def _prefill(ctx, llm, prompt, embeds: torch.Tensor, per_frame: int, chunk: int,
     return sum(ms)
 
 
-def _prune(pruner, features: torch.Tensor, chunk: int, rec: Recorder) -> float:
+def _prune(pruner, features: torch.Tensor, chunk: int, rec: EventTimer) -> float:
     pruner.reset()
     for start in range(0, features.shape[0], chunk):
         rec.call(lambda: pruner.compress(features[start:start + chunk]))
@@ -67,7 +68,7 @@ def run(ctx: RunContext, llm, progress) -> list[Row]:
     features = embeds.view(frames, full, d)
     pruner = _pruner(ctx)
     shape = flops.llm_shape_from_config(llm.config)
-    rec = Recorder(ctx.device)
+    rec = EventTimer(ctx.device)
     for chunk in cfg.prefill.frames_per_chunk:
         chunk = min(chunk, frames)
         jobs = {"baseline": lambda: _prefill(ctx, llm, prompt, embeds, full, chunk, rec),

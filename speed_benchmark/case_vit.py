@@ -1,10 +1,12 @@
 """Case (1): ViT encode of one stream, one frame per call (as streaming does), baseline vs STC.
 
 Variants, timed interleaved (every repeat runs each variant once, so clock drift hits all equally):
-    baseline eager   unpatched tower, B=1
-    baseline graph   the unpatched tower captured once at B=1 (plain torch.cuda.CUDAGraph); CUDA only
-    stc eager N=n    a copy of the tower with STC-Cacher (update_ratio r, cache_interval n)
-    stc graph N=n    same with CacherConfig(cuda_graph=True): selective frames replayed from a graph
+    baseline eager         unpatched tower, B=1
+    baseline graph         the unpatched tower captured once at B=1 (plain torch.cuda.CUDAGraph); CUDA only
+    stc eager N=n          a copy of the tower with STC-Cacher (update_ratio r, cache_interval n)
+    stc graph N=n          same with CacherConfig(cuda_graph=True): selective frames replayed from a graph
+    stc eager+fused N=n    CacherConfig(fused=True): compiled selective layers (CUDA only), also graph+fused
+`vit.modes` picks the STC modes; each base mode (eager, graph) they use also gets its baseline row.
 
 Each STC variant owns its own deep copy of the tower (same weights), because a tower holds one patch.
 Reported per variant: per-frame mean over the stream (one sample per repeat), and the per-frame times
@@ -19,10 +21,11 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from frameworks.common.timing import EventTimer
 from speed_benchmark import flops
 from speed_benchmark.models import PlainGraph, synthetic_frames, vision_call
 from speed_benchmark.records import Row, RunContext, compare
-from speed_benchmark.timing import Recorder, peak_memory_mb, reset_peak_memory, summarize
+from speed_benchmark.timing import peak_memory_mb, reset_peak_memory, summarize
 
 
 @dataclass
@@ -31,10 +34,11 @@ class Variant:
 
     name: str
     method: str
-    mode: str
+    mode: str  # base mode, "eager" or "graph": which baseline row this variant is compared with
     interval: Optional[int]
     fn: Callable[[torch.Tensor], Any]
     handle: Any = None
+    fused: bool = False
 
 
 def vit_shape(ctx: RunContext) -> flops.ViTShape:
@@ -42,7 +46,8 @@ def vit_shape(ctx: RunContext) -> flops.ViTShape:
 
 
 def stc_handle(ctx: RunContext, mode: str, interval: int):
-    """The (cached) STC tower copy + handle for (mode, N). Raises RuntimeError with the cause."""
+    """The (cached) STC tower copy + handle for (mode, N); mode is one of config.CACHER_MODES.
+    Raises RuntimeError with the cause."""
     key = ("stc", mode, interval)
     if key not in ctx.shared:
         try:
@@ -52,11 +57,25 @@ def stc_handle(ctx: RunContext, mode: str, interval: int):
 
         try:
             cfg = CacherConfig(update_ratio=ctx.cfg.stc.update_ratio, cache_interval=interval,
-                               cuda_graph=mode == "graph", **({"fused": True} if ctx.cfg.stc.fused else {}))
+                               cuda_graph=mode.startswith("graph"), **({"fused": True} if is_fused(ctx, mode) else {}))
             ctx.shared[key] = attach_cacher(copy.deepcopy(ctx.shared["base_tower"]), cfg)
         except (ValueError, TypeError) as error:
             raise RuntimeError(f"STC-Cacher cannot attach to this tower: {error}") from error
     return ctx.shared[key]
+
+
+def is_fused(ctx: RunContext, mode: str) -> bool:
+    """Fused selective layers in this mode: a "+fused" mode, or stc.fused for every mode."""
+    return ctx.cfg.stc.fused or mode.endswith("+fused")
+
+
+def cuda_modes(ctx: RunContext, case: str, modes: list[str]) -> list[str]:
+    """`modes` runnable here: on CPU graph and fused modes are skipped, with the reason recorded."""
+    if ctx.cuda:
+        return list(modes)
+    for mode in (m for m in modes if m != "eager"):
+        ctx.skip(case, mode, "CUDA graphs and fused layers need a CUDA device (this is a CPU run)")
+    return [m for m in modes if m == "eager"]
 
 
 def baseline_graph(ctx: RunContext, batch: int):
@@ -73,12 +92,9 @@ def baseline_graph(ctx: RunContext, batch: int):
 def _variants(ctx: RunContext) -> list[Variant]:
     cfg, out = ctx.cfg, []
     base_fn = vision_call(ctx.shared["base_tower"], ctx.spec, ctx.device)
-    modes = [m for m, on in (("eager", cfg.vit.eager), ("graph", cfg.vit.graph)) if on]
-    if "graph" in modes and not ctx.cuda:
-        ctx.skip("vit", "graph", "CUDA graphs need a CUDA device (this is a CPU run)")
-        modes.remove("graph")
+    modes = cuda_modes(ctx, "vit", cfg.vit.modes)
     intervals = sorted(set(cfg.vit.intervals) | {cfg.stc.cache_interval})
-    for mode in modes:
+    for mode in [m for m in ("eager", "graph") if any(x.split("+")[0] == m for x in modes)]:
         try:
             fn = base_fn if mode == "eager" else baseline_graph(ctx, 1)
         except Exception as error:  # capture failures are reported, never fatal
@@ -92,12 +108,12 @@ def _variants(ctx: RunContext) -> list[Variant]:
             except RuntimeError as error:
                 ctx.skip("vit", f"stc {mode} N={n}", str(error))
                 continue
-            out.append(Variant(f"stc {mode} N={n}", "stc", mode, n,
-                               vision_call(handle.model, ctx.spec, ctx.device), handle))
+            out.append(Variant(f"stc {mode} N={n}", "stc", mode.split("+")[0], n,
+                               vision_call(handle.model, ctx.spec, ctx.device), handle, is_fused(ctx, mode)))
     return out
 
 
-def _run_stream(variant: Variant, frames: torch.Tensor, rec: Recorder) -> tuple[list[float], list[bool]]:
+def _run_stream(variant: Variant, frames: torch.Tensor, rec: EventTimer) -> tuple[list[float], list[bool]]:
     """One pass over the stream; returns per-frame ms and whether each frame was a reference."""
     if variant.handle is not None:
         variant.handle.stream.reset()
@@ -114,7 +130,7 @@ def run(ctx: RunContext, progress) -> list[Row]:
     cfg = ctx.cfg
     frames = synthetic_frames(ctx.spec, cfg.frames, ctx.device, ctx.dtype, cfg.seed)
     variants = _variants(ctx)
-    rec = Recorder(ctx.device)
+    rec = EventTimer(ctx.device)
     per_frame = {v.name: [] for v in variants}
     kinds: dict[str, list[bool]] = {}
     with torch.no_grad():
@@ -156,7 +172,7 @@ def _row(ctx: RunContext, v: Variant, per_frame: list[list[float]], kinds: list[
                            "graph_captures": getattr(v.handle.graph_runner, "captures", None)}
     params = {"frames": ctx.cfg.frames, "tokens": ctx.spec.vit_tokens}
     if v.method == "stc":
-        params.update(N=v.interval, r=ctx.cfg.stc.update_ratio, fused=ctx.cfg.stc.fused)
+        params.update(N=v.interval, r=ctx.cfg.stc.update_ratio, fused=v.fused)
     samples = [sum(rep) / len(rep) for rep in per_frame]
     return Row("vit", v.name, v.method, v.mode, params, "ms/frame", samples, extra=extra).finalize()
 
@@ -165,12 +181,10 @@ def _compare_rows(ctx: RunContext, rows: list[Row]) -> None:
     base = {r.mode: r for r in rows if r.method == "baseline"}
     shape = vit_shape(ctx)
     for row in rows:
-        if row.method != "stc":
-            continue
+        for mode, dense in base.items():  # every row also against each dense tower (eager: the second target)
+            row.extra[f"fraction_vs_{mode}_baseline"] = row.stats["median"] / dense.stats["median"]
         ref = base.get(row.mode) or base.get("eager")
-        if ref is None:
+        if row.method != "stc" or ref is None:
             continue
         theory = flops.vit_stream_fraction(shape, row.params["N"], row.params["r"], ctx.cfg.frames)
         compare(row, ref, theory)
-        if row.mode == "graph" and "eager" in base:  # the second target compares with the eager baseline
-            row.extra["fraction_vs_eager_baseline"] = row.stats["median"] / base["eager"].stats["median"]

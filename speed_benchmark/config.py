@@ -14,6 +14,8 @@ from typing import Any, Dict, List, Mapping, Optional
 VISION_FAMILIES = ("siglip", "clip", "qwen2_vl")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 DEVICES = ("auto", "cpu", "cuda")
+CACHER_MODES = ("eager", "graph", "eager+fused", "graph+fused")
+E2E_VARIANTS = ("baseline", "pruner", "cacher", "stc")
 
 
 class SpeedConfigError(ValueError):
@@ -63,17 +65,22 @@ class STCKnobs:
     cache_interval: int = 4  # N of the headline rows and targets; swept together with vit.intervals
     tokens_per_frame: int = 64  # k kept by STC-Pruner per frame
     pruner_strategy: str = "gaussian"
-    fused: bool = False  # CacherConfig.fused: torch.compile'd selective layers on CUDA (first call compiles)
+    fused: bool = False  # CacherConfig.fused in EVERY STC mode (multi-stream too); "+fused" modes add fused rows
+    autotune: bool = False  # Inductor max_autotune for the fused layers' GEMMs (CUDA; compiling takes minutes)
 
 
 @dataclass
 class ViTCase:
-    """(1) one stream, one frame per call, eager and CUDA-graph, for each N in `intervals`."""
+    """(1) one stream, one frame per call: the baseline and STC in every mode, for each N in `intervals`.
+
+    `modes` are STC-Cacher modes: "eager", "graph" (CacherConfig.cuda_graph), and "eager+fused" /
+    "graph+fused" (CacherConfig.fused as well: the compiled selective layers). The baseline is timed in
+    each base mode (eager, graph). Graph and fused modes need CUDA: skipped with a note on CPU.
+    """
 
     enabled: bool = True
     intervals: List[int] = field(default_factory=lambda: [2, 4])
-    eager: bool = True
-    graph: bool = True  # only on CUDA; skipped with a note on CPU
+    modes: List[str] = field(default_factory=lambda: ["eager", "graph"])
 
 
 @dataclass
@@ -84,6 +91,7 @@ class MultiStreamCase:
     streams: List[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
     frames: int = 8  # frames per stream in one timed repeat
     graph: bool = True
+    stagger: bool = True  # also time streams with staggered refresh phases (flat per-call cost)
 
 
 @dataclass
@@ -97,12 +105,25 @@ class PrefillCase:
 
 @dataclass
 class EndToEndCase:
-    """(4) per-frame ingest through a registered host (ViT + projector + pool + pruner + pre-fill)."""
+    """(4) ingest through a registered host, one variant at a time (+ answer latency, long-stream answers).
+
+    Variants: "baseline" (no compression), "pruner" (STC-Pruner k only), "cacher" (STC-Cacher N, r only),
+    "stc" (both); cacher variants run in every mode of `modes` for every N of `intervals`. The host says
+    which settings build the preset's model (`frameworks.speed`); hosts that cannot are skipped.
+    """
 
     enabled: bool = True
     host: str = "rekv"
-    cuda_graph: bool = True  # on CUDA also time an STC host with CacherConfig(cuda_graph=True)
+    variants: List[str] = field(default_factory=lambda: ["baseline", "pruner", "stc"])
+    modes: List[str] = field(default_factory=lambda: ["eager", "graph"])  # as vit.modes; graph/fused on CUDA only
+    intervals: List[int] = field(default_factory=list)  # N of cacher/stc variants; empty = [stc.cache_interval]
     frames_per_chunk: List[int] = field(default_factory=lambda: [1, 8])  # frames per ingest / pre-fill call
+    repeats: int = 0  # timed ingest passes per variant; 0 = the run's `repeats` (a 7B pass is long)
+    answer: bool = True  # time one answer (max_new_tokens) after every ingest pass
+    max_new_tokens: int = 16
+    long_frames: int = 0  # > 0: answer latency with this many frames in memory (1800 = 1 h at 0.5 fps)
+    long_variants: List[str] = field(default_factory=lambda: ["baseline", "stc"])  # first mode/N, first chunk
+    long_repeats: int = 3
     host_config: Dict[str, Any] = field(default_factory=dict)  # extra host settings (e.g. n_local)
 
 
@@ -174,8 +195,13 @@ def validate(cfg: SpeedConfig, cuda_available: bool) -> None:
     _require(cfg.multistream.frames >= 1, "multistream.frames", cfg.multistream.frames, "must be >= 1")
     _require(all(c >= 1 for c in cfg.prefill.frames_per_chunk), "prefill.frames_per_chunk",
              cfg.prefill.frames_per_chunk, "every chunk size must be >= 1")
-    _require(all(c >= 1 for c in cfg.e2e.frames_per_chunk), "e2e.frames_per_chunk", cfg.e2e.frames_per_chunk,
-             "every chunk size must be >= 1")
+    _validate_e2e(cfg)
+    _require(all(m in CACHER_MODES for m in cfg.vit.modes), "vit.modes", cfg.vit.modes, f"each must be one of {CACHER_MODES}")
+    fused = cfg.stc.fused or any(m.endswith("+fused") for m in cfg.vit.modes + cfg.e2e.modes)
+    _require(not cfg.stc.autotune or fused, "stc.autotune", True,
+             "tunes the fused layers only: set stc.fused=true or add a '+fused' mode to vit.modes / e2e.modes")
+    _require(not cfg.stc.autotune or (cuda_available and cfg.device != "cpu"), "stc.autotune", True,
+             "Inductor GEMM autotuning needs a CUDA device (this run is on CPU)")
     _require(cfg.prefill.prompt_tokens >= 0, "prefill.prompt_tokens", cfg.prefill.prompt_tokens, "must be >= 0")
     _require(cfg.cpu_threads >= 0, "cpu_threads", cfg.cpu_threads, "must be >= 0 (0 = torch default)")
     _require(cfg.device in DEVICES, "device", cfg.device, f"must be one of {DEVICES}")
@@ -184,6 +210,21 @@ def validate(cfg: SpeedConfig, cuda_available: bool) -> None:
     _require(cfg.model.dtype in DTYPES, "model.dtype", cfg.model.dtype, f"must be one of {DTYPES}")
     _require(bool(cfg.preset.model_config) or bool(cfg.preset.vision and cfg.preset.text), "preset",
              cfg.preset.name, "needs model_config, or both vision and text")
+
+
+def _validate_e2e(cfg: SpeedConfig) -> None:
+    e2e = cfg.e2e
+    _require(all(c >= 1 for c in e2e.frames_per_chunk), "e2e.frames_per_chunk", e2e.frames_per_chunk,
+             "every chunk size must be >= 1")
+    _require(all(v in E2E_VARIANTS for v in e2e.variants), "e2e.variants", e2e.variants, f"each must be one of {E2E_VARIANTS}")
+    _require(all(v in E2E_VARIANTS for v in e2e.long_variants), "e2e.long_variants", e2e.long_variants,
+             f"each must be one of {E2E_VARIANTS}")
+    _require(all(m in CACHER_MODES for m in e2e.modes), "e2e.modes", e2e.modes, f"each must be one of {CACHER_MODES}")
+    _require(all(n >= 1 for n in e2e.intervals), "e2e.intervals", e2e.intervals, "every N must be >= 1")
+    _require(e2e.repeats >= 0, "e2e.repeats", e2e.repeats, "must be >= 0 (0 = the run's repeats)")
+    _require(e2e.max_new_tokens >= 1, "e2e.max_new_tokens", e2e.max_new_tokens, "must be >= 1")
+    _require(e2e.long_frames >= 0, "e2e.long_frames", e2e.long_frames, "must be >= 0 (0 = no long-stream answers)")
+    _require(e2e.long_repeats >= 1, "e2e.long_repeats", e2e.long_repeats, "must be >= 1")
 
 
 def apply_process_settings(cfg: SpeedConfig) -> None:

@@ -1,4 +1,5 @@
-"""speed.png: ViT per-frame latency bars, pre-fill latency per chunk size, streams-vs-throughput curve."""
+"""speed.png: ViT per-frame latency bars, pre-fill latency per chunk size, streams-vs-throughput curve,
+end-to-end ingest per frame per host variant."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ def plot(rows: list[Row], title: str, path: Path) -> Path | None:
     vit = [r for r in rows if r.case == "vit"]
     pre = [r for r in rows if r.case == "prefill"]
     ms = [r for r in rows if r.case == "multistream"]
-    if not (vit or pre or ms):
+    e2e = [r for r in rows if r.case == "e2e"]
+    if not (vit or pre or ms or e2e):
         return None
-    fig = Figure(figsize=(16, 4.5))
-    axes = fig.subplots(1, 3)
+    fig = Figure(figsize=(21, 4.8))
+    axes = fig.subplots(1, 4)
     if vit:
         ax = axes[0]
         colors = ["#888888" if r.method == "baseline" else "#1f77b4" for r in vit]
@@ -49,6 +51,14 @@ def plot(rows: list[Row], title: str, path: Path) -> Path | None:
         ax.set_ylabel("frames/s (median)")
         ax.set_title("Batched multi-stream ViT")
         ax.legend(fontsize=8)
+    if e2e:
+        ax = axes[3]
+        colors = ["#888888" if r.method == "baseline" else "#2ca02c" for r in e2e]
+        ax.bar(range(len(e2e)), [r.stats["median"] for r in e2e], color=colors,
+               yerr=[[r.stats["median"] - r.stats["min"] for r in e2e], [r.stats["p90"] - r.stats["median"] for r in e2e]])
+        ax.set_xticks(range(len(e2e)), [r.name for r in e2e], rotation=35, ha="right", fontsize=7)
+        ax.set_ylabel("ingest ms per frame (median, min..p90)")
+        ax.set_title("End-to-end ingest (host)")
     for ax in axes:
         if not ax.has_data():
             ax.set_axis_off()

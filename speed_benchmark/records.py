@@ -22,7 +22,7 @@ class Row:
     """A timed variant.
 
     Attributes:
-        case: "vit", "multistream", "prefill", "pruner" or "e2e".
+        case: "vit", "multistream", "prefill", "pruner", "e2e" or "long" (answers after a long stream).
         name: unique label within the case, e.g. "stc graph N=4".
         method: "baseline" or "stc".
         mode: "eager", "graph" or "-".
@@ -36,7 +36,8 @@ class Row:
             inverse ratio, so < 1 always means STC is cheaper).
         theory_fraction: FLOP-model fraction for this row (F(N, r) or the pre-fill FLOP ratio).
         efficiency: theory_fraction / measured_fraction (1.0 = the FLOP saving fully realised).
-        extra: per-frame samples, reference/selective split, cacher counters, peak memory ...
+        extra: per-frame samples, reference/selective split, cacher counters, peak memory, host stage
+            timings, answer latency, the roofline floor ("floor": speed_benchmark/roofline.py) ...
     """
 
     case: str

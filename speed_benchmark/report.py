@@ -20,20 +20,42 @@ def _f(x: Optional[float], fmt: str = "{:.2f}") -> str:
     return "–" if x is None else fmt.format(x)
 
 
+def _x_floor(row: Row) -> str:
+    floor = row.extra.get("floor") or {}
+    return "n/a" if floor.get("x_floor") is None else f"{floor['x_floor']:.2f}"
+
+
+def _floor_table(rows: list[Row], peaks: Optional[dict]) -> list[str]:
+    """Every row beside its roofline floor (speed_benchmark/roofline.py): n/a on CPU or without a model."""
+    head = ("Peaks measured in this run: " + (f"GEMM {peaks['flops_per_s'] / 1e12:.0f} TFLOP/s ({peaks['gemm_size']}^3), "
+            f"copy {peaks['bytes_per_s'] / 1e9:.0f} GB/s." if peaks else "n/a (CPU run)."))
+    out = [head, "", "| case | row | median | unit | floor | x floor | bound | GFLOP | weight MB read |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        f = r.extra.get("floor") or {}
+        cells = "n/a | n/a | n/a" if f.get("floor") is None else f"{f['floor']:.3g} | {f['x_floor']:.2f} | {f['bound']}"
+        cells += f" | {f['flops'] / 1e9:.3g} | {f['bytes'] / 1e6:.3g}" if f else " | n/a | n/a"
+        out.append(f"| {r.case} | {r.name} | {r.stats['median']:.3g} | {r.unit} | {cells} |")
+    return out
+
+
 def _red(row: Row) -> str:
     return "–" if row.measured_fraction is None else f"{(1 - row.measured_fraction) * 100:+.1f}%".replace("+", "−", 1) \
         if row.measured_fraction < 1 else f"+{(row.measured_fraction - 1) * 100:.1f}% slower"
 
 
 def _vit_table(rows: list[Row]) -> list[str]:
-    out = ["| Variant | N | r | ms/frame median | min | p90 | reference ms | selective ms | x base | red. | theory F(N,r) | eff. | refs/sel (k) |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| Variant | N | r | ms/frame median | min | p90 | reference ms | selective ms | x base | red. | x eager base | x graph base | "
+           "theory F(N,r) | eff. | x floor | refs/sel (k) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ref, sel, c = r.extra.get("reference_ms"), r.extra.get("selective_ms"), r.extra.get("cacher")
         counts = f"{c['reference_frames']}/{c['selective_frames']} ({c['tokens_recomputed']}/{c['tokens_per_frame']})" if c else "–"
         out.append(f"| {r.name} | {r.params.get('N', '–')} | {r.params.get('r', '–')} | {r.stats['median']:.2f} | "
                    f"{r.stats['min']:.2f} | {r.stats['p90']:.2f} | {_f(ref and ref['median'])} | {_f(sel and sel['median'])} | "
-                   f"{_f(r.measured_fraction)} | {_red(r)} | {_f(r.theory_fraction, '{:.3f}')} | {_f(r.efficiency)} | {counts} |")
+                   f"{_f(r.measured_fraction)} | {_red(r)} | {_f(r.extra.get('fraction_vs_eager_baseline'))} | "
+                   f"{_f(r.extra.get('fraction_vs_graph_baseline'))} | "
+                   f"{_f(r.theory_fraction, '{:.3f}')} | {_f(r.efficiency)} | {_x_floor(r)} | {counts} |")
     return out
 
 
@@ -69,20 +91,42 @@ def _prefill_table(rows: list[Row]) -> list[str]:
     return out
 
 
-def _stage(row: Row, key: str) -> Optional[float]:
-    vals = [t[key] / max(1, t["frames"]) for t in row.extra.get("host_timings", []) if t.get("frames")]
+def _stage(row: Row, key: str, per_frame: bool = True) -> Optional[float]:
+    """Median over repeats of a host stage time (top-level StageTimings field or `extra`), per frame."""
+    vals = []
+    for t in row.extra.get("host_timings", []):
+        value = t.get(key, t.get("extra", {}).get(key))
+        if value is not None and t.get("frames"):
+            vals.append(value / t["frames"] if per_frame else value)
     return statistics.median(vals) if vals else None
 
 
 def _e2e_table(rows: list[Row]) -> list[str]:
-    out = ["| Variant | ms/frame median | min | p90 | x base | red. | theory | eff. | ViT ms | pruner ms | pre-fill ms | refs/sel | tokens kept/in |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| Variant | ms/frame median | min | p90 | x base | red. | theory | eff. | x floor | ViT ms | projector ms | "
+           "pruner ms | pre-fill ms | retrieval ms | answer ms | refs/sel | tokens kept/in |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         last = (r.extra.get("host_timings") or [{}])[-1]
+        answer = r.extra.get("answer_ms")
         out.append(f"| {r.name} | {r.stats['median']:.2f} | {r.stats['min']:.2f} | {r.stats['p90']:.2f} | "
-                   f"{_f(r.measured_fraction)} | {_red(r)} | {_f(r.theory_fraction, '{:.3f}')} | {_f(r.efficiency)} | {_f(_stage(r, 'vit_ms'))} | {_f(_stage(r, 'pruner_ms'))} | "
-                   f"{_f(_stage(r, 'prefill_ms'))} | {last.get('vit_reference_frames', '–')}/{last.get('vit_selective_frames', '–')} | "
+                   f"{_f(r.measured_fraction)} | {_red(r)} | {_f(r.theory_fraction, '{:.3f}')} | {_f(r.efficiency)} | "
+                   f"{_x_floor(r)} | {_f(_stage(r, 'vit_ms'))} | {_f(_stage(r, 'projector_ms'))} | {_f(_stage(r, 'pruner_ms'))} | "
+                   f"{_f(_stage(r, 'prefill_ms'))} | {_f(_stage(r, 'retrieval_ms', per_frame=False))} | "
+                   f"{_f(answer and answer['median'])} | {last.get('vit_reference_frames', '–')}/{last.get('vit_selective_frames', '–')} | "
                    f"{last.get('visual_tokens_kept', '–')}/{last.get('visual_tokens_in', '–')} |")
+    return out
+
+
+def _long_table(rows: list[Row]) -> list[str]:
+    out = ["| Variant | frames in memory | tokens/block | stored GiB | retrieval ms | answer pre-fill ms | "
+           "first token ms (median) | p90 | decode ms/token | full answer ms (tokens) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        e = r.extra
+        out.append(f"| {r.name} | {r.params['frames']} ({r.params['encoded_frames']} encoded) | {e.get('block_tokens', '–')} | "
+                   f"{_f(e.get('stored_gib'), '{:.3g}')} | {_f(e['retrieval_ms'])} | {_f(e['answer_prefill_ms'])} | "
+                   f"{r.stats['median']:.2f} | {r.stats['p90']:.2f} | {_f(e['decode_ms_per_token'])} | "
+                   f"{_f(statistics.median(e['full_answer_ms']))} ({e['generated_tokens']}) |")
     return out
 
 
@@ -129,7 +173,16 @@ def render(result: dict, rows: list[Row]) -> str:
             lines += ["", title, ""] + fn(sub)
     e2e = [r for r in rows if r.case == "e2e"]
     if e2e:
-        lines += ["", "## (4) End-to-end ingest per frame (host timings per frame, medians)", ""] + _e2e_table(e2e)
+        lines += ["", "## (4) End-to-end ingest per frame (host stage ms per frame; retrieval and answer per "
+                  "question; medians)", ""] + _e2e_table(e2e)
+    long = [r for r in rows if r.case == "long"]
+    if long:
+        lines += ["", "## (5) Answer latency after a long stream", ""] + _long_table(long)
+    if rows:
+        lines += ["", "## Roofline floors", "", "Floor of each call = max(FLOPs / peak, weight bytes / bandwidth), summed "
+                  "over a pass, in the row's unit; x floor = measured / floor (>= 1). GFLOP and weight MB are per timed "
+                  "pass. No model for the pruner and long-stream rows.", ""]
+        lines += _floor_table(rows, result.get("peaks"))
     lines += ["", "## Targets", "", "| Target | goal | measured | status | note |", "|---|---|---|---|---|"]
     lines += [f"| {t['target']} | {t['goal']} | {_f(t['measured'], '{:.3f}')} | {t['status']} | {t['detail']} |" for t in result["targets"]]
     if result.get("failed_cases"):

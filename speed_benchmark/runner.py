@@ -5,7 +5,8 @@
     result, paths = run(cfg, command="python -m speed_benchmark preset=tiny")
 
 Cases run in one process on one set of weights: (1) ViT one stream, (2) multi-stream ViT share the
-towers; they are freed before (3) builds the LLM, which is freed before (4) builds the host.
+towers; they are freed before (3) builds the LLM, which is freed before (4) builds the hosts (one per
+variant; (5) long-stream answers reuse them).
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import dataclasses
 import gc
 import time
 import traceback
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from speed_benchmark import case_e2e, case_multistream, case_prefill, case_vit, plot, report, targets
+from speed_benchmark import case_e2e, case_multistream, case_prefill, case_vit, plot, report, roofline, targets
 from speed_benchmark.config import SpeedConfig, SpeedConfigError, validate
 from speed_benchmark.models import build_llm, build_vision_tower, resolve_device_dtype, resolve_spec
 from speed_benchmark.records import Row, RunContext
@@ -99,13 +101,36 @@ def _cases(ctx: RunContext, bar, checkpoint) -> list[Row]:
     return rows
 
 
+@contextmanager
+def _compile_options(cfg: SpeedConfig):
+    """stc.autotune: Inductor's max_autotune only while the cases run (the fused layers compile lazily,
+    at their first call inside a case); `config.patch` restores the previous setting on exit."""
+    if not cfg.stc.autotune:
+        yield
+        return
+    import torch._inductor.config as inductor_config
+
+    with inductor_config.patch(max_autotune=True):
+        yield
+
+
 def _total_steps(cfg: SpeedConfig) -> int:
     return ((cfg.repeats if cfg.vit.enabled else 0) + (len(cfg.multistream.streams) if cfg.multistream.enabled else 0)
             + (len(cfg.prefill.frames_per_chunk) if cfg.prefill.enabled else 0) + (len(cfg.e2e.frames_per_chunk) if cfg.e2e.enabled else 0))
 
 
-def _result(ctx: RunContext, rows: list[Row], command: str, started: str, t0: float, env: dict) -> dict:
+def _peaks(ctx: RunContext):
+    """This GPU's measured GEMM and copy ceilings (None on CPU, or with the reason if measuring fails)."""
+    try:
+        return roofline.measure_peaks(ctx.device, ctx.dtype)
+    except Exception as error:  # noqa: BLE001 - floors are optional; the measurements are not
+        ctx.notes.append(f"no roofline floors: measuring the peaks failed ({type(error).__name__}: {error})")
+        return None
+
+
+def _result(ctx: RunContext, rows: list[Row], command: str, started: str, t0: float, env: dict, peaks) -> dict:
     cfg, spec = ctx.cfg, ctx.spec
+    roofline.annotate(rows, ctx, peaks)
     return {
         "schema_version": SCHEMA_VERSION,
         "command": command,
@@ -113,6 +138,7 @@ def _result(ctx: RunContext, rows: list[Row], command: str, started: str, t0: fl
         "wall_s": round(time.perf_counter() - t0, 2),
         "case_wall_s": dict(ctx.shared.get("case_wall_s", {})),
         "environment": env,
+        "peaks": peaks.to_dict() if peaks is not None else None,
         "config": dataclasses.asdict(cfg),
         "model": {**ctx.info(), "vision_config": spec.vision_config.to_dict(), "text_config": spec.text_config.to_dict()},
         "rows": [r.to_dict() for r in rows],
@@ -135,13 +161,15 @@ def run(cfg: SpeedConfig, command: str = "") -> tuple[dict, dict[str, Path]]:
     out_dir = Path(cfg.out_dir)
     env = environment(device, dtype, cfg.model.attn_implementation)
     started, t0 = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
+    peaks = _peaks(ctx)
 
     def checkpoint(rows: list[Row]) -> None:
-        report.write(out_dir, dict(_result(ctx, rows, command, started, t0, env), complete=False), rows)
+        report.write(out_dir, dict(_result(ctx, rows, command, started, t0, env, peaks), complete=False), rows)
 
-    with tqdm(total=_total_steps(cfg), disable=not cfg.progress, desc="speed", unit="step") as bar:
+    with tqdm(total=_total_steps(cfg), disable=not cfg.progress, desc="speed", unit="step") as bar, \
+            _compile_options(cfg):
         rows = _cases(ctx, bar, checkpoint)
-    result = dict(_result(ctx, rows, command, started, t0, env), complete=True)
+    result = dict(_result(ctx, rows, command, started, t0, env, peaks), complete=True)
     paths = report.write(out_dir, result, rows)
     if cfg.plot:
         title = f"{cfg.preset.name} on {env['device_name']} ({env['dtype']})"

@@ -1,8 +1,7 @@
-"""Timing primitives: per-call CUDA events (or perf_counter on CPU), summary statistics, environment.
+"""Summary statistics of timed samples, device helpers (sync, peak memory) and the run environment.
 
-Why events per call and one sync per repeat: a streaming host never synchronises between frames, so
-the harness must not either (a sync per frame would hide launch overlap and inflate eager numbers).
-Events give the GPU-timeline time of each call; `Recorder.finish()` syncs once and converts.
+The timer itself is `frameworks.common.timing.EventTimer`, shared with the hosts (one timer, one
+method: CUDA events per call, one synchronisation per pass).
 """
 
 from __future__ import annotations
@@ -11,9 +10,8 @@ import math
 import platform
 import statistics
 import subprocess
-import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 
@@ -41,42 +39,6 @@ def summarize(samples: Sequence[float]) -> Stats:
     p90 = ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]  # nearest-rank percentile
     std = statistics.pstdev(ordered) if len(ordered) > 1 else 0.0
     return Stats(len(ordered), ordered[0], statistics.median(ordered), p90, statistics.fmean(ordered), std)
-
-
-class Recorder:
-    """Times a sequence of calls on one device without synchronising between them.
-
-        rec = Recorder(device)
-        for x in frames: rec.call(lambda: tower(pixel_values=x))
-        per_call_ms = rec.finish()        # one sync; list of ms per call
-    """
-
-    def __init__(self, device: torch.device):
-        self.cuda = torch.device(device).type == "cuda"
-        self._events: list = []
-        self._cpu: list[float] = []
-
-    def call(self, fn: Callable[[], object]) -> object:
-        if self.cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            out = fn()
-            end.record()
-            self._events.append((start, end))
-            return out
-        t0 = time.perf_counter()
-        out = fn()
-        self._cpu.append((time.perf_counter() - t0) * 1e3)
-        return out
-
-    def finish(self) -> list[float]:
-        if self.cuda:
-            torch.cuda.synchronize()
-            out = [s.elapsed_time(e) for s, e in self._events]
-        else:
-            out = list(self._cpu)
-        self._events, self._cpu = [], []
-        return out
 
 
 def synchronize(device: torch.device) -> None:

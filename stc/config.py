@@ -23,6 +23,7 @@ from typing import Mapping, Optional, Tuple
 
 SIMILARITY_METRICS = ("cosine", "dot", "l1", "l2")
 SELECTION_FEATURES = ("key", "input")
+REUSE_TARGETS = ("both", "attention", "mlp")
 PRUNE_STRATEGIES = ("gaussian", "dual_anchor")
 TOKEN_LAYOUTS = ("flat", "grid_newline")
 
@@ -47,6 +48,14 @@ class CacherConfig:
         cuda_graph: on CUDA, replay tower calls from captured graphs (never used on CPU).
         fused: on CUDA, run all-selective layers through one torch.compile'd function (Triton fuses
             the small ops; first call compiles, ~1 min). Ignored on CPU and for unknown activations.
+        reuse: what static tokens reuse on selective frames: "both" (the method: attention and MLP
+            branch outputs), or the paper's reuse-target ablations (Table 4) "attention" (MLP
+            recomputed for every token) and "mlp" (attention recomputed for every token). The
+            ablations run the eager/graphed layers only (never the fused one).
+        stagger_streams: give the streams of one handle refresh phases 0, 1, 2, ... (mod N), so a call
+            that batches one frame of each of S streams holds about S/N reference rows every time
+            instead of S rows every N-th call. Per-stream outputs are those of a single stream whose
+            schedule is shifted (same fidelity, same FLOPs).
         recompute_prefix: always recompute the tower's prefix tokens (CLS, registers) on selective
             frames, within the k recomputed tokens. Off by default (as released): a prefix token's
             layer-0 key never changes between frames, so the cosine rule never selects it and its
@@ -59,6 +68,8 @@ class CacherConfig:
     selection_feature: str = "key"
     cuda_graph: bool = False
     fused: bool = False
+    reuse: str = "both"
+    stagger_streams: bool = False
     recompute_prefix: bool = False
 
     def __post_init__(self):
@@ -70,6 +81,8 @@ class CacherConfig:
             _fail("metric", self.metric, f"must be one of {SIMILARITY_METRICS}")
         if self.selection_feature not in SELECTION_FEATURES:
             _fail("selection_feature", self.selection_feature, f"must be one of {SELECTION_FEATURES}")
+        if self.reuse not in REUSE_TARGETS:
+            _fail("reuse", self.reuse, f"must be one of {REUSE_TARGETS}")
 
     def tokens_to_update(self, num_tokens: int) -> int:
         """k = max(1, min(T, floor(T·r))): tokens recomputed per layer on a selective frame."""

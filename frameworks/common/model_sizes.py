@@ -160,6 +160,24 @@ def qwen2_vl_config(name: str = "7b", **overrides) -> Qwen2VLConfig:
     return Qwen2VLConfig(**_merge(base, overrides))
 
 
+# ----------------------------------------------------------------------------------------- Dispider
+def dispider_configs(name: str = "released") -> tuple[CLIPVisionConfig, Qwen2Config, Qwen2Config]:
+    """Dispider's three networks: (CLIP tower, Qwen2 compressor, Qwen2 reaction LLM).
+
+    released: CLIP ViT-L/14@224 + Qwen2-1.5B (vocab 151936 incl. room for <ANS>/<TODO>) + Qwen2-7B
+    (vocab 152064), spec §C3. tiny: CLIP 112 px / patch 14 (8x8 patches -> 16 concatenated tokens per
+    frame, like 16x16 -> 64) + a 64-d 2-layer compressor + a 48-d 2-layer reaction LLM (different
+    widths so a projector wired to the wrong side fails).
+    """
+    if name == "released":
+        return clip_vit_l14_config(224), qwen2_text_config("1.5b"), qwen2_text_config("7b")
+    if name == "tiny":
+        vision = clip_tiny_config(image_size=112, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                  num_attention_heads=2)
+        return vision, qwen2_text_config("tiny"), qwen2_text_config("tiny", hidden_size=48, intermediate_size=96)
+    raise ValueError(f"unknown Dispider size {name!r}; choose one of ['released', 'tiny']")
+
+
 # ----------------------------------------------------------------------------------------- token arithmetic
 def tokens_per_frame(vision_config: PretrainedConfig) -> int:
     """Tokens a ViT layer sees per frame: (image/patch)^2, plus one CLS token for CLIP."""

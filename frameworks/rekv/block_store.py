@@ -53,6 +53,12 @@ class BlockStore:
     def commit(self, count: int) -> None:
         self.num_blocks += count
 
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of K/V held for the committed blocks (all layers)."""
+        element = torch.empty((), dtype=self.dtype).element_size()
+        return self.num_blocks * self.num_layers * 2 * self.kv_heads * self.block_tokens * self.head_dim * element
+
     def fill_random(self, count: int) -> None:
         """Append `count` blocks of random data to every layer (latency simulation of a long stream
         without encoding it). One random page is generated and copied (memcpy speed, not RNG speed);

@@ -24,7 +24,7 @@ import torch
 from frameworks.common.compression import HostCompression
 from frameworks.common.llava_loading import LoadedLlava
 from frameworks.common.llava_video import pool_2x, pooled_grid_tokens, preprocess_frames, tower_features
-from frameworks.common.stage_timer import StageTimer
+from frameworks.common.timing import EventTimer
 from frameworks.protocol import Query, StageTimings
 from frameworks.rekv.backends import AnswerAttention, AnswerCache, RetrievalPass, SinkEncoding, WindowPrefill
 from frameworks.rekv.block_store import BlockStore
@@ -61,7 +61,7 @@ class ReKVHost:
         self.store = BlockStore(*shape, self.block_tokens, self.dtype, self.device,
                                 offload=self.config.offload, page_blocks=self.config.page_blocks)
         self.compression.attach(self.vision_tower)
-        self.timer = StageTimer(self.device)
+        self.timer = EventTimer(self.device)
         self._encode_sink()
         self.reset()
 
@@ -124,6 +124,7 @@ class ReKVHost:
         extra = {f"{name}_ms": value for name, value in extra.items()}
         extra.update(answers=counts["answers"], generated_tokens=counts["generated_tokens"],
                      blocks=self.store.num_blocks, block_tokens=self.block_tokens, init_tokens=self.window.n_init,
+                     stored_bytes=self.store.stored_bytes,
                      local_window_tokens=self.window.length, frames_per_chunk=self.config.frames_per_chunk,
                      compression=self.compression.stats())
         return StageTimings(
@@ -133,6 +134,21 @@ class ReKVHost:
             vit_reference_frames=reference_frames, vit_selective_frames=selective_frames,
             peak_memory_mb=peak, extra=extra,
         )
+
+    @torch.no_grad()
+    def fill_history(self, frames: int) -> int:
+        """Latency simulation of a long stream (the speed harness's answer-latency rows): make the memory
+        hold `frames` frame blocks as if they had been ingested. The frames the local window holds
+        (n_local tokens) are really encoded, from random pixels; older ones are random blocks, not
+        encoded (a 1-hour stream would take minutes to encode). Call after `reset()`; returns the
+        number of frames really encoded."""
+        recent = min(frames, -(-self.config.n_local // self.block_tokens) + 1)
+        if frames > recent:
+            self.store.fill_random(frames - recent)
+        size = self.model.config.vision_config.image_size
+        generator = torch.Generator().manual_seed(self.config.seed)
+        self.ingest(torch.randint(0, 256, (recent, size, size, 3), generator=generator, dtype=torch.uint8))
+        return recent
 
     def close(self) -> None:
         """Detach VISION-stage methods (the tower's original layer classes come back)."""

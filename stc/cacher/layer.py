@@ -15,6 +15,9 @@ Differences from the upstream layer forward:
 - Keys are computed once (upstream computed them twice on selective frames), norm2 runs only on the k
   recomputed tokens (it is per token, so this is exact), the output is built with one broadcast add +
   one in-place scatter, and the top-k indices are not sorted (per-token math does not depend on order).
+- `CacherConfig.reuse` selects what static tokens reuse: "both" (the method: A_ref + M_ref), or the
+  paper's Table-4 ablations "attention" (A_ref reused, MLP recomputed for every token) and "mlp"
+  (attention for every token, M_ref reused). The stored `branch_sum` buffer holds the reused branch.
 - Within one call, every row reads references from rows BEFORE it (or the stream's stored reference,
   read before this call overwrites it), so a call of several frames equals feeding them one by one.
 """
@@ -38,13 +41,15 @@ class References:
     branch_sum: torch.Tensor
 
 
-def full_rows(anatomy, parts, rows, hidden, normed, keys, mask):
-    """Upstream layer math on all given rows. Returns (output, values, attn_branch + mlp_branch)."""
+def full_rows(anatomy, parts, rows, hidden, normed, keys, mask, reuse: str = "both"):
+    """Upstream layer math on all given rows. Returns (output, values, reused branch): the branch
+    output(s) static tokens will reuse, A + M ("both", the method), A ("attention") or M ("mlp")."""
     values = anatomy.values(parts, normed)
     attn_branch = anatomy.attention_branch(parts, anatomy.queries(parts, normed, rows), keys, values, mask, rows)
     mid = hidden + attn_branch
     mlp_branch = anatomy.mlp_branch(parts, mid)
-    return mid + mlp_branch, values, attn_branch + mlp_branch
+    reused = {"both": lambda: attn_branch + mlp_branch, "attention": lambda: attn_branch, "mlp": lambda: mlp_branch}[reuse]()
+    return mid + mlp_branch, values, reused
 
 
 def dynamic_indices(features, reference, k: int, config, prefix_tokens: int = 0) -> torch.Tensor:
@@ -72,8 +77,18 @@ def selective_rows(anatomy, parts, rows, hidden, normed, keys, mask, refs: Refer
     if mask is not None:
         picked = indices[:, None, :, None].expand(-1, mask.shape[1], -1, mask.shape[-1])
         row_mask = torch.gather(mask.expand(hidden.shape[0], -1, -1, -1), -2, picked)
+    if config.reuse == "mlp":  # ablation: attention for every token, MLP reused for static tokens
+        values = anatomy.values(parts, normed)
+        mid = hidden + anatomy.attention_branch(parts, anatomy.queries(parts, normed, rows), keys, values, mask, rows)
+        mid_dynamic = torch.gather(mid, 1, index)
+        out = mid + refs.branch_sum
+        out.scatter_(1, index, mid_dynamic + anatomy.mlp_branch(parts, mid_dynamic))
+        return out
     queries = anatomy.queries(parts, normed_dynamic, rows, indices)
     mid_dynamic = torch.gather(hidden, 1, index) + anatomy.attention_branch(parts, queries, keys, values, row_mask, rows)
+    if config.reuse == "attention":  # ablation: attention reused for static tokens, MLP for every token
+        mid = (hidden + refs.branch_sum).scatter(1, index, mid_dynamic)
+        return mid + anatomy.mlp_branch(parts, mid)
     out = hidden + refs.branch_sum
     out.scatter_(1, index, mid_dynamic + anatomy.mlp_branch(parts, mid_dynamic))
     return out
@@ -95,7 +110,7 @@ def cached_layer_forward(anatomy, parts, rows, plan: CallPlan, layer_idx: int, c
         refs = stored_references(plan, layer_idx)
         return selective_rows(anatomy, parts, rows, hidden, normed, keys, mask, refs, k, config, prefix_tokens)
     if not plan.selective_rows:  # all reference
-        out, values, branch_sum = full_rows(anatomy, parts, rows, hidden, normed, keys, mask)
+        out, values, branch_sum = full_rows(anatomy, parts, rows, hidden, normed, keys, mask, config.reuse)
         _store(plan, layer_idx, plan.reference_rows, keys, normed, values, branch_sum, config)
         return out
 
@@ -103,7 +118,8 @@ def cached_layer_forward(anatomy, parts, rows, plan: CallPlan, layer_idx: int, c
     mask_r = mask_s = mask
     if mask is not None and mask.shape[0] > 1:
         mask_r, mask_s = mask[ref_index], mask[sel_index]
-    out_r, values, branch_sum = full_rows(anatomy, parts, rows, hidden[ref_index], normed[ref_index], keys[ref_index], mask_r)
+    out_r, values, branch_sum = full_rows(anatomy, parts, rows, hidden[ref_index], normed[ref_index], keys[ref_index], mask_r,
+                                          config.reuse)
     # read the references BEFORE this call overwrites the stored ones: a selective row whose reference
     # is the stored one must not see a reference frame that comes after it in the same call
     refs = _mixed_references(plan, layer_idx, keys, normed, values, branch_sum, config)

@@ -73,7 +73,7 @@ def plan_call(
     Args:
         states: one state per row of `hidden` (a stream may appear in several rows, in frame order).
         hidden: [B, T, D] input of the first encoder layer (only its shape/dtype/device are used).
-        cache_interval: N; frame i of a stream is a reference when i % N == 0.
+        cache_interval: N; frame i of a stream is a reference when (i - phase) % N == 0 (or it has none).
         tokens_to_update: k tokens recomputed per layer on selective rows.
         index_cache: the handle's cache of row-index tensors (see `CallPlan.row_indices`).
     """
@@ -89,7 +89,7 @@ def plan_call(
         has_reference = state.id in last_reference_row or state.reference_matches(
             num_tokens, width, hidden.dtype, hidden.device
         )
-        if frame % cache_interval == 0 or not has_reference:
+        if state.is_scheduled_reference(frame, cache_interval) or not has_reference:
             plan.reference_rows.append(row)
             last_reference_row[state.id] = row
         else:
@@ -115,7 +115,7 @@ def expected_modes(states: Sequence[CacherState], cache_interval: int) -> tuple[
     for state in states:
         frame = frame_of.get(state.id, state.frame_idx)
         frame_of[state.id] = frame + 1
-        reference = frame % cache_interval == 0 or not has_reference.get(state.id, state.has_reference)
+        reference = state.is_scheduled_reference(frame, cache_interval) or not has_reference.get(state.id, state.has_reference)
         has_reference[state.id] = True if reference else has_reference.get(state.id, state.has_reference)
         modes.append(reference)
     return tuple(modes)

@@ -51,11 +51,15 @@ class LayerReference:
 
 class CacherState:
     """Per-stream state. `frame_idx` counts frames since `reset()`; frame i is a reference frame when
-    i % cache_interval == 0 or when no reference exists yet."""
+    (i - phase) % cache_interval == 0 or when no reference exists yet (so frame 0 always is).
 
-    def __init__(self, num_layers: int, owner_id: int):
+    `phase` staggers the refreshes of streams that share batched calls: with S streams in lockstep and
+    phase i for stream i, each call holds about S/N reference rows instead of all S every N-th call."""
+
+    def __init__(self, num_layers: int, owner_id: int, phase: int = 0):
         self.id = next(_state_ids)
         self.owner_id = owner_id
+        self.phase = phase
         self.layers = [LayerReference() for _ in range(num_layers)]
         self.frame_idx = 0
         self.version = 0
@@ -68,6 +72,9 @@ class CacherState:
         self.frame_idx = 0
         self.stats = CacherStats()
         self._signature = self._pending = None
+
+    def is_scheduled_reference(self, frame: int, cache_interval: int) -> bool:
+        return (frame - self.phase) % cache_interval == 0
 
     @property
     def has_reference(self) -> bool:

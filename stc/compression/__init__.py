@@ -8,11 +8,12 @@ See `base.py` for the stages and the contract, `registry.py` to add a method.
 """
 
 from stc.compression.base import CompressionMethod, ContextMethod, Stage, TokenMethod, TokenSide, VisionMethod
-from stc.compression.registry import METHODS, list_methods, method_class
-from stc.compression.spec import CompressionSpec, make_config
+from stc.compression.registry import METHODS, PRESETS, list_methods, method_class, preset_label
+from stc.compression.spec import CompressionSpec, label_of, make_config
 
 __all__ = [
     "METHODS",
+    "PRESETS",
     "CompressionMethod",
     "CompressionSpec",
     "ContextMethod",
@@ -21,6 +22,8 @@ __all__ = [
     "TokenSide",
     "VisionMethod",
     "list_methods",
+    "label_of",
     "make_config",
+    "preset_label",
     "method_class",
 ]

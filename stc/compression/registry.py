@@ -19,6 +19,25 @@ METHODS: dict[str, str] = {
 }
 
 
+# Names of method combinations (the files of `configs/compression/` that list exactly these methods);
+# a spec without an explicit `name` is labelled by the preset with the same method set.
+PRESETS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "stc": ("cacher", "pruner"),
+    "stc_cacher": ("cacher",),
+    "stc_pruner": ("pruner",),
+}
+
+
+def preset_label(methods) -> str:
+    """'stc' for {cacher, pruner}, the method names joined by '+' when no preset has this set."""
+    enabled = tuple(methods)
+    for label, members in PRESETS.items():
+        if set(members) == set(enabled):
+            return label
+    return "+".join(enabled)
+
+
 def list_methods() -> list[str]:
     return sorted(METHODS)
 

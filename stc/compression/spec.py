@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from stc.compression.base import CompressionMethod, Stage
-from stc.compression.registry import list_methods, method_class
+from stc.compression.registry import list_methods, method_class, preset_label
 
 _STAGE_ORDER = {Stage.VISION: 0, Stage.TOKENS: 1, Stage.CONTEXT: 2}
 
@@ -25,7 +25,7 @@ _STAGE_ORDER = {Stage.VISION: 0, Stage.TOKENS: 1, Stage.CONTEXT: 2}
 @dataclass(frozen=True)
 class CompressionSpec:
     """Method name -> frozen config, for the methods that are switched on. `label` names the spec in
-    reports (the compression group's `name`, or the method names joined by '+')."""
+    reports: an explicit `name`, else the preset with this method set (`stc`), else 'a+b'."""
 
     configs: Mapping[str, Any] = field(default_factory=dict)
     label: str = ""
@@ -36,11 +36,12 @@ class CompressionSpec:
             if not isinstance(config, cls.config_class):
                 raise TypeError(f"compression.{name}: expected {cls.config_class.__name__}, got {type(config).__name__}")
         if not self.label:
-            object.__setattr__(self, "label", "+".join(self.configs) or "none")
+            object.__setattr__(self, "label", preset_label(self.configs))
 
     @classmethod
     def from_mapping(cls, mapping: Optional[Mapping[str, Any]]) -> "CompressionSpec":
-        """Build from a plain mapping (a composed Hydra group); errors name the offending key."""
+        """Build from a plain mapping (a composed Hydra group, possibly several files merged:
+        `compression=[stc_cacher,visionzip]`); errors name the offending key."""
         mapping = dict(mapping or {})
         label = str(mapping.pop("name", "") or "")
         configs = {}
@@ -84,6 +85,11 @@ class CompressionSpec:
             for key, value in dataclasses.asdict(config).items():
                 flat[f"{name}.{key}"] = list(value) if isinstance(value, tuple) else value
         return flat
+
+
+def label_of(mapping: Optional[Mapping[str, Any]]) -> str:
+    """The report label of a compression mapping (Hydra resolver `compression_label`)."""
+    return CompressionSpec.from_mapping(mapping).label
 
 
 def make_config(config_class: type, values: Mapping[str, Any], where: str):

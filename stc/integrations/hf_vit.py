@@ -107,6 +107,7 @@ class CacherHandle:
         tower_name = ".".join(layers_name.split(".")[:-self.anatomy.tower_levels])
         self.tower = model.get_submodule(tower_name) if tower_name else model
         self._original_classes = [type(layer) for layer in self.layers]
+        self._streams_made = 0
         self._plan: CallPlan | None = None
         self._index_cache: dict = {}
         patched: dict[type, type] = {}
@@ -123,15 +124,22 @@ class CacherHandle:
         self.parts = self.anatomy.bind(self.layers)
         self.prefix_tokens = self.anatomy.num_prefix_tokens(self.tower)
         self.activation = fusable(self.anatomy, self.parts[0])
-        self.fused = FusedSelectiveLayer() if config.fused and self.activation is not None else None
+        self.fused = FusedSelectiveLayer() if config.fused and self.activation is not None and config.reuse == "both" else None
         self.graph_runner = CudaGraphRunner(self) if config.cuda_graph else None
         self.bypassing = False
         self.attached = True
 
     # ---- streams -------------------------------------------------------------------------------
-    def new_stream(self) -> CacherState:
-        """A fresh, independent stream on this tower (its first frame is a reference frame)."""
-        return CacherState(num_layers=len(self.layers), owner_id=id(self))
+    def new_stream(self, phase: int | None = None) -> CacherState:
+        """A fresh, independent stream on this tower (its first frame is a reference frame).
+
+        `phase`: refresh at frames ≡ phase (mod N) after the first. Default: 0, or with
+        `CacherConfig(stagger_streams=True)` the number of streams made so far, so streams batched in
+        lockstep refresh on different calls (flat per-call cost)."""
+        if phase is None:
+            phase = self._streams_made if self.config.stagger_streams else 0
+        self._streams_made += 1
+        return CacherState(num_layers=len(self.layers), owner_id=id(self), phase=phase % self.config.cache_interval)
 
     @contextmanager
     def use(self, streams: Union[CacherState, Sequence[CacherState]]) -> Iterator[None]:

@@ -1,5 +1,5 @@
-"""Entry points around the ReKV host: the GPU latency script (CPU smoke run on the tiny preset) and the
-evaluation CLI `python -m evaluation framework=rekv ...` on real fixture annotations with synthetic videos."""
+"""Entry point around the ReKV host: the evaluation CLI `python -m evaluation framework=rekv ...` on real
+fixture annotations with synthetic videos. (ReKV latency: `python -m speed_benchmark`, tests/speed_benchmark.)"""
 
 import json
 import os
@@ -11,27 +11,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO.parent / "shared" / "fixtures"
-
-
-def test_gpu_bench_smoke_on_cpu(tmp_path):
-    from frameworks.rekv.gpu_bench import parse_args, run
-
-    args = parse_args(["--out", str(tmp_path), "--preset", "tiny", "--device", "cpu", "--dtype", "float32",
-                       "--frames", "4", "--repeats", "1", "--variants", "baseline,stc_n2", "--tokens-per-frame", "8",
-                       "--n-local", "60", "--long-frames", "12", "--long-variants", "baseline,stc_n2",
-                       "--retrieve-size", "3", "--frames-per-chunk", "1,2"])
-    report = run(args)
-    assert report["errors"] == {}
-    assert json.loads((tmp_path / "rekv_gpu_bench.json").read_text())["settings"]["frames"] == 4
-    assert "| stc_n2@c2 |" in (tmp_path / "rekv_gpu_bench.md").read_text()
-    assert set(report["ingest"]) == {"baseline@c1", "stc_n2@c1", "baseline@c2", "stc_n2@c2"}
-    stc = report["ingest"]["stc_n2@c2"]
-    assert (stc["reference_frames"], stc["selective_frames"]) == (2, 2) and stc["tokens_per_frame"] == 8
-    assert report["ingest"]["baseline@c1"]["median"]["visual_tokens_kept"] == 4 * 25
-    assert report["ingest"]["baseline@c2"]["median"]["frames_per_chunk"] == 2
-    for name, tokens in (("baseline@c1", 25), ("stc_n2@c1", 8)):
-        long = report["long"][name]
-        assert long["blocks"] == 12 and long["block_tokens"] == tokens and long["generated_tokens"] >= 1
 
 
 def _write_video(path: Path, frames: int = 24, fps: int = 4):

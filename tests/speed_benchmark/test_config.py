@@ -57,6 +57,15 @@ def _cfg(*overrides):
     (["model.dtype=int8"], "model.dtype"),
     (["device=tpu"], "device"),
     (["cpu_threads=-1"], "cpu_threads"),
+    (["vit.modes=[eager,graph+fast]"], "vit.modes"),
+    (["e2e.modes=[fast]"], "e2e.modes"),
+    (["e2e.variants=[baseline,tome]"], "e2e.variants"),
+    (["e2e.long_variants=[tome]"], "e2e.long_variants"),
+    (["e2e.intervals=[0]"], "e2e.intervals"),
+    (["e2e.repeats=-1"], "e2e.repeats"),
+    (["e2e.long_frames=-1"], "e2e.long_frames"),
+    (["e2e.max_new_tokens=0"], "e2e.max_new_tokens"),
+    (["stc.autotune=true"], "stc.autotune"),  # nothing fused to tune
 ])
 def test_impossible_settings_name_the_knob(overrides, knob):
     with pytest.raises(SpeedConfigError, match=rf"{knob}="):
@@ -67,6 +76,16 @@ def test_cuda_without_gpu_is_one_error():
     with pytest.raises(SpeedConfigError, match="CUDA was requested"):
         validate(_cfg("device=cuda"), cuda_available=False)
     validate(_cfg("device=cuda"), cuda_available=True)  # fine where a GPU exists
+
+
+def test_autotune_needs_cuda_and_fused_layers():
+    with pytest.raises(SpeedConfigError, match="stc.autotune=True: tunes the fused layers only"):
+        validate(_cfg("stc.autotune=true", "device=cpu"), cuda_available=True)
+    with pytest.raises(SpeedConfigError, match="stc.autotune=True: Inductor GEMM autotuning needs a CUDA device"):
+        validate(_cfg("stc.autotune=true", "vit.modes=[eager,graph+fused]", "device=cpu"), cuda_available=True)
+    with pytest.raises(SpeedConfigError, match="needs a CUDA device"):
+        validate(_cfg("stc.autotune=true", "stc.fused=true"), cuda_available=False)
+    validate(_cfg("stc.autotune=true", "stc.fused=true", "device=cuda"), cuda_available=True)
 
 
 def test_unknown_preset_lists_the_available_ones():
@@ -120,3 +139,13 @@ def test_cli_bad_preset_and_bad_k_fail_clearly():
 def test_cli_cuda_without_gpu():
     out = _cli("preset=tiny", "device=cuda", "out_dir=/tmp/unused-speed")
     assert out.returncode != 0 and "CUDA was requested" in out.stderr
+
+
+def test_cli_user_errors_are_one_line_and_exit_2():
+    pytest.importorskip("hydra")
+    autotune = _cli("preset=tiny", "device=cpu", "stc.autotune=true", "stc.fused=true", "out_dir=/tmp/unused-speed")
+    assert autotune.returncode == 2, autotune.stderr[-2000:]
+    assert autotune.stderr.strip().count("\n") == 0
+    assert "stc.autotune" in autotune.stderr and "CUDA" in autotune.stderr
+    modes = _cli("preset=tiny", "device=cpu", "vit.modes=[eager,warp]", "out_dir=/tmp/unused-speed")
+    assert modes.returncode == 2 and modes.stderr.strip().count("\n") == 0 and "vit.modes" in modes.stderr

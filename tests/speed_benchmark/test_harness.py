@@ -35,7 +35,7 @@ def test_outputs_and_top_level_fields(tiny_run):
     on_disk = json.loads(paths["json"].read_text())
     assert on_disk["schema_version"] == 1 and on_disk["command"] == "pytest"
     for key in ("environment", "config", "model", "rows", "targets", "skipped", "notes", "wall_s", "case_wall_s",
-                "started_utc", "complete", "failed_cases"):
+                "started_utc", "complete", "failed_cases", "peaks"):
         assert key in on_disk, key
     env = on_disk["environment"]
     for key in ("device_type", "device_name", "driver", "torch", "transformers", "dtype", "attention"):
@@ -43,6 +43,10 @@ def test_outputs_and_top_level_fields(tiny_run):
     assert env["device_type"] == "cpu" and env["dtype"] == "float32"
     assert on_disk["model"]["vit_tokens"] == 81
     assert "CPU run" in paths["table"].read_text()
+    assert on_disk["peaks"] is None and "Peaks measured in this run: n/a (CPU run)." in paths["table"].read_text()
+    floors = {r["name"]: r["extra"]["floor"] for r in on_disk["rows"]}
+    assert floors["pruner c=1"] is None and floors["baseline eager"]["x_floor"] is None
+    assert floors["stc eager N=4"]["flops"] < floors["baseline eager"]["flops"]
     assert {t["id"] for t in on_disk["targets"]} == {"vit_graph", "vit_eager", "multistream_8", "prefill"}
 
 
@@ -78,12 +82,15 @@ def test_vit_stc_rows_used_the_selective_path(tiny_run):
 def test_multistream_stc_batches_streams(tiny_run):
     _, result, _ = tiny_run
     rows = _rows(result, "multistream", "stc")
-    assert sorted(r["params"]["S"] for r in rows) == [1, 3]
+    assert sorted((r["params"]["S"], r["params"]["stagger"]) for r in rows) == [(1, False), (1, True), (3, False), (3, True)]
     for row in rows:
         s, frames = row["params"]["S"], row["params"]["frames"]
-        refs = math.ceil(frames / N)
-        assert row["extra"]["cacher"] == {"reference_frames": s * refs, "selective_frames": s * (frames - refs)}
+        phases = range(s) if row["params"]["stagger"] else [0] * s
+        # frame 0 of every stream, then frames f with (f - phase) % N == 0
+        refs = sum(1 + sum(1 for f in range(1, frames) if (f - p) % N == 0) for p in phases)
+        assert row["extra"]["cacher"] == {"reference_frames": refs, "selective_frames": s * frames - refs}
         assert row["unit"] == "frames/s" and row["higher_is_better"]
+        assert row["extra"]["call_ms_p90"] >= row["extra"]["call_ms_median"] > 0
 
 
 def test_prefill_rows_prune_to_k(tiny_run):
@@ -102,8 +109,11 @@ def test_e2e_through_rekv(tiny_run):
     cfg, result, _ = tiny_run
     rows = _rows(result, "e2e")
     assert rows, f"e2e case did not run: {result['skipped']}"
-    stc = next(r for r in rows if r["method"] == "stc")
-    assert stc["name"] == "stc eager rekv c=1"
+    stc = next(r for r in rows if r["name"].startswith("stc "))
+    assert [r["name"] for r in rows] == ["baseline rekv c=1", "pruner rekv c=1", f"stc eager N={N} rekv c=1"]
+    assert any(s["case"] == "e2e" and s["variant"] == "graph" for s in result["skipped"])  # no graphs on CPU
+    assert stc["params"] == {"frames": FRAMES, "frames_per_chunk": 1, "k": cfg.stc.tokens_per_frame, "N": N,
+                             "r": cfg.stc.update_ratio, "fused": False}
     timings = stc["extra"]["host_timings"][-1]
     refs = math.ceil(FRAMES / N)
     assert (timings["vit_reference_frames"], timings["vit_selective_frames"]) == (refs, FRAMES - refs)
@@ -162,3 +172,12 @@ def test_publish_writes_the_docs_page(tiny_run, tmp_path):
     assert "pytest" in text and "## Breakdown" in text and "stc eager N=4" in text
     assert (tmp_path / page.name.replace(".md", ".png")).is_file()
     assert slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
+
+
+def test_vit_modes_on_cpu_keep_eager_and_say_why_the_rest_is_skipped(tmp_path):
+    cfg = compose("tiny", ["repeats=1", "warmup=0", "frames=2", "multistream.enabled=false", "e2e.enabled=false",
+                           "prefill.enabled=false", "vit.intervals=[2]", "stc.cache_interval=2", "progress=false",
+                           "plot=false", "device=cpu", "vit.modes=[eager,eager+fused,graph+fused]"], out_dir=str(tmp_path))
+    result, _ = run(cfg)
+    assert [(r["name"], r["mode"]) for r in result["rows"]] == [("baseline eager", "eager"), ("stc eager N=2", "eager")]
+    assert [(s["case"], s["variant"]) for s in result["skipped"]] == [("vit", "eager+fused"), ("vit", "graph+fused")]

@@ -1,9 +1,8 @@
-"""Summary statistics and the CPU recorder."""
+"""Summary statistics of timed samples (the timer itself: tests/frameworks/test_timing.py)."""
 
 import pytest
-import torch
 
-from speed_benchmark.timing import Recorder, summarize
+from speed_benchmark.timing import summarize
 
 
 def test_summary_statistics_nearest_rank_p90():
@@ -16,12 +15,3 @@ def test_summary_statistics_nearest_rank_p90():
 def test_summary_of_nothing_is_an_error():
     with pytest.raises(ValueError, match="no samples"):
         summarize([])
-
-
-def test_cpu_recorder_times_each_call_and_resets():
-    rec = Recorder(torch.device("cpu"))
-    outs = [rec.call(lambda i=i: torch.ones(64, 64).sum() + i) for i in range(3)]
-    times = rec.finish()
-    assert len(times) == 3 and all(t >= 0 for t in times)
-    assert [int(o) for o in outs] == [4096, 4097, 4098]
-    assert rec.finish() == []

@@ -86,7 +86,7 @@ def _qwen2_vl(dtype=torch.float64, attn="sdpa"):
 def _qwen_encode(model, units):
     """units [G, h*w, patch_dim]: G temporal groups of one video in ONE call (as LiveCC calls it)."""
     groups, tokens, _ = units.shape
-    grid = torch.tensor([[groups, *QWEN_GRID]])
+    grid = torch.tensor([[groups, *QWEN_GRID]], device=units.device)
     out = model(units.reshape(groups * tokens, -1), grid_thw=grid).last_hidden_state
     return out.view(groups, tokens, -1)
 

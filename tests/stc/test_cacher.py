@@ -95,8 +95,10 @@ def test_selective_frames_recompute_only_k_tokens_and_differ_from_full(towers):
     handle.detach()
 
 
-def test_selective_layer_follows_the_method_pseudocode(towers):
-    """One-layer tower: the selective frame's layer output equals a naive transcription of §2.4."""
+@pytest.mark.parametrize("reuse", ["both", "attention", "mlp"])
+def test_selective_layer_follows_the_method_pseudocode(towers, reuse):
+    """One-layer tower: the selective frame's layer output equals a naive transcription of §2.4, and of
+    the reuse-target ablations (paper Table 4): attention-only and MLP-only reuse."""
     model = towers.siglip(layers=1, attn="eager")
     layer = model.encoder.layers[0]
     frames = towers.frames(2, drift=0.5)
@@ -124,8 +126,15 @@ def test_selective_layer_follows_the_method_pseudocode(towers):
         m_full = m_ref.clone()
         m_full[dynamic] = layer.mlp(layer.layer_norm2(h2[dynamic]))
         expected = h2 + m_full
+        if reuse == "attention":  # static tokens reuse A_ref; the MLP runs on every token
+            expected = h2 + layer.mlp(layer.layer_norm2(h2))
+        if reuse == "mlp":  # attention runs on every token; static tokens reuse M_ref
+            h2 = h_cur[0] + mha(attn.q_proj(x_cur), keys, attn.v_proj(x_cur))
+            m_mix = m_ref.clone()
+            m_mix[dynamic] = layer.mlp(layer.layer_norm2(h2[dynamic]))
+            expected = h2 + m_mix
 
-        with attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=2)):
+        with attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=2, reuse=reuse)):
             model(pixel_values=frames[:1])
             got = model(pixel_values=frames[1:2], output_hidden_states=True).hidden_states[1][0]
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
@@ -371,4 +380,28 @@ def test_fused_selective_function_handles_a_batch_of_streams(towers):
         got = fused._selective_layer(model.embeddings(second), refs.selection, refs.value, refs.branch_sum, *args)
     assert refs.value.shape == (3, 16, 32)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    handle.detach()
+
+
+def test_staggered_streams_spread_reference_rows_and_equal_shifted_single_streams(towers):
+    """stagger_streams: stream i refreshes at frames ≡ i (mod N) after its first; a batched call then
+    holds one reference row per N streams, and each stream equals a single stream of that phase."""
+    model = towers.siglip()
+    clips = [towers.frames(7, seed=s, drift=0.2) for s in range(4)]
+    config = CacherConfig(update_ratio=0.25, cache_interval=4, stagger_streams=True)
+    handle = attach_cacher(model, config)
+    streams = [handle.new_stream() for _ in clips]
+    assert [s.phase for s in streams] == [1, 2, 3, 0]  # the default stream took phase 0
+    per_call = []
+    with torch.no_grad(), handle.use(streams):
+        steps = []
+        for i in range(7):
+            steps.append(model(pixel_values=torch.cat([c[i : i + 1] for c in clips])).last_hidden_state)
+            per_call.append(len(handle._plan.reference_rows))
+    assert per_call == [4, 1, 1, 1, 1, 1, 1]  # frame 0 of every stream, then one stream per call
+    for clip, stream, in zip(clips, streams):
+        single = handle.new_stream(phase=stream.phase)
+        with torch.no_grad(), handle.use(single):
+            alone = torch.cat([model(pixel_values=clip[i : i + 1]).last_hidden_state for i in range(7)])
+        torch.testing.assert_close(torch.stack([s[streams.index(stream)] for s in steps]), alone, rtol=1e-5, atol=1e-5)
     handle.detach()

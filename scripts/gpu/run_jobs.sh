@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Run several GPU jobs in one session on a bare machine, each under its own time limit, and pack every
+# output into ONE archive (the lab's device runner returns only a few files).
+#   OUT=/tmp/out bash scripts/gpu/run_jobs.sh tests:90 speed:300 dispider:150 ...
+# Jobs (name:seconds): tests, speed, streamforest, dispider, livecc, baselines, adaptive, eval2gpu.
+# Wheels for hydra/omegaconf/antlr4/decord are installed from .whl/ when present (Python 3.12 machine).
+set -u
+OUT=${OUT:-results/gpu-run}
+mkdir -p "$OUT/work"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=.:${PYTHONPATH:-} PYTHONUNBUFFERED=1
+W="$OUT/work"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$W/env.txt" 2>&1
+python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" >> "$W/env.txt" 2>&1
+
+job() {
+  case "$1" in
+    tests) python3 -m pytest -q -p no:cacheprovider tests/gpu tests/frameworks/test_rekv_cuda.py -rs ;;
+    speed) eval "GPU=0 bash scripts/speed_gpu_all.sh \"$W/speed\" ${SPEED_ARGS:-}" ;;
+    streamforest) python3 scripts/gpu/streamforest_speed.py --out "$W/streamforest" ;;
+    dispider) python3 scripts/gpu/dispider_speed.py --out "$W/dispider" ;;
+    livecc) python3 scripts/gpu/livecc_speed.py --out "$W/livecc" ;;
+    baselines) python3 scripts/gpu/baselines_speed.py --out "$W/baselines" ;;
+    adaptive) python3 scripts/gpu/adaptive_refresh_speed.py --out "$W/adaptive" ;;
+    eval2gpu) bash scripts/gpu/eval_two_gpu.sh "$W/eval2gpu" ;;
+    *) echo "unknown job $1"; return 2 ;;
+  esac
+}
+
+for spec in "$@"; do
+  name=${spec%%:*}; limit=${spec##*:}
+  start=$(date +%s)
+  timeout "$limit" bash -c "$(declare -f job); job $name" > "$W/$name.log" 2>&1
+  rc=$?
+  echo "$name rc=$rc seconds=$(( $(date +%s) - start ))" | tee -a "$W/summary.txt"
+  tail -5 "$W/$name.log"
+done
+tar -czf "$OUT/results.tar.gz" -C "$W" .
+cp "$W/summary.txt" "$OUT/summary.txt"
