@@ -22,6 +22,7 @@ HOSTS: dict[str, str] = {
     "rekv": "frameworks.rekv:build_rekv_host",
     "dispider": "frameworks.dispider:build_dispider_host",
     "streamforest": "frameworks.streamforest:build_streamforest_host",
+    "livecc": "frameworks.livecc:build_livecc_host",
 }
 
 
