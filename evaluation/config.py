@@ -265,6 +265,11 @@ def register_schemas() -> None:
 
     from stc.compression import label_of
 
-    ConfigStore.instance().store(name="eval_schema", node=EvalSchema)
+    store = ConfigStore.instance()
+    store.store(name="eval_schema", node=EvalSchema)
+    from stc.compression import METHODS, method_class
+
+    for name in METHODS:  # group files pull these in (`- /method@cacher: cacher`): every field typed
+        store.store(group="method", name=name, node=_mutable_mirror(method_class(name).config_class))
     if not OmegaConf.has_resolver("compression_label"):  # run names: ${compression_label:${compression}}
         OmegaConf.register_new_resolver("compression_label", lambda node: label_of(OmegaConf.to_container(node)))

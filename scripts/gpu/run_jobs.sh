@@ -18,11 +18,11 @@ python3 -c "import torch, transformers; print('torch', torch.__version__, 'trans
 
 job() {
   case "$1" in
-    tests) python3 -m pytest -q -p no:cacheprovider tests/gpu tests/frameworks/test_rekv_cuda.py -rs ;;
+    tests) python3 -m pytest -q -p no:cacheprovider ${TEST_PATHS:-tests/gpu tests/frameworks/test_rekv_cuda.py} -rs ;;
     speed) eval "GPU=0 bash scripts/speed_gpu_all.sh \"$W/speed\" ${SPEED_ARGS:-}" ;;
-    streamforest) python3 scripts/gpu/streamforest_speed.py --out "$W/streamforest" ;;
-    dispider) python3 scripts/gpu/dispider_speed.py --out "$W/dispider" ;;
-    livecc) python3 scripts/gpu/livecc_speed.py --out "$W/livecc" ;;
+    streamforest) python3 scripts/gpu/streamforest_speed.py --out "$W/streamforest" ${SF_ARGS:-} ;;
+    dispider) python3 scripts/gpu/dispider_speed.py --out "$W/dispider" ${DS_ARGS:-} ;;
+    livecc) python3 scripts/gpu/livecc_speed.py --out "$W/livecc" ${LC_ARGS:-} ;;
     baselines) python3 scripts/gpu/baselines_speed.py --out "$W/baselines" ;;
     adaptive) python3 scripts/gpu/adaptive_refresh_speed.py --out "$W/adaptive" ;;
     eval2gpu) bash scripts/gpu/eval_two_gpu.sh "$W/eval2gpu" ;;

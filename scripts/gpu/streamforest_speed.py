@@ -141,7 +141,8 @@ def streaming_mode(loaded, pixels, args, clock) -> dict:
             out["baseline_graphed_ms"] = graphed["ms"]
         else:
             out["baseline_graphed_error"] = graphed["error"]
-    cacher = {"update_ratio": args.update_ratio, "cache_interval": args.cache_interval, "cuda_graph": cuda}
+    cacher = {"update_ratio": args.update_ratio, "cache_interval": args.cache_interval, "cuda_graph": cuda,
+              "fused": bool(args.fused and cuda)}
     host = host_for(loaded, {"name": "stc_cacher", "cacher": cacher}, vit_batch=1)
     try:
         out["stc_ms"] = per_frame_ms(clock, lambda p: tower_features(host.tower, p, -1, "full"), pixels, args.warmup)
@@ -170,7 +171,8 @@ def reread_mode(loaded, pixels, args, clock) -> dict:
         out["baseline"][f"batch{batch}_ms_per_frame"] = statistics.median(times[1:]) / frames
     for graphed in ([False, True] if cuda else [False]):
         for batch in [min(b, frames) for b in args.stc_batches]:
-            cacher = {"update_ratio": args.update_ratio, "cache_interval": args.cache_interval, "cuda_graph": graphed}
+            cacher = {"update_ratio": args.update_ratio, "cache_interval": args.cache_interval, "cuda_graph": graphed,
+                      "fused": bool(args.fused and graphed)}
             host = host_for(loaded, {"name": "stc_cacher", "cacher": cacher}, vit_batch=batch)
             try:
                 times = []
@@ -364,6 +366,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--minutes", default="1,5,30")
     p.add_argument("--e2e-frames", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--fused", action="store_true", help="STC with fused (torch.compile) layers where graphed")
     p.add_argument("--quick", action="store_true", help="tiny counts (CPU check of the script)")
     args = p.parse_args(argv)
     args.stc_batches = [int(b) for b in args.stc_batches.split(",")]

@@ -41,12 +41,18 @@ PRESETS: dict[str, tuple[str, ...]] = {
 
 
 def preset_label(methods) -> str:
-    """'stc' for {cacher, pruner}, the method names joined by '+' when no preset has this set."""
-    enabled = tuple(methods)
+    """Name of a method set: the preset with exactly this set ('stc' for {cacher, pruner}), else the
+    largest presets it contains plus the remaining method names, joined by '+' ('stc_cacher+visionzip')."""
+    enabled = list(dict.fromkeys(methods))
     for label, members in PRESETS.items():
         if set(members) == set(enabled):
             return label
-    return "+".join(enabled)
+    parts, remaining = [], set(enabled)
+    for label, members in sorted(PRESETS.items(), key=lambda item: -len(item[1])):
+        if members and set(members) <= remaining:
+            parts.append(label)
+            remaining -= set(members)
+    return "+".join(parts + [name for name in enabled if name in remaining])
 
 
 def list_methods() -> list[str]:
