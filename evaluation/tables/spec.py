@@ -84,6 +84,7 @@ class Row:
     paper: Mapping[str, Optional[float]] = field(default_factory=dict)
     speed: Optional[SpeedRow] = None
     note: str = ""
+    budget: Optional[float] = None   # the paper's share of visual tokens kept (Pareto plots' x for paper points)
 
     @property
     def compression_arg(self) -> str:
@@ -178,7 +179,7 @@ def _speed(raw: Any, where: str) -> Optional[SpeedRow]:
 
 
 def _row(raw: Mapping, where: str, default_framework: Optional[str], column_ids: set[str]) -> Row:
-    _check_keys(raw, {"id", "title", "framework", "compression", "overrides", "label", "paper", "speed", "note"}, where)
+    _check_keys(raw, {"id", "title", "framework", "compression", "overrides", "label", "paper", "speed", "note", "budget"}, where)
     if not raw.get("id"):
         raise ValueError(f"{where}.id: every row needs an id")
     framework = raw.get("framework", default_framework)
@@ -196,7 +197,8 @@ def _row(raw: Mapping, where: str, default_framework: Optional[str], column_ids:
     return Row(id=str(raw["id"]), title=str(raw.get("title", raw["id"])), framework=str(framework),
                compression=compression, overrides=_strings(raw.get("overrides"), f"{where}.overrides"),
                label=str(raw.get("label", "") or ""), paper={k: (None if v is None else float(v)) for k, v in paper.items()},
-               speed=_speed(raw.get("speed"), f"{where}.speed"), note=str(raw.get("note", "")))
+               speed=_speed(raw.get("speed"), f"{where}.speed"), note=str(raw.get("note", "")),
+               budget=None if raw.get("budget") is None else float(raw["budget"]))
 
 
 def spec_from_mapping(raw: Mapping, where: str = "table") -> TableSpec:
