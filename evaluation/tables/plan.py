@@ -57,6 +57,13 @@ def _shell(arg: str) -> str:
     return shlex.quote(arg)
 
 
+def _force(override: str) -> str:
+    """`compression.<m>.<field>=v` -> `++compression.<m>.<field>=v`: the compression group files list only
+    the settings they change (`configs/compression/stc_cacher.yaml` has no `reuse`), so a plain override of
+    any other field fails to compose; `++` adds or overrides. Other overrides pass unchanged."""
+    return "++" + override if override.startswith("compression.") else override
+
+
 def unavailable_reason(row: Row) -> str:
     """'' when this checkout has the row's host and compression configs, else what is missing."""
     from frameworks.registry import HOSTS
@@ -82,8 +89,8 @@ def eval_run(spec: TableSpec, row: Row, benchmark: str, results: str | Path,
     label = row_label(row)
     run_name = f"{benchmark}-{row.framework}-{label}"
     run_dir = Path(results) / run_name
-    extra = (*spec.framework_args.get(row.framework, ()), *spec.benchmarks.get(benchmark, ()), *row.overrides,
-             f"++compression.name={label}")
+    extra = (*spec.framework_args.get(row.framework, ()), *spec.benchmarks.get(benchmark, ()),
+             *(_force(o) for o in row.overrides), f"++compression.name={label}")
     overrides = (f"benchmark={benchmark}", f"framework={row.framework}", f"compression={row.compression_arg}",
                  f"data.root={data}/{benchmark}", *extra, f"run_name={run_name}", f"output_dir={run_dir}")
     command = " ".join([f"RESULTS={_shell(str(results))}", f"RUN_NAME={run_name}", "bash scripts/eval_benchmark.sh",
