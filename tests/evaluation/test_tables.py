@@ -243,4 +243,4 @@ def test_pareto_front_and_paper_points(tmp_path):
     text = pareto_cli([f"results={results}", f"out={tmp_path / 'p'}", "x=latency"])
     lat = {r["label"]: float(r["latency"]) for r in csv.DictReader((tmp_path / "p" / "pareto-latency.csv").open())}
     assert lat["a (N=2, r=0.25)"] == pytest.approx((2.5 + 5.0) / 10)           # (vit + prefill) / frames
-    assert lat["paper: ReKV"] == pytest.approx((103.7 + 482.4) / 16)
+    assert lat["paper: ReKV"] == pytest.approx((103.7 + 482.4) / 16, abs=1e-3)   # csv keeps 6 digits
