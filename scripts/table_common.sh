@@ -11,7 +11,7 @@
 # Rows whose host or compression method is not in this checkout are reported and left as "–" in the table.
 # Extra arguments are Hydra overrides appended to every evaluation run (e.g. limit=50 for a quick check).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PY:-python}
 NGPU=${NGPU:-1}
 RESULTS=${RESULTS:-results/eval}

@@ -244,3 +244,40 @@ def test_pareto_front_and_paper_points(tmp_path):
     lat = {r["label"]: float(r["latency"]) for r in csv.DictReader((tmp_path / "p" / "pareto-latency.csv").open())}
     assert lat["a (N=2, r=0.25)"] == pytest.approx((2.5 + 5.0) / 10)           # (vit + prefill) / frames
     assert lat["paper: ReKV"] == pytest.approx((103.7 + 482.4) / 16, abs=1e-3)   # csv keeps 6 digits
+
+
+@pytest.mark.slow
+def test_table_script_runs_missing_runs_then_skips_them(tmp_path, ev, data_root):
+    """scripts/table_common.sh end to end: the plan's eval + speed-harness commands run (toy host, tiny
+    preset), the table gets their real numbers, and a second call skips both finished runs."""
+    import os
+    import subprocess
+    import sys
+
+    annotation = ev.FIXTURES / ev.ANNOTATIONS["mlvu"]
+    speed = {"preset": "tiny", "overrides": ["frames=4", "repeats=1", "warmup=0", "multistream.enabled=false", "e2e.enabled=false",
+                                             "prefill.frames_per_chunk=[1]", "vit.intervals=[2]", "plot=false", "progress=false"],
+             "rows": {"vit": ["stc eager N=2"], "prefill": ["stc+pruner c=1"]}}
+    spec = {"name": "script_demo", "framework": "toy", "benchmarks": {"mlvu": [f"benchmark.annotation={annotation}", "progress=false"]},
+            "columns": [{"id": "mlvu", "title": "MLVU", "benchmark": "mlvu", "headline": ["Overall (micro)"]},
+                        {"id": "vit", "title": "ViT change %", "speed": "vit", "quantity": "reduction_pct"},
+                        {"id": "pre", "title": "Pre-fill ms", "speed": "prefill", "quantity": "total_ms", "digits": 3}],
+            "rows": [{"id": "none", "title": "Toy", "compression": "none", "paper": {"mlvu": 60.0}, "speed": speed}]}
+    spec_path = write_spec(tmp_path, spec)
+    data = data_root("mlvu").parent
+    (data / "mlvu").symlink_to(data_root("mlvu"), target_is_directory=True)
+    env = {**os.environ, "PY": sys.executable, "PYTHONPATH": str(ev.REPO), "DATA": str(data), "NGPU": "1",
+           "RESULTS": str(tmp_path / "eval"), "SPEED": str(tmp_path / "speed"), "OUT": str(tmp_path / "tables")}
+    script = f"source scripts/table_common.sh; run_table {spec_path}"
+    first = subprocess.run(["bash", "-c", script], cwd=ev.REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    cells = read_csv(tmp_path / "tables" / "script_demo.csv")["none"]
+    results = json.loads(next((tmp_path / "speed").glob("tiny-*/results.json")).read_text())
+    stc_vit = next(r for r in results["rows"] if r["name"] == "stc eager N=2")
+    prefill = next(r for r in results["rows"] if r["name"] == "stc+pruner c=1")
+    assert cells["MLVU"] == "66.7" and cells["Δ1"] == "+6.7"
+    assert cells["ViT change %"] == f"{100 * (stc_vit['measured_fraction'] - 1):.1f}"
+    assert cells["Pre-fill ms"] == f"{prefill['stats']['median']:.3f}"
+    second = subprocess.run(["bash", "-c", script], cwd=ev.REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "done: none / mlvu" in second.stdout and "done: speed" in second.stdout and "== " not in second.stdout
