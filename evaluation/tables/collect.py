@@ -24,6 +24,7 @@ class Cell:
     paper_known: bool = False
     source: str = ""             # run dir / results.json (and harness row) the value came from
     missing: str = ""            # why there is no value
+    run_missing: bool = False    # the run itself is absent (its command is listed), not just this number
     command: str = ""            # what would produce it
     flags: list[str] = field(default_factory=list)   # settings that disagree with the row
 
@@ -175,7 +176,7 @@ def fill(spec: TableSpec, results: str | Path, speed_root: str | Path, data: str
                 metrics, run, record = loaded[column.benchmark]
                 cell.source, cell.command = str(run.run_dir), run.command
                 if metrics is None:
-                    cell.missing = record.reason
+                    cell.missing, cell.run_missing = record.reason, True
                 else:
                     cell.value, cell.missing = metric_value(metrics, column)
                     cell.flags = list(record.flags)
@@ -186,7 +187,7 @@ def fill(spec: TableSpec, results: str | Path, speed_root: str | Path, data: str
                 else:
                     cell.command = srun.command
                     if results_json is None:
-                        cell.missing = speed_reason
+                        cell.missing, cell.run_missing = speed_reason, True
                     else:
                         cell.value, used, cell.missing = speed_value(results_json, names, column.quantity)
                         cell.source = f"{srun.run_dir}/results.json [{used or ' | '.join(names)}]"
@@ -201,5 +202,5 @@ def fill(spec: TableSpec, results: str | Path, speed_root: str | Path, data: str
                     cell.value = sum(p.value for p in parts) / len(parts)
                     cell.flags = sorted({f for p in parts for f in p.flags})
                 else:
-                    cell.missing = "mean of " + ", ".join(column.mean_of) + ": some are missing"
+                    cell.missing, cell.run_missing = "mean of " + ", ".join(column.mean_of) + ": some are missing", True
     return FilledTable(spec=spec, cells=cells, runs=runs, speed=speed)

@@ -105,8 +105,7 @@ def markdown(filled: FilledTable, results: str, speed_root: str) -> str:
             seen_speed.add(command)
         lines.append(f"- {title} / {bench}" + (f" ({reason})" if reason else "") + f":\n  `{command}`")
     other = sorted({(r.title, c.missing) for r in spec.rows for col in spec.columns
-                    for c in [filled.cells[(r.id, col.id)]] if c.value is None and c.missing and not c.missing.startswith("no ")
-                    and "some are missing" not in c.missing})
+                    for c in [filled.cells[(r.id, col.id)]] if c.value is None and c.missing and not c.run_missing})
     if lines or other:
         out.append(f"\n## Missing ({DASH}) and how to produce it\n\n")
         out.append("\n".join(lines) + ("\n" if lines else ""))

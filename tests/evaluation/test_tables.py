@@ -95,9 +95,14 @@ def test_run_with_other_settings_is_flagged_not_silently_used(tmp_path):
     results = tmp_path / "eval"
     plant(results / "mlvu-toy-stc_k4", {"Overall (micro)": 55.0},
           settings={"framework": "toy", "compression_settings": {"pruner.tokens_per_frame": 8, "cacher.reuse": "mlp"}})
+    (results / "ovobench-toy-stc_k4").mkdir()
+    (results / "ovobench-toy-stc_k4" / "metrics.json").write_text("{ truncated")
     tables_cli([f"table={spec_path}", f"results={results}", f"out={tmp_path}"])
-    assert read_csv(tmp_path / "demo.csv")["stc_k4"]["MLVU"] == "55.0†"
-    assert "pruner.tokens_per_frame=8 (row: 4)" in (tmp_path / "demo.md").read_text()
+    cells = read_csv(tmp_path / "demo.csv")["stc_k4"]
+    assert cells["MLVU"] == "55.0†" and cells["EPM"] == "–"
+    md = (tmp_path / "demo.md").read_text()
+    assert "pruner.tokens_per_frame=8 (row: 4)" in md
+    assert "| unreadable |" in md and "metrics.json: unreadable" in md
 
 
 def test_unregistered_host_and_method_show_dash_with_command_never_crash(tmp_path):
