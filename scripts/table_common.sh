@@ -7,6 +7,7 @@
 #   OUT         where <table>.md / <table>.csv land (default results/tables)
 #   SPEED_RUNS  1 (default) also runs the speed harness for latency columns; 0 = accuracy only
 #   PY          python interpreter (default python)
+#   FRAMEWORK   put every row on this host instead of the spec's (FRAMEWORK=toy: a CPU dry run of the table)
 # Finished runs (metrics.json present) are skipped; an interrupted one resumes from its predictions.jsonl.
 # Rows whose host or compression method is not in this checkout are reported and left as "–" in the table.
 # Extra arguments are Hydra overrides appended to every evaluation run (e.g. limit=50 for a quick check).
@@ -24,7 +25,9 @@ export DATA=${DATA:-data} NGPU RESULTS PY
 run_table() {
   local table=$1; shift
   local plan
-  plan=$("$PY" -m evaluation.tables table="$table" action=plan results="$RESULTS" speed="$SPEED")
+  local host=()
+  if [ -n "${FRAMEWORK:-}" ]; then host=(framework="$FRAMEWORK"); fi
+  plan=$("$PY" -m evaluation.tables table="$table" action=plan results="$RESULTS" speed="$SPEED" "${host[@]}")
   python() { "$PY" "$@"; }  # the plan's commands say `python`
   local extra=""
   for arg in "$@"; do extra+=" $(printf '%q' "$arg")"; done
@@ -35,5 +38,5 @@ run_table() {
       *) eval "$line" ;;
     esac
   done <<< "$plan"
-  "$PY" -m evaluation.tables table="$table" results="$RESULTS" speed="$SPEED" out="$OUT"
+  "$PY" -m evaluation.tables table="$table" results="$RESULTS" speed="$SPEED" out="$OUT" "${host[@]}"
 }

@@ -59,7 +59,8 @@ def _md_table(names: list[str], rows: list[list[str]]) -> str:
 def _settings_text(settings: dict) -> str:
     keys = ("framework", "compression", "stc_N_cache_interval", "stc_r_update_ratio", "stc_k_tokens_per_frame",
             "fps", "scoring", "protocol")
-    parts = [f"{k.replace('stc_', '').split('_')[0] if k.startswith('stc_') else k}={settings.get(k)}" for k in keys if k in settings]
+    short = lambda k: k.split("_")[1] if k.startswith("stc_") else k  # noqa: E731  stc_N_cache_interval -> N
+    parts = [f"{short(k)}={'off' if settings[k] is None else settings[k]}" for k in keys if k in settings]
     extra = settings.get("compression_settings") or {}
     changed = [f"{k}={v}" for k, v in extra.items() if k.endswith((".reuse", ".strategy", ".alpha"))]
     return ", ".join(parts + changed)

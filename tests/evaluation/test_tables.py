@@ -286,3 +286,23 @@ def test_table_script_runs_missing_runs_then_skips_them(tmp_path, ev, data_root)
     second = subprocess.run(["bash", "-c", script], cwd=ev.REPO, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "done: none / mlvu" in second.stdout and "done: speed" in second.stdout and "== " not in second.stdout
+
+
+def test_every_runnable_row_of_the_paper_specs_composes(ev):
+    """Each spec row this checkout can run composes into a valid RunConfig with the row's settings and
+    output folder (catches a misspelt knob in a YAML before a GPU job does)."""
+    from evaluation.config import to_run_config
+
+    checked = 0
+    for table in list_tables():
+        for run in eval_runs(load_spec(table), "results/eval"):
+            if run.unavailable:
+                continue
+            config = to_run_config(ev.compose(list(run.overrides)))
+            assert Path(config.output_dir) == run.run_dir and config.compression.label == run.run_name.split("-", 2)[2]
+            settings = config.compression.settings()
+            for override in run.row.overrides:
+                key, _, value = override.partition("=")
+                assert settings[key.removeprefix("compression.")] == yaml.safe_load(value), (table, run.row.id, key)
+            checked += 1
+    assert checked >= 40
