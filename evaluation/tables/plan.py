@@ -66,6 +66,8 @@ def _force(override: str) -> str:
 
 def unavailable_reason(row: Row) -> str:
     """'' when this checkout has the row's host and compression configs, else what is missing."""
+    import yaml
+
     from frameworks.registry import HOSTS
     from stc.compression import METHODS
 
@@ -75,8 +77,6 @@ def unavailable_reason(row: Row) -> str:
         path = CONFIGS / "compression" / f"{name}.yaml"
         if not path.is_file():
             return f"compression {name!r} has no configs/compression/{name}.yaml in this checkout"
-        import yaml
-
         for method in yaml.safe_load(path.read_text()) or {}:
             if method != "name" and method not in METHODS:
                 return f"compression method {method!r} (configs/compression/{name}.yaml) is not registered (stc/compression/registry.py)"

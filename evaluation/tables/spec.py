@@ -29,7 +29,7 @@ YAML shape (every key documented in docs/REPRODUCE.md, "Table specs"):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -118,8 +118,6 @@ class TableSpec:
 
     def with_framework(self, framework: str) -> "TableSpec":
         """The same table with every row on `framework` (dry runs on the toy host)."""
-        from dataclasses import replace
-
         return replace(self, rows=tuple(replace(r, framework=framework) for r in self.rows))
 
 
@@ -246,8 +244,6 @@ def load_spec(name_or_path: str | Path) -> TableSpec:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ValueError(f"{path}: not valid YAML ({error})") from None
-    from dataclasses import replace
-
     return replace(spec_from_mapping(raw, where=str(path)), path=str(path))
 
 
