@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from frameworks.common.compression import HostCompression
 from frameworks.common.greedy import greedy_from_embeds
+from frameworks.common.host_checks import check_ingest, peak_memory_mb, reset_peak_memory
 from frameworks.common.llava_video import preprocess_frames, tower_features
 from frameworks.common.stage_timer import StageTimer
 from frameworks.dispider import compressor as passes
@@ -79,12 +80,12 @@ class DispiderHost:
         self._counts = dict(frames=0, tokens_in=0, tokens_kept=0, answers=0, generated_tokens=0, clips_encoded=0,
                             tail_frames=0)
         self.last: dict = {}
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
+        reset_peak_memory(self.device)
 
     @torch.no_grad()
     def ingest(self, frames: torch.Tensor, timestamps: Sequence[float]) -> None:
-        if len(timestamps) != frames.shape[0]:
+        check_ingest(frames, timestamps)
+        if len(timestamps) != frames.shape[0]:  # Dispider places frames in clips by their timestamps
             raise ValueError(f"ingest got {frames.shape[0]} frames but {len(timestamps)} timestamps")
         if frames.shape[0] == 0:
             return
@@ -120,7 +121,7 @@ class DispiderHost:
     def timings(self) -> StageTimings:
         totals, counts = self.timer.totals(), self._counts
         reference_frames, selective_frames = self.compression.frame_kinds()
-        peak = torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.type == "cuda" else None
+        peak = peak_memory_mb(self.device)
         extra = {"preprocess_ms": totals.get("preprocess", 0.0), "answers": counts["answers"],
                  "generated_tokens": counts["generated_tokens"], "clips_encoded": counts["clips_encoded"],
                  "clips_cached": len(self.state.clips), "tail_frames_encoded": counts["tail_frames"],

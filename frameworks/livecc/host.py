@@ -31,6 +31,7 @@ import torch
 from transformers import DynamicCache, LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
 from frameworks.common.compression import HostCompression
+from frameworks.common.host_checks import check_ingest, peak_memory_mb, reset_peak_memory
 from frameworks.common.stage_timer import StageTimer
 from frameworks.livecc.answers import StreamingEOSThreshold, choice_token_ids, restricted_choice
 from frameworks.livecc.config import LiveCCConfig
@@ -102,15 +103,11 @@ class LiveCCHost:
         self.timer.reset()
         self._counts = dict(frames=0, tokens_in=0, tokens_kept=0, turns=0, answers=0, generated_tokens=0,
                             commentary_tokens=0)
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
+        reset_peak_memory(self.device)
 
     @torch.no_grad()
     def ingest(self, frames: torch.Tensor, timestamps: Sequence[float] = ()) -> None:
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
-            raise ValueError(f"frames must be uint8 [F, H, W, 3] RGB, got {tuple(frames.shape)} {frames.dtype}")
-        if len(timestamps) and len(timestamps) != frames.shape[0]:
-            raise ValueError(f"ingest got {frames.shape[0]} frames but {len(timestamps)} timestamps")
+        check_ingest(frames, timestamps)
         self._counts["frames"] += frames.shape[0]
         if self.config.mode == "clip":
             self.clip_frames.extend(frames.cpu().unbind(0))
@@ -144,7 +141,7 @@ class LiveCCHost:
         totals = self.timer.totals()
         counts = self._counts
         reference_frames, selective_frames = self.compression.frame_kinds()
-        peak = torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.type == "cuda" else None
+        peak = peak_memory_mb(self.device)
         extra = {f"{name}_ms": totals.get(name, 0.0) for name in ("preprocess", "answer_prefill")}
         extra.update(turns=counts["turns"], answers=counts["answers"], generated_tokens=counts["generated_tokens"],
                      commentary_tokens=counts["commentary_tokens"], groups=self.groups_seen, mode=self.config.mode,

@@ -28,6 +28,7 @@ from typing import Sequence
 import torch
 
 from frameworks.common.compression import HostCompression
+from frameworks.common.host_checks import check_ingest, peak_memory_mb, reset_peak_memory
 from frameworks.common.llava_loading import LoadedLlava
 from frameworks.common.llava_video import pool_2x, pooled_grid_tokens, preprocess_frames, tower_features
 from frameworks.common.timing import EventTimer
@@ -108,13 +109,11 @@ class ReKVHost:
         self.timer.reset()
         self._counts = dict(frames=0, tokens_in=0, tokens_kept=0, answers=0, generated_tokens=0)
         self._last_selection: list[torch.Tensor] = []
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
+        reset_peak_memory(self.device)
 
     @torch.no_grad()
     def ingest(self, frames: torch.Tensor, timestamps: Sequence[float] = ()) -> None:
-        if len(timestamps) and len(timestamps) != frames.shape[0]:
-            raise ValueError(f"ingest got {frames.shape[0]} frames but {len(timestamps)} timestamps")
+        check_ingest(frames, timestamps)
         step = self.config.frames_per_chunk
         for first in range(0, frames.shape[0], step):
             self._ingest_chunk(frames[first:first + step])
@@ -133,7 +132,7 @@ class ReKVHost:
         totals = self.timer.totals()
         counts = self._counts
         reference_frames, selective_frames = self.compression.frame_kinds()
-        peak = torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.type == "cuda" else None
+        peak = peak_memory_mb(self.device)
         extra = {name: totals.get(name, 0.0) for name in ("preprocess", "projector", "answer_prefill")}
         extra = {f"{name}_ms": value for name, value in extra.items()}
         extra.update(answers=counts["answers"], generated_tokens=counts["generated_tokens"],

@@ -26,6 +26,7 @@ import torch
 from transformers import DynamicCache
 
 from frameworks.common.compression import HostCompression
+from frameworks.common.host_checks import check_ingest, peak_memory_mb, reset_peak_memory
 from frameworks.common.llava_video import preprocess_frames, tower_features
 from frameworks.common.stage_timer import StageTimer
 from frameworks.protocol import Query, StageTimings
@@ -97,15 +98,11 @@ class StreamForestHost:
         self.stored_frames: list[torch.Tensor] = []   # "reread" protocol: tower input of every frame
         self._counts = dict(frames=0, encoded=0, tokens_in=0, tokens_kept=0, answers=0, generated_tokens=0,
                             llm_visual_tokens=0)
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
+        reset_peak_memory(self.device)
 
     @torch.no_grad()
     def ingest(self, frames: torch.Tensor, timestamps: Sequence[float] = ()) -> None:
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
-            raise ValueError(f"frames must be uint8 [F, H, W, 3] RGB, got {tuple(frames.shape)} {frames.dtype}")
-        if len(timestamps) and len(timestamps) != frames.shape[0]:
-            raise ValueError(f"ingest got {frames.shape[0]} frames but {len(timestamps)} timestamps")
+        check_ingest(frames, timestamps)
         first = self._counts["frames"]
         stamps = [float(t) for t in timestamps] if len(timestamps) else [float(first + i) for i in range(frames.shape[0])]
         self.timestamps.extend(stamps)
@@ -133,7 +130,7 @@ class StreamForestHost:
         totals = self.timer.totals()
         counts = self._counts
         reference, selective = self.vision_compression.frame_kinds()
-        peak = torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.type == "cuda" else None
+        peak = peak_memory_mb(self.device)
         extra = {f"{name}_ms": totals.get(name, 0.0) for name in ("preprocess", "positions", "memory", "mlp")}
         extra.update(answers=counts["answers"], generated_tokens=counts["generated_tokens"],
                      frames_encoded=counts["encoded"], llm_visual_tokens=counts["llm_visual_tokens"],

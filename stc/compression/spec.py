@@ -43,6 +43,7 @@ class CompressionSpec:
         """Build from a plain mapping (a composed Hydra group, possibly several files merged:
         `compression=[stc_cacher,visionzip]`); errors name the offending key."""
         mapping = dict(mapping or {})
+        mapping.pop("defaults", None)  # a group file read as plain YAML still carries Hydra's defaults list
         label = str(mapping.pop("name", "") or "")
         configs = {}
         for name, values in mapping.items():
@@ -91,6 +92,7 @@ def label_of(mapping: Optional[Mapping[str, Any]]) -> str:
     """The report label of a compression mapping (Hydra resolver `compression_label`), WITHOUT
     validating it: run names are resolved before the settings are checked (with their own errors)."""
     mapping = dict(mapping or {})
+    mapping.pop("defaults", None)
     name = mapping.pop("name", None)
     return str(name) if name else preset_label(key for key, value in mapping.items() if value not in (None, False))
 

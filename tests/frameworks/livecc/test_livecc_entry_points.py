@@ -59,7 +59,7 @@ def _synthesise_videos(run, root):
     from evaluation.registry import get_benchmark
 
     cfg = run.benchmark
-    for sample in get_benchmark(cfg.name).load(Path(cfg.annotation), cfg, root):
+    for sample in get_benchmark(cfg.name).load(Path(cfg.annotation), cfg, root).samples:
         path, _ = resolve_video(sample.video, root / cfg.video_dir if cfg.video_dir else root)
         if not path.is_file():
             _make_video(path)
