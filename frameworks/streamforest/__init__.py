@@ -14,6 +14,7 @@ from frameworks.streamforest.host import StreamForestHost
 from frameworks.streamforest.loading import build_random, load_streamforest
 from frameworks.streamforest.memory import EventMemoryForest, MemorySettings
 from frameworks.streamforest.model import StreamForestModel, streamforest_sizes
+from frameworks.speed import SpeedRequest, declares_speed_config
 from stc.compression import CompressionSpec
 
 __all__ = ["EventMemoryForest", "MemorySettings", "StreamForestConfig", "StreamForestHost", "StreamForestModel",
@@ -29,3 +30,20 @@ def build_streamforest_host(config: Mapping[str, Any], compression: CompressionS
     else:
         loaded = build_random(streamforest_sizes(settings.preset), settings.dtype, settings.device, seed=settings.seed)
     return StreamForestHost(loaded, settings, compression)
+
+
+# speed presets (configs/speed/preset/) whose model this host builds -> its random-weight `preset`
+_SPEED_MODELS = {("siglip_so400m", "qwen2_7b"): "7b"}
+
+
+@declares_speed_config(build_streamforest_host)
+def streamforest_speed_config(request: SpeedRequest) -> dict[str, Any]:
+    """Settings for `build_host("streamforest", ...)` in the speed harness's end-to-end case (SigLIP-26 +
+    Qwen2-7B at the released size, random weights, or a local checkpoint)."""
+    settings = {"device": request.device, "dtype": request.dtype, "seed": request.seed}
+    if request.model_path:
+        return dict(settings, model_path=request.model_path)
+    key = (request.vision, request.text)
+    if key not in _SPEED_MODELS:
+        raise ValueError(f"the StreamForest host runs SigLIP-so400m + Qwen2-7B; {request.model_config or key!r} is not it")
+    return dict(settings, preset=_SPEED_MODELS[key], random_weights=True)
