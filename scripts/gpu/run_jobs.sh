@@ -2,7 +2,7 @@
 # Run several GPU jobs in one session on a bare machine, each under its own time limit, and pack every
 # output into ONE archive (the lab's device runner returns only a few files).
 #   OUT=/tmp/out bash scripts/gpu/run_jobs.sh tests:90 speed:300 dispider:150 ...
-# Jobs (name:seconds): tests, speed, streamforest, dispider, livecc, baselines, adaptive, eval2gpu.
+# Jobs (name:seconds): tests, speed, streamforest, dispider, livecc, baselines, adaptive, eval2gpu, e2e_hosts.
 # Wheels for hydra/omegaconf/antlr4/decord are installed from .whl/ when present (Python 3.12 machine).
 set -u
 OUT=${OUT:-results/gpu-run}
@@ -26,6 +26,11 @@ job() {
     baselines) python3 scripts/gpu/baselines_speed.py --out "$W/baselines" ;;
     adaptive) python3 scripts/gpu/adaptive_refresh_speed.py --out "$W/adaptive" ;;
     eval2gpu) bash scripts/gpu/eval_two_gpu.sh "$W/eval2gpu" ;;
+    e2e_hosts) for preset in streamforest_7b dispider livecc_7b; do
+                 python3 -m speed_benchmark preset=$preset device=cuda progress=false vit.enabled=false \
+                   multistream.enabled=false prefill.enabled=false 'e2e.variants=[baseline,stc]' 'e2e.modes=[graph]' \
+                   'e2e.frames_per_chunk=[1]' e2e.repeats=2 out_dir="$W/e2e_$preset" || echo "e2e $preset failed rc=$?"
+               done ;;
     *) echo "unknown job $1"; return 2 ;;
   esac
 }
