@@ -30,7 +30,7 @@ from frameworks.common.compression import HostCompression
 from frameworks.common.greedy import greedy_from_embeds
 from frameworks.common.host_checks import check_ingest, peak_memory_mb, reset_peak_memory
 from frameworks.common.llava_video import preprocess_frames, tower_features
-from frameworks.common.stage_timer import StageTimer
+from frameworks.common.timing import EventTimer
 from frameworks.dispider import compressor as passes
 from frameworks.dispider.config import DispiderSettings
 from frameworks.dispider.loading import LoadedDispider
@@ -69,7 +69,7 @@ class DispiderHost:
                                            supported_stages=(Stage.VISION, Stage.TOKENS))
         self.compression.attach(self.model.vision_tower)
         self.memory_slots = settings.frames_per_clip * self.arch.pool_num
-        self.timer = StageTimer(self.device)
+        self.timer = EventTimer(self.device)
         self.reset()
 
     # ---- protocol ------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from transformers import DynamicCache, LogitsProcessorList, RepetitionPenaltyLog
 
 from frameworks.common.compression import HostCompression
 from frameworks.common.host_checks import check_ingest, peak_memory_mb, reset_peak_memory
-from frameworks.common.stage_timer import StageTimer
+from frameworks.common.timing import EventTimer
 from frameworks.livecc.answers import StreamingEOSThreshold, choice_token_ids, restricted_choice
 from frameworks.livecc.config import LiveCCConfig
 from frameworks.livecc.loading import LoadedLiveCC
@@ -74,7 +74,7 @@ class LiveCCHost:
         self.streaming_eos_id = self.codec.encode(" ...")[-1]
         self.eos_ids = set(self.codec.eos_token_ids)
         self.vit_args = VisionCallArgs(self.visual, self.device)  # sync-free tower calls (frameworks/livecc/vit.py)
-        self.timer = StageTimer(self.device)
+        self.timer = EventTimer(self.device)
         self.builder = TurnBuilder(config.first_turn_frames, config.turn_frames, config.frame_interval)
         self.last_inputs: Optional[TurnInputs] = None  # the latest pre-fill call (inspection, tests)
         self.reset()

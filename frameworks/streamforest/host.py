@@ -28,7 +28,7 @@ from transformers import DynamicCache
 from frameworks.common.compression import HostCompression
 from frameworks.common.host_checks import check_ingest, peak_memory_mb, reset_peak_memory
 from frameworks.common.llava_video import preprocess_frames, tower_features
-from frameworks.common.stage_timer import StageTimer
+from frameworks.common.timing import EventTimer
 from frameworks.protocol import Query, StageTimings
 from frameworks.streamforest.config import StreamForestConfig
 from frameworks.streamforest.loading import LoadedStreamForest
@@ -85,7 +85,7 @@ class StreamForestHost:
                              "methods only")
         self.positions = FramePositions(sizes.vision.hidden_size, self.grid, self.device, self.dtype)
         self.vision_compression.attach(self.tower)
-        self.timer = StageTimer(self.device)
+        self.timer = EventTimer(self.device)
         self.reset()
 
     # ---- protocol ------------------------------------------------------------------------------

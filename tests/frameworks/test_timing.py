@@ -49,9 +49,3 @@ def test_an_exception_inside_a_stage_is_still_timed_and_propagates():
     except KeyError:
         pass
     assert len(timer.samples("answer")) == 1
-
-
-def test_the_old_stage_timer_name_is_the_same_class():
-    from frameworks.common.stage_timer import StageTimer
-
-    assert StageTimer is EventTimer
