@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from stc.baselines.vit_parts import encoder_of, layer_attention
+from stc.integrations.anatomy.probe import layer_attention, tower_layers
 
 SIDE_FIELDS = ("attention", "keys")
 
@@ -25,11 +25,12 @@ def tower_side(tower: nn.Module, hidden_states: Sequence[torch.Tensor], feature_
     host's token grid (e.g. `pool_2x`). Returns attention [F, T] and keys [F, T, head_dim]."""
     if not isinstance(feature_layer, int):
         raise ValueError(f"TokenSide attention/keys need a single vision feature layer, got {feature_layer!r}")
-    encoder, has_cls = encoder_of(tower)
+    found = tower_layers(tower, "TokenSide attention/keys")
     index = feature_layer % len(hidden_states)
     if index == 0:
         raise ValueError("TokenSide attention/keys: feature layer 0 is the embeddings, no attention layer")
-    received, keys = layer_attention(encoder.layers[index - 1], hidden_states[index - 1], has_cls)
+    received, keys = layer_attention(found.anatomy, found.parts[index - 1], hidden_states[index - 1],
+                                     found.prefix_tokens)
     if to_grid is not None:
         received, keys = to_grid(received[..., None])[..., 0], to_grid(keys)
     return {"attention": received, "keys": keys}

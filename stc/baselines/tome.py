@@ -13,7 +13,7 @@ Stream/host differences (docs/baselines/README.md): LLaVA-OV hosts pool a 27x27 
 merged tokens have no grid, so with ToMe the host skips the pooling and the tower's k tokens ARE the
 frame's tokens (the spec's recommended reconstruction of the paper's in-ViT ToMe at 49/196).
 
-Layer parts are read through `stc.baselines.vit_parts` (a tiny local accessor for SigLIP/CLIP layers), so the
+Layer parts are read through the ViT anatomy adapters (`stc.integrations.anatomy`), so the
 patch can move onto the project's ViT anatomy adapters without touching the algorithm. Patching sets an
 instance `forward` on every encoder layer; `detach()` deletes it (the class forward comes back).
 """
@@ -30,7 +30,7 @@ from torch import nn
 
 from stc.baselines.budget import check_budget, check_positive
 from stc.baselines.tome_merge import bipartite_soft_matching, merge_schedule, merge_weighted
-from stc.baselines.vit_parts import encoder_of, layer_parts
+from stc.integrations.anatomy.probe import tower_layers
 from stc.compression.base import VisionMethod
 
 
@@ -76,11 +76,9 @@ class ToMeMethod(VisionMethod):
     def attach(self, tower: nn.Module) -> None:
         if self.layers:
             raise RuntimeError("compression.tome: already attached; call detach() first")
-        try:
-            encoder, self.has_cls = encoder_of(tower)
-        except TypeError as error:
-            raise TypeError(f"compression.tome: {error}") from None
-        layers = list(encoder.layers)
+        found = tower_layers(tower, "compression.tome")
+        self.has_cls, self.parts = found.prefix_tokens, found.parts
+        layers = found.layers
         config = getattr(tower, "config", None)
         if config is not None and hasattr(config, "image_size"):
             patches = (config.image_size // config.patch_size) ** 2
@@ -126,9 +124,10 @@ class ToMeMethod(VisionMethod):
     def _make_forward(self, layer: nn.Module, index: int, num_layers: int):
         original = type(layer).forward
 
-        def forward(hidden_states: torch.Tensor, attention_mask=None, **kwargs) -> torch.Tensor:
+        def forward(hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
             if self.bypassed:
-                return original(layer, hidden_states, attention_mask, **kwargs)
+                return original(layer, hidden_states, *args, **kwargs)
+            attention_mask = args[0] if args else kwargs.get("attention_mask")
             if attention_mask is not None:
                 raise ValueError("compression.tome: the vision tower passed an attention mask; ToMe merges "
                                  "tokens and cannot honour it")
@@ -144,7 +143,7 @@ class ToMeMethod(VisionMethod):
             self.frames += batch
             self.tokens_in += batch * (tokens - self.has_cls)
         state, schedule = self._state, self.schedule
-        parts = layer_parts(layer)
+        parts = self.parts[index]
         normed = parts.norm1(x)
         shape = (batch, tokens, parts.heads, parts.head_dim)
         q = parts.q(normed).view(shape).transpose(1, 2)
@@ -153,15 +152,17 @@ class ToMeMethod(VisionMethod):
         bias = None
         if self.config.proportional_attention:
             bias = state.size.log().to(q.dtype).view(batch, 1, 1, tokens)
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=parts.scale)
-        x = x + parts.out(attended.transpose(1, 2).reshape(batch, tokens, width))
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=parts.scaling)
+        branch = parts.out(attended.transpose(1, 2).reshape(batch, tokens, width))
+        x = x + (branch * parts.scale1 if parts.scale1 is not None else branch)
         r = schedule[index]
         if r > 0:
             merge = bipartite_soft_matching(k.mean(dim=1), r, protect_first=self.has_cls)
             x, state.size = merge_weighted(merge, x, state.size)
             state.position = merge(state.position, "amin")
             self.merges += batch * r
-        x = x + parts.mlp(parts.norm2(x))
+        branch = parts.mlp(parts.norm2(x))
+        x = x + (branch * parts.scale2 if parts.scale2 is not None else branch)
         if index == num_layers - 1:
             if self.config.order_by_position:
                 order = state.position.argsort(dim=1)

@@ -4,7 +4,7 @@ the stock HF towers (equal when nothing merges; exact budgets; detach/bypass res
 import pytest
 import torch
 
-from stc.baselines.vit_parts import encoder_of
+from stc.integrations.anatomy.probe import tower_layers
 from stc.baselines.tome_merge import bipartite_soft_matching, merge_schedule, merge_weighted
 from stc.compression import CompressionSpec
 
@@ -99,14 +99,14 @@ def test_budget_is_exact_and_detach_bypass_restore_the_stock_tower(make, budget)
         assert stats["frames"] == 3 and stats["tokens_kept"] == 3 * budget
         assert stats["tokens_merged"] == 3 * (stats["tokens_in"] // 3 - budget)
         method.detach()
-        assert all("forward" not in layer.__dict__ for layer in encoder_of(tower)[0].layers)
+        assert all("forward" not in layer.__dict__ for layer in tower_layers(tower).layers)
         torch.testing.assert_close(tower(pixel_values=pixels).last_hidden_state, stock)
 
 
 def test_proportional_attention_matches_a_plain_reference_layer():
     """One layer by hand: after a first-layer merge, the second layer's attention must add log(size)."""
     tower = _siglip()
-    layers = encoder_of(tower)[0].layers
+    layers = tower_layers(tower).layers
     pixels = torch.randn(1, 3, 63, 63)
     method = tome(tokens_per_frame=41)  # schedule over 3 layers from 81 tokens
     method.attach(tower)
@@ -145,3 +145,31 @@ def test_unreachable_budget_fails_at_attach_naming_the_knob():
     tower = _siglip()  # 81 tokens, 3 layers: at best 81 -> 41 -> 21 -> 11
     with pytest.raises(ValueError, match=r"compression\.tome\.tokens_per_frame=10: 3 layers can merge 81 tokens down to 11"):
         tome(tokens_per_frame=10).attach(tower)
+
+
+@pytest.mark.parametrize("tower_name", ["siglip", "clip", "dinov2"])
+def test_tome_without_merges_equals_the_stock_tower_on_every_adapted_family(tower_name):
+    """ToMe reads layers through the anatomy adapters: with a budget of every patch (no merge), its
+    layer math (incl. DINOv2's layer scales, CLIP's and DINOv2's CLS) equals the stock tower."""
+    from tests.stc.families import TOWERS
+
+    torch.manual_seed(0)
+    family = TOWERS[tower_name]
+    tower = family.build()
+    pixels = family.frames(2, drift=0.3)
+    with torch.no_grad():
+        stock = tower(pixel_values=pixels).last_hidden_state
+        patches = stock.shape[1] - family.prefix_tokens
+        method = tome(tokens_per_frame=patches)
+        method.attach(tower)
+        merged = tower(pixel_values=pixels).last_hidden_state
+        method.detach()
+    assert method.stats()["tokens_merged"] == 0
+    torch.testing.assert_close(merged, stock, rtol=1e-9, atol=1e-9)
+
+
+def test_tome_refuses_a_family_without_separate_qkv():
+    from tests.stc.families import TOWERS
+
+    with pytest.raises(TypeError, match="compression.tome: the qwen2_vl ViT family"):
+        tome(tokens_per_frame=4).attach(TOWERS["qwen2_vl"].build())
