@@ -9,7 +9,7 @@ order, before any encoder layer runs.
   of the N-1 selective frames barely change, so references there are wasted. The policy measures the
   change of each frame against its stream's reference with the signal STC already trusts to pick
   dynamic tokens: layer-0 keys. change = share of tokens whose layer-0 key cosine to the reference's
-  layer-0 key is below `change_tau`. The frame becomes a reference when change > `refresh_threshold`
+  layer-0 key is below `change_tau`, keys centred per frame (minus the frame's mean key). The frame becomes a reference when change > `refresh_threshold`
   (and at least `min_interval` frames have passed), or when `max_interval` frames have passed; a
   selective frame may recompute more tokens when more changed (`max_update_ratio`).
 
@@ -96,7 +96,10 @@ class AdaptiveRefresh:
     def begin_call(self, states, hidden, rows=None) -> None:
         self._states = {s.id: s for s in states}
         with torch.no_grad():
-            self._unit = F.normalize(self.features(hidden, rows).float(), dim=-1)
+            keys = self.features(hidden, rows).float()
+            # centred: the key bias and the frame-wide common part make raw key cosines ~1 on every
+            # frame (median 0.95-1.0 on bikes.mp4 even across a scene cut); what moves is the rest
+            self._unit = F.normalize(keys - keys.mean(dim=1, keepdim=True), dim=-1)
         self._latest = {}
 
     def change(self, row: int, reference: torch.Tensor) -> float:
