@@ -62,7 +62,8 @@ class CacherConfig:
         min_interval / max_interval: 1 <= min <= max; frames between two references (a frame with no
             valid reference is always one).
         max_update_ratio: None keeps r fixed; else a selective frame recomputes
-            r_t = clamp(changed share, update_ratio, max_update_ratio), rounded up to 1/16.
+            r_t = clamp(ratio_gain x changed share, update_ratio, max_update_ratio), rounded up to 1/16.
+        ratio_gain: > 0; how many tokens to recompute per changed token (adaptive ratio only).
     """
 
     update_ratio: float = 0.25
@@ -78,6 +79,7 @@ class CacherConfig:
     min_interval: int = 1
     max_interval: int = 8
     max_update_ratio: Optional[float] = None
+    ratio_gain: float = 1.0
 
     def __post_init__(self):
         if not (isinstance(self.update_ratio, (int, float)) and 0.0 < self.update_ratio <= 1.0):
@@ -102,6 +104,9 @@ class CacherConfig:
             isinstance(self.max_update_ratio, (int, float)) and self.update_ratio <= self.max_update_ratio <= 1.0
         ):
             _fail("max_update_ratio", self.max_update_ratio, f"must be null or in [update_ratio ({self.update_ratio}), 1]")
+
+        if not (isinstance(self.ratio_gain, (int, float)) and self.ratio_gain > 0):
+            _fail("ratio_gain", self.ratio_gain, "must be > 0")
 
     def tokens_to_update(self, num_tokens: int) -> int:
         """k = max(1, min(T, floor(T·r))): tokens recomputed per layer on a selective frame."""

@@ -130,7 +130,7 @@ class AdaptiveRefresh:
         cfg = self.config
         ratio = cfg.update_ratio
         if cfg.max_update_ratio is not None:
-            wanted = math.ceil(change / RATIO_STEP - 1e-9) * RATIO_STEP
+            wanted = math.ceil(cfg.ratio_gain * change / RATIO_STEP - 1e-9) * RATIO_STEP
             ratio = min(cfg.max_update_ratio, max(cfg.update_ratio, wanted))
         return max(1, min(num_tokens, math.floor(num_tokens * ratio)))
 
