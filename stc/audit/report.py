@@ -20,7 +20,9 @@ def write_report(result, out: str | Path, command: str, video: str) -> dict[str,
 def policy_label(config: dict) -> str:
     if config["refresh"] == "fixed":
         return f"fixed N={config['cache_interval']}, r={config['update_ratio']}"
-    ratio = f"r={config['update_ratio']}" + (f"..{config['max_update_ratio']}" if config["max_update_ratio"] else "")
+    ratio = f"r={config['update_ratio']}"
+    if config["max_update_ratio"]:
+        ratio += f"..{config['max_update_ratio']} gain {config['ratio_gain']}"
     return (f"adaptive tau={config['change_tau']} theta={config['refresh_threshold']} "
             f"interval=[{config['min_interval']},{config['max_interval']}] {ratio}")
 
