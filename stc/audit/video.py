@@ -57,7 +57,8 @@ def _read_pyav(path: Path, fps: float, max_frames: int | None):
         stream = container.streams.video[0]
         for frame in container.decode(stream):
             decoded.append(frame.to_ndarray(format="rgb24"))
-            stamps.append(float(frame.pts * stream.time_base) if frame.pts is not None else len(stamps) / float(stream.average_rate))
+            rate = float(stream.average_rate or 25)
+            stamps.append(float(frame.pts * stream.time_base) if frame.pts is not None else len(stamps) / rate)
     if not decoded:
         raise ValueError(f"video={path}: no frames")
     source_times = np.asarray(stamps) - stamps[0]

@@ -5,21 +5,22 @@ order, before any encoder layer runs.
 - `FixedRefresh` (as released): frame i is a reference when i % N == 0 (or when no reference exists).
   Reads nothing but the counter; the CUDA-graph runner can predict it.
 - `AdaptiveRefresh`: why — with a fixed N a reference taken before a scene cut serves every frame
-  after the cut until the next multiple of N, and those frames are garbage; on a static camera most
-  of the N-1 selective frames barely change, so references there are wasted. The policy measures the
+  after the cut until the next multiple of N, and those frames are garbage. The policy measures the
   change of each frame against its stream's reference with the signal STC already trusts to pick
-  dynamic tokens: layer-0 keys. change = share of tokens whose layer-0 key cosine to the reference's
-  layer-0 key is below `change_tau`, keys centred per frame (minus the frame's mean key). The frame becomes a reference when change > `refresh_threshold`
-  (and at least `min_interval` frames have passed), or when `max_interval` frames have passed; a
-  selective frame may recompute more tokens when more changed (`max_update_ratio`).
+  dynamic tokens: layer-0 keys, centred per frame (minus the frame's mean key; raw key cosines stay
+  ~1 even across a cut). change = share of tokens whose centred layer-0 key cosine to the reference's
+  is below `change_tau`. The frame becomes a reference when change > `refresh_threshold` (and at
+  least `min_interval` frames have passed), or when `max_interval` frames have passed; with
+  `max_update_ratio`, a selective frame recomputes more tokens when more changed. Measured effect:
+  docs/stc/fidelity.md.
 
 Cost and causality: the signal is computed at plan time from the call's layer-0 input (LayerNorm-1 +
-key projection of layer 0 for every row: 2·T·d² FLOPs, ~1/(4·L) of a dense frame of L layers; layer 0
-then computes the same keys again, the one duplicated piece), compared only with references of EARLIER
-frames (the stored one, or an earlier row of the same call), so the decision for frame t never reads a
-frame after t, and a call of several frames decides exactly as one frame per call does. Each row's
-decision is a device-to-host read (one sync per frame), which is why the CUDA-graph runner runs
-adaptive calls eager (their modes are not known before the call).
+key projection of layer 0 for every row: T·2d² FLOPs, 2d²/(8d²+4Td+4dm) of one dense layer, i.e.
+0.6 % of a dense DINOv2-S frame; layer 0 then computes the same keys again, the one duplicated piece),
+compared only with references of EARLIER frames (the stored one, or an earlier row of the same call),
+so the decision for frame t never reads a frame after t, and a call of several frames decides exactly
+as one frame per call does. Each row's decision is a device-to-host read (one sync per frame), which
+is why the CUDA-graph runner runs adaptive calls eager (their modes are not known before the call).
 
 Per-stream policy state lives in `CacherState.refresh` (`RefreshState`); nothing is global.
 """
