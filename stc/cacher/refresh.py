@@ -2,8 +2,8 @@
 frame recomputes. Chosen by `CacherConfig.refresh`; `plan_call` asks the policy once per row, in frame
 order, before any encoder layer runs.
 
-- `FixedRefresh` (as released): frame i is a reference when i % N == 0 (or when no reference exists).
-  Reads nothing but the counter; the CUDA-graph runner can predict it.
+- fixed (as released, `build_policy` returns None and `plan_call` keeps its original branch): frame i
+  is a reference when i % N == 0 (or when no reference exists); the CUDA-graph runner predicts it.
 - `AdaptiveRefresh`: why — with a fixed N a reference taken before a scene cut serves every frame
   after the cut until the next multiple of N, and those frames are garbage. The policy measures the
   change of each frame against its stream's reference with the signal STC already trusts to pick
@@ -59,33 +59,11 @@ class Decision:
     change: Optional[float] = None
 
 
-class FixedRefresh:
-    """Released rule: reference when frame % cache_interval == 0 or the stream has no reference."""
-
-    predictable = True
-
-    def __init__(self, config):
-        self.config = config
-
-    def begin_call(self, states, hidden, rows=None) -> None:
-        pass
-
-    def decide(self, row: int, state, frame: int, has_reference: bool, num_tokens: int) -> Decision:
-        if frame % self.config.cache_interval == 0 or not has_reference:
-            return Decision(True, num_tokens)
-        return Decision(False, self.config.tokens_to_update(num_tokens))
-
-    def end_call(self) -> None:
-        pass
-
-
 class AdaptiveRefresh:
     """Change-triggered references with [min_interval, max_interval] bounds; see the module docstring.
 
     `features(hidden, rows)` returns [B, T, D] layer-0 keys of the call's rows (built by the handle from
     the tower's anatomy adapter; tests may pass any causal per-row function)."""
-
-    predictable = False
 
     def __init__(self, config, features: Callable):
         self.config = config
@@ -145,9 +123,10 @@ class AdaptiveRefresh:
 
 
 def build_policy(config, features: Callable | None = None):
-    """The policy object of a handle (one per handle; per-stream data stays in the states)."""
+    """The policy object of a handle (one per handle; per-stream data stays in the states), or None for
+    the released fixed interval (planned by `plan_call` itself, exactly as before policies existed)."""
     if config.refresh == "fixed":
-        return FixedRefresh(config)
+        return None
     if config.refresh == "adaptive":
         if features is None:
             raise ValueError("refresh='adaptive' needs a layer-0 feature function (attach through attach_cacher)")

@@ -126,7 +126,7 @@ class CacherHandle:
         self.activation = fusable(self.anatomy, self.parts[0])
         self.fused = FusedSelectiveLayer() if config.fused and self.activation is not None else None
         # None = the released fixed interval (exactly today's plan); else stc/cacher/refresh.py
-        self.refresh_policy = None if config.refresh == "fixed" else build_policy(config, self._layer0_keys)
+        self.refresh_policy = build_policy(config, self._layer0_keys)
         self.graph_runner = CudaGraphRunner(self) if config.cuda_graph else None
         self.bypassing = False
         self.attached = True

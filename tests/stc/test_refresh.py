@@ -178,3 +178,34 @@ def test_change_signal_and_adaptive_ratio_by_hand():
     assert not decisions[1].reference and not decisions[2].reference and not decisions[3].reference
     assert decisions[1].tokens == max(4, int(16 * min(0.5, -(-decisions[1].change * 16 // 1) / 16)))
     assert decisions[2].tokens == 8  # change 0.75 -> capped at max_update_ratio 0.5
+
+
+@pytest.mark.parametrize("name", [n for n in TOWER_NAMES if n != "qwen2_vl"])  # a Qwen2-VL call is one video
+def test_two_streams_in_one_call_decide_as_separately(name):
+    """Rows of two streams interleaved in every call: each stream's decisions and outputs equal a run
+    of that stream alone (the policy's references are per stream)."""
+    torch.manual_seed(0)
+    family = TOWERS[name]
+    model = family.build()
+    config = CacherConfig(**{**ADAPTIVE, "change_tau": 0.99, "refresh_threshold": 0.6}, max_update_ratio=0.75)
+    a = scene_sequence(family, 6, cuts=(3,), drift=0.1, seed=1)
+    b = scene_sequence(family, 6, cuts=(2,), drift=0.1, seed=2)
+    alone_a, modes_a, _ = run_chunked(family, model, config, a, [1] * 6)
+    alone_b, modes_b, _ = run_chunked(family, model, config, b, [1] * 6)
+    handle = attach_cacher(model, config)
+    try:
+        sa, sb = handle.new_stream(), handle.new_stream()
+        outs, modes = [], []
+        with torch.no_grad():
+            for i in range(0, 6, 2):  # rows: a_i, b_i, a_i+1, b_i+1
+                batch = torch.stack([a[i], b[i], a[i + 1], b[i + 1]])
+                with handle.use([sa, sb, sa, sb]):
+                    outs.append(family.encode(model, batch))
+                modes += [row in handle._plan.reference_rows for row in range(4)]
+    finally:
+        handle.detach()
+    got = torch.cat(outs)
+    assert modes[0::2] == modes_a and modes[1::2] == modes_b  # rows alternate a, b
+    assert any(modes_a[1:]) and not all(modes_a)
+    torch.testing.assert_close(got[0::2], alone_a, **EXACT)
+    torch.testing.assert_close(got[1::2], alone_b, **EXACT)
