@@ -26,6 +26,7 @@ SIMILARITY_METRICS = ("cosine", "dot", "l1", "l2")
 SELECTION_FEATURES = ("key", "input")
 REUSE_TARGETS = ("both", "attention", "mlp")
 PRUNE_STRATEGIES = ("gaussian", "dual_anchor", "gaussian_released")
+REFRESH_POLICIES = ("fixed", "adaptive")
 TOKEN_LAYOUTS = ("flat", "grid_newline")
 RELEASED_ENV_UPDATE_RATIO = 1.0  # released default of STC_UPDATE_TOKEN_RATIO when the variable is unset
 
@@ -62,6 +63,18 @@ class CacherConfig:
             frames, within the k recomputed tokens. Off by default (as released): a prefix token's
             layer-0 key never changes between frames, so the cosine rule never selects it and its
             output stays the reference frame's.
+        refresh: "fixed" (as released: reference when frame % cache_interval == 0) or "adaptive"
+            (`stc/cacher/refresh.py`: reference when the share of tokens whose layer-0 key cosine to the
+            reference falls below `change_tau` exceeds `refresh_threshold`, within
+            [`min_interval`, `max_interval`] frames of the last reference). The knobs below are read by
+            "adaptive" only; "fixed" ignores them (and adaptive ignores cache_interval).
+        change_tau: tau in (-1, 1]; a token counts as changed when its layer-0 key cosine is below it.
+        refresh_threshold: theta in (0, 1]; changed-token share above which a frame becomes a reference.
+        min_interval / max_interval: 1 <= min <= max; frames between two references (a frame with no
+            valid reference is always one).
+        max_update_ratio: None keeps r fixed; else a selective frame recomputes
+            r_t = clamp(ratio_gain x changed share, update_ratio, max_update_ratio), rounded up to 1/16.
+        ratio_gain: > 0; how many tokens to recompute per changed token (adaptive ratio only).
     """
 
     update_ratio: float = 0.25
@@ -73,6 +86,13 @@ class CacherConfig:
     reuse: str = "both"
     stagger_streams: bool = False
     recompute_prefix: bool = False
+    refresh: str = "fixed"
+    change_tau: float = 0.9
+    refresh_threshold: float = 0.5
+    min_interval: int = 1
+    max_interval: int = 8
+    max_update_ratio: Optional[float] = None
+    ratio_gain: float = 1.0
 
     def __post_init__(self):
         if not (isinstance(self.update_ratio, (int, float)) and 0.0 < self.update_ratio <= 1.0):
@@ -85,6 +105,23 @@ class CacherConfig:
             _fail("selection_feature", self.selection_feature, f"must be one of {SELECTION_FEATURES}")
         if self.reuse not in REUSE_TARGETS:
             _fail("reuse", self.reuse, f"must be one of {REUSE_TARGETS}")
+        if self.refresh not in REFRESH_POLICIES:
+            _fail("refresh", self.refresh, f"must be one of {REFRESH_POLICIES}")
+        if not (isinstance(self.change_tau, (int, float)) and -1.0 < self.change_tau <= 1.0):
+            _fail("change_tau", self.change_tau, "must be in (-1, 1]")
+        if not (isinstance(self.refresh_threshold, (int, float)) and 0.0 < self.refresh_threshold <= 1.0):
+            _fail("refresh_threshold", self.refresh_threshold, "must be in (0, 1]")
+        if not (isinstance(self.min_interval, int) and self.min_interval >= 1):
+            _fail("min_interval", self.min_interval, "must be an integer >= 1")
+        if not (isinstance(self.max_interval, int) and self.max_interval >= self.min_interval):
+            _fail("max_interval", self.max_interval, f"must be an integer >= min_interval ({self.min_interval})")
+        if self.max_update_ratio is not None and not (
+            isinstance(self.max_update_ratio, (int, float)) and self.update_ratio <= self.max_update_ratio <= 1.0
+        ):
+            _fail("max_update_ratio", self.max_update_ratio, f"must be null or in [update_ratio ({self.update_ratio}), 1]")
+
+        if not (isinstance(self.ratio_gain, (int, float)) and self.ratio_gain > 0):
+            _fail("ratio_gain", self.ratio_gain, "must be > 0")
 
     def tokens_to_update(self, num_tokens: int) -> int:
         """k = max(1, min(T, floor(T·r))): tokens recomputed per layer on a selective frame."""
@@ -206,4 +243,4 @@ def _env_number(env: Mapping[str, str], name: str, kind):
         raise ValueError(f"invalid STC setting {name}={raw!r}: expected {kind.__name__}") from None
 
 
-__all__ = ["CacherConfig", "PrunerConfig", "STCConfig", "SIMILARITY_METRICS", "PRUNE_STRATEGIES"]
+__all__ = ["CacherConfig", "PrunerConfig", "STCConfig", "SIMILARITY_METRICS", "PRUNE_STRATEGIES", "REFRESH_POLICIES"]

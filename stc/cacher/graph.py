@@ -88,7 +88,9 @@ class CudaGraphRunner:
         self._graphs.clear()
 
     def forward(self, pixel_values=None, *args, **kwargs):
-        if self.handle.bypassing or not self._graphable(pixel_values, args):
+        # an adaptive refresh policy decides from the frame's own data on the host, so the modes of a
+        # call are unknown before it runs: such calls run eager (stc/cacher/refresh.py)
+        if self.handle.bypassing or self.handle.refresh_policy is not None or not self._graphable(pixel_values, args):
             return self._eager(pixel_values, *args, **kwargs)
         states = self.handle.row_states(self.handle.anatomy.call_rows(pixel_values, kwargs))
         modes = expected_modes(states, self.handle.config.cache_interval)

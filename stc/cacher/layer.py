@@ -108,6 +108,8 @@ def cached_layer_forward(anatomy, parts, rows, plan: CallPlan, layer_idx: int, c
     k = plan.tokens_to_update
     if not plan.reference_rows:  # all selective, references from the streams' buffers
         refs = stored_references(plan, layer_idx)
+        if not plan.uniform_tokens:
+            return _selective_by_tokens(anatomy, parts, rows, hidden, normed, keys, mask, refs, plan, config, prefix_tokens)
         return selective_rows(anatomy, parts, rows, hidden, normed, keys, mask, refs, k, config, prefix_tokens)
     if not plan.selective_rows:  # all reference
         out, values, branch_sum = full_rows(anatomy, parts, rows, hidden, normed, keys, mask, config.reuse)
@@ -124,11 +126,30 @@ def cached_layer_forward(anatomy, parts, rows, plan: CallPlan, layer_idx: int, c
     # is the stored one must not see a reference frame that comes after it in the same call
     refs = _mixed_references(plan, layer_idx, keys, normed, values, branch_sum, config)
     _store(plan, layer_idx, plan.reference_rows, keys, normed, values, branch_sum, config)
-    out_s = selective_rows(anatomy, parts, rows, hidden[sel_index], normed[sel_index], keys[sel_index], mask_s, refs, k,
-                           config, prefix_tokens)
+    if plan.uniform_tokens:
+        out_s = selective_rows(anatomy, parts, rows, hidden[sel_index], normed[sel_index], keys[sel_index], mask_s, refs,
+                               k, config, prefix_tokens)
+    else:
+        out_s = _selective_by_tokens(anatomy, parts, rows, hidden[sel_index], normed[sel_index], keys[sel_index], mask_s,
+                                     refs, plan, config, prefix_tokens)
     out = torch.empty_like(hidden)
     out[ref_index] = out_r
     out[sel_index] = out_s
+    return out
+
+
+def _selective_by_tokens(anatomy, parts, rows, hidden, normed, keys, mask, refs: References, plan, config, prefix_tokens):
+    """`selective_rows` for selective rows that recompute different k (adaptive update ratio): one
+    batched call per distinct k, same math per row. Inputs are indexed by position among the
+    selective rows ([B_s, ...]); refs and mask are [B_s, ...] or broadcast [1, ...]."""
+    out = torch.empty_like(hidden)
+    for k in sorted(set(plan.selective_tokens)):
+        picked = [i for i, tokens in enumerate(plan.selective_tokens) if tokens == k]
+        index = torch.tensor(picked, device=hidden.device)
+        pick = lambda t: t if t is None or t.shape[0] == 1 else t[index]  # noqa: E731
+        group_refs = References(pick(refs.selection), pick(refs.value), pick(refs.branch_sum))
+        out[index] = selective_rows(anatomy, parts, rows, hidden[index], normed[index], keys[index], pick(mask),
+                                    group_refs, k, config, prefix_tokens)
     return out
 
 

@@ -34,7 +34,9 @@ class CallPlan:
     reference_source: list[Optional[int]] = field(default_factory=list)
     # (row, state) pairs whose layer outputs become the stream's stored reference
     store_rows: list[tuple[int, CacherState]] = field(default_factory=list)
-    tokens_to_update: int = 0
+    tokens_to_update: int = 0  # k of every selective row when they all agree (always, for "fixed")
+    selective_tokens: list[int] = field(default_factory=list)  # k per selective row (adaptive ratio)
+    changes: list[Optional[float]] = field(default_factory=list)  # per row: the adaptive change signal
     index_cache: dict = field(default_factory=dict, repr=False)
 
     def row_indices(self, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,6 +57,11 @@ class CallPlan:
             state.commit_reference()
 
     @property
+    def uniform_tokens(self) -> bool:
+        """True when every selective row recomputes the same k (`tokens_to_update`)."""
+        return len(set(self.selective_tokens)) <= 1
+
+    @property
     def modes(self) -> tuple[bool, ...]:
         """Per row: True = reference frame."""
         reference = set(self.reference_rows)
@@ -67,6 +74,8 @@ def plan_call(
     cache_interval: int,
     tokens_to_update: int,
     index_cache: dict | None = None,
+    policy=None,
+    rows=None,
 ) -> CallPlan:
     """Plan one call and advance the streams' counters (a frame counts when it enters the tower).
 
@@ -76,11 +85,15 @@ def plan_call(
         cache_interval: N; frame i of a stream is a reference when (i - phase) % N == 0 (or it has none).
         tokens_to_update: k tokens recomputed per layer on selective rows.
         index_cache: the handle's cache of row-index tensors (see `CallPlan.row_indices`).
+        policy: a refresh policy (`stc/cacher/refresh.py`); None = the released fixed interval.
+        rows: the layer-0 `Rows` of the call (the adaptive policy computes its signal from them).
     """
     batch, num_tokens, width = hidden.shape
     if len(states) != batch:
         raise ValueError(f"STC-Cacher got {batch} frames but {len(states)} stream states; pass one state per frame")
     plan = CallPlan(states=list(states), tokens_to_update=tokens_to_update, index_cache={} if index_cache is None else index_cache)
+    if policy is not None:
+        policy.begin_call(states, hidden, rows)
     last_reference_row: dict[int, int] = {}
     frame_of: dict[int, int] = {}
     for row, state in enumerate(states):
@@ -89,12 +102,23 @@ def plan_call(
         has_reference = state.id in last_reference_row or state.reference_matches(
             num_tokens, width, hidden.dtype, hidden.device
         )
-        if state.is_scheduled_reference(frame, cache_interval) or not has_reference:
+        if policy is None:
+            reference, tokens, change = state.is_scheduled_reference(frame, cache_interval) or not has_reference, tokens_to_update, None
+        else:
+            decision = policy.decide(row, state, frame, has_reference, num_tokens)
+            reference, tokens, change = decision.reference, decision.tokens, decision.change
+        plan.changes.append(change)
+        if reference:
             plan.reference_rows.append(row)
             last_reference_row[state.id] = row
         else:
             plan.selective_rows.append(row)
             plan.reference_source.append(last_reference_row.get(state.id))
+            plan.selective_tokens.append(tokens)
+    if policy is not None:
+        policy.end_call()
+        if plan.selective_tokens and plan.uniform_tokens:
+            plan.tokens_to_update = plan.selective_tokens[0]
 
     stored = {}
     for row in plan.reference_rows:
@@ -124,6 +148,7 @@ def expected_modes(states: Sequence[CacherState], cache_interval: int) -> tuple[
 def commit_frames(plan: CallPlan, num_tokens: int) -> None:
     """Advance frame counters and statistics for every row of `plan` (also used after a graph replay)."""
     reference = set(plan.reference_rows)
+    tokens = dict(zip(plan.selective_rows, plan.selective_tokens))
     for row, state in enumerate(plan.states):
         state.frame_idx += 1
         state.stats.tokens_per_frame = num_tokens
@@ -133,4 +158,4 @@ def commit_frames(plan: CallPlan, num_tokens: int) -> None:
         else:
             state.stats.selective_frames += 1
             state.stats.last_frame_reference = False
-            state.stats.tokens_recomputed = plan.tokens_to_update
+            state.stats.tokens_recomputed = tokens.get(row, plan.tokens_to_update)

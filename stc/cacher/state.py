@@ -18,6 +18,8 @@ from typing import Optional
 
 import torch
 
+from stc.cacher.refresh import RefreshState
+
 _state_ids = itertools.count()  # identity only; never read as configuration
 
 
@@ -64,6 +66,7 @@ class CacherState:
         self.frame_idx = 0
         self.version = 0
         self.stats = CacherStats()
+        self.refresh = RefreshState()  # the adaptive refresh policy's per-stream data
         self._signature = None  # (T, D, dtype, device) of the stored reference, once complete
         self._pending = None  # signature of a reference being written by the call in flight
 
@@ -71,6 +74,7 @@ class CacherState:
         """Start a new video: the next frame is a reference frame. Buffers are kept for reuse."""
         self.frame_idx = 0
         self.stats = CacherStats()
+        self.refresh.reset()
         self._signature = self._pending = None
 
     def is_scheduled_reference(self, frame: int, cache_interval: int) -> bool:

@@ -35,6 +35,7 @@ from stc.cacher.fused import FusedSelectiveLayer, fusable
 from stc.cacher.graph import CudaGraphRunner
 from stc.cacher.layer import cached_layer_forward
 from stc.cacher.plan import CallPlan, plan_call
+from stc.cacher.refresh import build_policy
 from stc.cacher.state import CacherState
 from stc.config import CacherConfig
 from stc.integrations.anatomy import LayerAnatomy, anatomy_class_for
@@ -52,10 +53,10 @@ class StcEncoderLayer:
         idx = self._stc_layer_idx
         rows = handle.anatomy.to_rows(hidden_states, args, kwargs)
         if idx == 0:
-            handle._plan = handle._plan_call(rows.hidden)
+            handle._plan = handle._plan_call(rows.hidden, rows)
         plan, parts = handle._plan, handle.parts[idx]
         output = None
-        if handle.fused is not None and rows.hidden.is_cuda and rows.mask is None:
+        if handle.fused is not None and rows.hidden.is_cuda and rows.mask is None and plan.uniform_tokens:
             # compiled layers for one-frame calls and all-selective batches, see stc/cacher/fused.py
             output = handle.fused.run(handle.anatomy, parts, rows.hidden, plan, idx, handle.config, handle.activation,
                                       handle.prefix_tokens)
@@ -125,6 +126,8 @@ class CacherHandle:
         self.prefix_tokens = self.anatomy.num_prefix_tokens(self.tower)
         self.activation = fusable(self.anatomy, self.parts[0])
         self.fused = FusedSelectiveLayer() if config.fused and self.activation is not None and config.reuse == "both" else None
+        # None = the released fixed interval (exactly today's plan); else stc/cacher/refresh.py
+        self.refresh_policy = build_policy(config, self._layer0_keys)
         self.graph_runner = CudaGraphRunner(self) if config.cuda_graph else None
         self.bypassing = False
         self.attached = True
@@ -173,9 +176,15 @@ class CacherHandle:
             raise ValueError(f"STC-Cacher: call has {batch} frames but handle.use() was given {len(self._active)} streams")
         return list(self._active)
 
-    def _plan_call(self, hidden: torch.Tensor) -> CallPlan:
+    def _plan_call(self, hidden: torch.Tensor, rows=None) -> CallPlan:
         k = self.config.tokens_to_update(hidden.shape[1])
-        return plan_call(self.row_states(hidden.shape[0]), hidden, self.config.cache_interval, k, self._index_cache)
+        return plan_call(self.row_states(hidden.shape[0]), hidden, self.config.cache_interval, k, self._index_cache,
+                         policy=self.refresh_policy, rows=rows)
+
+    def _layer0_keys(self, hidden: torch.Tensor, rows) -> torch.Tensor:
+        """Layer-0 keys of a call's rows: the adaptive refresh policy's change signal."""
+        parts = self.parts[0]
+        return self.anatomy.keys(parts, self.anatomy.norm1(parts, hidden), rows)
 
     # ---- lifetime ------------------------------------------------------------------------------
     def detach(self) -> None:
