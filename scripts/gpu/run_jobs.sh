@@ -26,8 +26,8 @@ job() {
     baselines) python3 scripts/gpu/baselines_speed.py --out "$W/baselines" ;;
     adaptive) python3 scripts/gpu/adaptive_refresh_speed.py --out "$W/adaptive" ;;
     eval2gpu) bash scripts/gpu/eval_two_gpu.sh "$W/eval2gpu" ;;
-    e2e_hosts) for preset in streamforest_7b dispider livecc_7b; do
-                 python3 -m speed_benchmark preset=$preset device=cuda progress=false vit.enabled=false \
+    e2e_hosts) for preset in livecc_7b streamforest_7b dispider; do
+                 timeout ${E2E_SECONDS:-110} python3 -m speed_benchmark preset=$preset device=cuda progress=false vit.enabled=false \
                    multistream.enabled=false prefill.enabled=false 'e2e.variants=[baseline,stc]' 'e2e.modes=[graph]' \
                    'e2e.frames_per_chunk=[1]' e2e.repeats=2 out_dir="$W/e2e_$preset" || echo "e2e $preset failed rc=$?"
                done ;;
