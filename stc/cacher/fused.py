@@ -59,9 +59,28 @@ def _scaled(branch, scale):
     return branch * scale if scale is not None else branch
 
 
+def stacked_weights(weights: tuple) -> tuple[tuple, tuple]:
+    """The anatomy's fused weights (ln1, q, k, v, out, ln2, fc1, fc2, scale1, scale2) -> the argument
+    tuples of `_selective_layer` (k separate, q and v stacked: ONE GEMM for the k recomputed rows) and
+    `_reference_layer` (q, k, v stacked: one GEMM for all T rows). Each stacked GEMM computes the same
+    output columns as the separate ones, with one launch instead of two or three."""
+    ln1_w, ln1_b, q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, s1, s2 = weights
+
+    def bias(*parts):
+        if all(b is None for b in parts):
+            return None
+        return torch.cat([b if b is not None else torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
+                          for b, w in zip(parts, (q_w, v_w) if len(parts) == 2 else (q_w, k_w, v_w))])
+
+    tail = (o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, s1, s2)
+    selective = (ln1_w, ln1_b, k_w, k_b, torch.cat([q_w, v_w]), bias(q_b, v_b), *tail)
+    reference = (ln1_w, ln1_b, torch.cat([q_w, k_w, v_w]), bias(q_b, k_b, v_b), *tail)
+    return selective, reference
+
+
 def _selective_layer(
     hidden, ref_selection, ref_value, ref_branch_sum,
-    ln1_w, ln1_b, q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, scale1, scale2,
+    ln1_w, ln1_b, k_w, k_b, qv_w, qv_b, o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, scale1, scale2,
     k: int, heads: int, scale: float, eps1: float, eps2: float, act: str, metric: str, use_keys: bool, prefix: int,
 ):
     """`layer.selective_rows` as one function of tensors: [B, T, D] -> [B, T, D]."""
@@ -73,8 +92,9 @@ def _selective_layer(
     indices = select_dynamic_tokens(scores, k)
     index = expand_index(indices, hidden.shape[-1])
     normed_dynamic = torch.gather(normed, 1, index)
-    values = ref_value.expand(hidden.shape[0], -1, -1).scatter(1, index, F.linear(normed_dynamic, v_w, v_b))
-    attn = _scaled(_attention(F.linear(normed_dynamic, q_w, q_b), keys, values, o_w, o_b, heads, scale), scale1)
+    queries, fresh_values = F.linear(normed_dynamic, qv_w, qv_b).chunk(2, dim=-1)
+    values = ref_value.expand(hidden.shape[0], -1, -1).scatter(1, index, fresh_values)
+    attn = _scaled(_attention(queries, keys, values, o_w, o_b, heads, scale), scale1)
     mid_dynamic = torch.gather(hidden, 1, index) + attn
     mlp = _mlp(mid_dynamic, ln2_w, ln2_b, eps2, fc1_w, fc1_b, fc2_w, fc2_b, scale2, act)
     return (hidden + ref_branch_sum).scatter(1, index, mid_dynamic + mlp)
@@ -82,14 +102,13 @@ def _selective_layer(
 
 def _reference_layer(
     hidden, store_selection, store_value, store_branch_sum,
-    ln1_w, ln1_b, q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, scale1, scale2,
+    ln1_w, ln1_b, qkv_w, qkv_b, o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, scale1, scale2,
     k: int, heads: int, scale: float, eps1: float, eps2: float, act: str, metric: str, use_keys: bool, prefix: int,
 ):
     """Dense layer for ONE frame [1, T, D] that also writes the stream's references in place."""
     normed = F.layer_norm(hidden, (hidden.shape[-1],), ln1_w, ln1_b, eps1)
-    keys = F.linear(normed, k_w, k_b)
-    values = F.linear(normed, v_w, v_b)
-    attn = _scaled(_attention(F.linear(normed, q_w, q_b), keys, values, o_w, o_b, heads, scale), scale1)
+    queries, keys, values = F.linear(normed, qkv_w, qkv_b).chunk(3, dim=-1)
+    attn = _scaled(_attention(queries, keys, values, o_w, o_b, heads, scale), scale1)
     mid = hidden + attn
     mlp = _mlp(mid, ln2_w, ln2_b, eps2, fc1_w, fc1_b, fc2_w, fc2_b, scale2, act)
     store_selection.copy_(prepare_reference(keys[0] if use_keys else normed[0], metric))
@@ -108,7 +127,17 @@ class FusedSelectiveLayer:
     def __init__(self):
         self._compiled = None
         self._compiled_reference = None
+        self._stacked: dict = {}  # per layer: stacked q/v and q/k/v weights, rebuilt if a weight changes
         self.failed = False
+
+    def _weights(self, anatomy, parts) -> tuple[tuple, tuple]:
+        weights = anatomy.fused_weights(parts)
+        version = tuple((w.data_ptr(), w._version) for w in weights[2:8] if w is not None)
+        cached = self._stacked.get(id(parts))
+        if cached is None or cached[0] != version:
+            cached = (version, stacked_weights(weights))
+            self._stacked[id(parts)] = cached
+        return cached[1]
 
     def run(self, anatomy, parts, hidden, plan, layer_idx: int, config, act: str, prefix: int = 0):
         """Output of `layer` for a planned call, or None when the eager path must run: used for
@@ -133,7 +162,7 @@ class FusedSelectiveLayer:
         if self._compiled_reference is None:
             self._compiled_reference = torch.compile(_reference_layer, fullgraph=True, dynamic=False)
         return self._compiled_reference(
-            hidden, ref.selection, ref.value, ref.branch_sum, *anatomy.fused_weights(parts), 0,
+            hidden, ref.selection, ref.value, ref.branch_sum, *self._weights(anatomy, parts)[1], 0,
             *_constants(parts, act, config, 0),
         )
 
@@ -141,7 +170,7 @@ class FusedSelectiveLayer:
         if self._compiled is None:
             self._compiled = torch.compile(_selective_layer, fullgraph=True, dynamic=False)
         return self._compiled(
-            hidden, refs.selection, refs.value, refs.branch_sum, *anatomy.fused_weights(parts), k,
+            hidden, refs.selection, refs.value, refs.branch_sum, *self._weights(anatomy, parts)[0], k,
             *_constants(parts, act, config, prefix),
         )
 

@@ -345,12 +345,14 @@ def test_fused_layer_functions_compute_the_eager_math(towers):
         stored = handle.stream.layers[0]
         out1 = model(pixel_values=frames[1:2], output_hidden_states=True).hidden_states[1]
         parts = handle.parts[0]
-        args = (*handle.anatomy.fused_weights(parts), 4, *fused._constants(parts, "gelu_pytorch_tanh", config, 0))
+        selective_w, reference_w = fused.stacked_weights(handle.anatomy.fused_weights(parts))
+        constants = (4, *fused._constants(parts, "gelu_pytorch_tanh", config, 0))
         mine = LayerReference()
         for name in LayerReference.__slots__:
             setattr(mine, name, torch.empty_like(getattr(stored, name)))
-        ref_out = fused._reference_layer(h0, mine.selection, mine.value, mine.branch_sum, *args)
-        sel_out = fused._selective_layer(h1, stored.selection[None], stored.value[None], stored.branch_sum[None], *args)
+        ref_out = fused._reference_layer(h0, mine.selection, mine.value, mine.branch_sum, *reference_w, *constants)
+        sel_out = fused._selective_layer(h1, stored.selection[None], stored.value[None], stored.branch_sum[None],
+                                         *selective_w, *constants)
     torch.testing.assert_close(ref_out, out0, rtol=1e-5, atol=1e-5)
     for name in LayerReference.__slots__:
         torch.testing.assert_close(getattr(mine, name), getattr(stored, name), rtol=1e-5, atol=1e-5)
@@ -376,7 +378,8 @@ def test_fused_selective_function_handles_a_batch_of_streams(towers):
         expected = model(pixel_values=second, output_hidden_states=True).hidden_states[1]
         refs = stored_references(handle._plan, 0)
         parts = handle.parts[0]
-        args = (*handle.anatomy.fused_weights(parts), 4, *fused._constants(parts, "gelu_pytorch_tanh", config, 0))
+        selective_w, _ = fused.stacked_weights(handle.anatomy.fused_weights(parts))
+        args = (*selective_w, 4, *fused._constants(parts, "gelu_pytorch_tanh", config, 0))
         got = fused._selective_layer(model.embeddings(second), refs.selection, refs.value, refs.branch_sum, *args)
     assert refs.value.shape == (3, 16, 32)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

@@ -212,3 +212,45 @@ def test_prefix_tokens_are_recomputed_only_when_asked(tower, monkeypatch):
         assert picked, "selective path did not run"
         has_prefix = [bool((idx < family.prefix_tokens).any()) for idx in picked]
         assert all(has_prefix) if recompute else not any(has_prefix[:1]), (recompute, has_prefix)
+
+
+@pytest.mark.parametrize("tower", [n for n in TOWER_NAMES if n != "qwen2_vl"])
+def test_fused_functions_compute_the_eager_layer_on_every_fusable_family(tower):
+    """The functions `fused=True` compiles on CUDA (stacked q/v and q/k/v GEMMs, layer scales), run
+    uncompiled on CPU, give the eager cacher's layer-0 outputs and references (reference + selective)."""
+    from stc.cacher import fused
+    from stc.cacher.state import LayerReference
+
+    torch.manual_seed(0)
+    family = TOWERS[tower]
+    model = family.build()
+    units = family.frames(2, drift=0.3)
+    config = CacherConfig(update_ratio=0.25, cache_interval=2)
+    handle = attach_cacher(model, config)
+    layer = handle.layers[0]
+    seen = []
+    hooks = [layer.register_forward_pre_hook(lambda m, args: seen.append(("in", args[0]))),
+             layer.register_forward_hook(lambda m, args, out: seen.append(("out", out)))]
+    with torch.no_grad():
+        family.encode(model, units[:1])
+        stored = {name: getattr(handle.stream.layers[0], name).clone() for name in LayerReference.__slots__}
+        family.encode(model, units[1:2])
+    for hook in hooks:
+        hook.remove()
+    (_, h0), (_, out0), (_, h1), (_, out1) = seen
+    parts = handle.parts[0]
+    act = fused.fusable(handle.anatomy, parts)
+    assert act is not None
+    selective_w, reference_w = fused.stacked_weights(handle.anatomy.fused_weights(parts))
+    k = config.tokens_to_update(h0.shape[1])
+    constants = fused._constants(parts, act, config, 0)
+    mine = {name: torch.empty_like(t) for name, t in stored.items()}
+    with torch.no_grad():
+        ref_out = fused._reference_layer(h0, mine["selection"], mine["value"], mine["branch_sum"], *reference_w, k, *constants)
+        sel_out = fused._selective_layer(h1, stored["selection"][None], stored["value"][None], stored["branch_sum"][None],
+                                         *selective_w, k, *constants)
+    handle.detach()
+    torch.testing.assert_close(ref_out, out0, **EXACT)
+    for name in stored:
+        torch.testing.assert_close(mine[name], stored[name], **EXACT)
+    torch.testing.assert_close(sel_out, out1, **EXACT)
