@@ -59,6 +59,15 @@ def _scaled(branch, scale):
     return branch * scale if scale is not None else branch
 
 
+def _version(tensor: torch.Tensor) -> int:
+    """In-place change counter of a weight (inference-mode tensors have none: then storage identity
+    alone decides, and weights changed in place under inference mode need a re-attach)."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return 0
+
+
 def stacked_weights(weights: tuple) -> tuple[tuple, tuple]:
     """The anatomy's fused weights (ln1, q, k, v, out, ln2, fc1, fc2, scale1, scale2) -> the argument
     tuples of `_selective_layer` (k separate, q and v stacked: ONE GEMM for the k recomputed rows) and
@@ -132,7 +141,7 @@ class FusedSelectiveLayer:
 
     def _weights(self, anatomy, parts) -> tuple[tuple, tuple]:
         weights = anatomy.fused_weights(parts)
-        version = tuple((w.data_ptr(), w._version) for w in weights[2:8] if w is not None)
+        version = tuple((w.data_ptr(), _version(w)) for w in weights[2:8] if w is not None)
         cached = self._stacked.get(id(parts))
         if cached is None or cached[0] != version:
             cached = (version, stacked_weights(weights))
