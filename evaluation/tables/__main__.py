@@ -62,10 +62,10 @@ def run(argv: list[str]) -> str:
 
 
 def main() -> None:
-    try:
+    from evaluation.cli import user_errors
+
+    with user_errors():  # one line naming the bad argument, exit code 2 (traceback with HYDRA_FULL_ERROR=1)
         sys.stdout.write(run(sys.argv[1:]))
-    except ValueError as error:
-        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

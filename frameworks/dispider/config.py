@@ -9,8 +9,10 @@ switch away: `recompute_per_question=true` (released cost: all clip memories rec
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional
+
+from frameworks.common.settings import settings_from_mapping
 
 SAMPLINGS = ("stream", "released")
 GROUNDINGS = ("streaming", "video_qa")
@@ -94,9 +96,4 @@ class DispiderSettings:
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "DispiderSettings":
         """Build from a plain mapping (what `build_host` passes); unknown keys are errors."""
-        data = dict(mapping or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown Dispider setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return settings_from_mapping(cls, mapping, "Dispider", ignore=())

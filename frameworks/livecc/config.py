@@ -10,8 +10,10 @@ field.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Tuple
+
+from frameworks.common.settings import settings_from_mapping
 
 PIXELS_28 = 28 * 28
 ANSWER_CHOICES = ("No", "Yes", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "A", "B", "C", "D", "E")
@@ -117,9 +119,4 @@ class LiveCCConfig:
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "LiveCCConfig":
         """Build from a plain mapping; `name` (the Hydra group key) is ignored, unknown keys are errors."""
-        data = {k: v for k, v in dict(mapping or {}).items() if k != "name"}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown LiveCC setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return settings_from_mapping(cls, mapping, "LiveCC", ignore=("name",))

@@ -8,8 +8,10 @@ unknown or invalid field.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional
+
+from frameworks.common.settings import settings_from_mapping
 
 INIT_PROMPT = "<|im_start|>system \nYou are a helpful assistant.<|im_end|><|im_start|>user "
 QUESTION_TEMPLATE = "\n{prompt}<|im_end|><|im_start|>assistant\n"
@@ -71,9 +73,4 @@ class ReKVConfig:
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "ReKVConfig":
         """Build from a plain mapping; `name` (the Hydra group key) and `random_weights` (the evaluation
         layer's explicit consent to run without model_path) are ignored, unknown keys are errors."""
-        data = {k: v for k, v in dict(mapping or {}).items() if k not in ("name", "random_weights")}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown ReKV setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return settings_from_mapping(cls, mapping, "ReKV", ignore=("name", "random_weights"))

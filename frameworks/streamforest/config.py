@@ -9,8 +9,10 @@ only new frames are encoded) and the released protocol ("reread": every question
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional
+
+from frameworks.common.settings import settings_from_mapping
 
 PROTOCOLS = ("incremental", "reread")
 PLACEMENTS = ("before_memory", "before_llm")
@@ -65,9 +67,4 @@ class StreamForestConfig:
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "StreamForestConfig":
         """Build from a plain mapping; unknown keys are one error naming them."""
-        data = dict(mapping or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown StreamForest setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return settings_from_mapping(cls, mapping, "StreamForest", ignore=())

@@ -321,3 +321,16 @@ def test_parity_rows_get_the_released_switches():
     assert by_compression  # every row kept
     anchors = load_spec("pruner_anchors").with_parity()
     assert all(sum("pruner.strategy" in o for o in row.overrides) <= 1 for row in anchors.rows)
+
+
+@pytest.mark.parametrize("module, args", [("evaluation.tables", ["table=nope"]), ("evaluation.pareto", ["bogus=1"])])
+def test_table_and_pareto_user_errors_are_one_line_exit_2(monkeypatch, capsys, module, args):
+    import importlib
+    import sys
+
+    monkeypatch.setattr(sys, "argv", [module, *args])
+    main = importlib.import_module(module if module.endswith("pareto") else module + ".__main__").main
+    with pytest.raises(SystemExit) as info:
+        main()
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert info.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and args[0].split("=")[0] in err[0]
