@@ -45,8 +45,9 @@ def _notes(ctx: RunContext) -> list[str]:
     if not ctx.cuda:
         notes.append("CPU run: numbers show the harness works and the relative work done; they say nothing about GPU latency.")
     else:
-        notes.append("Pre-fill of one frame per call is weight-bandwidth bound on H100/H200 (ridge ~295/~206 tokens): "
-                     "pruning 196->64 pays only with several frames per call (baselines-peers.md §3.3).")
+        notes.append("Read each pre-fill row against its floor (max of FLOPs/peak and weight bytes/bandwidth, "
+                     "measured in this run): at one frame per call the eager decoder step sits far above it "
+                     "(host-side time, not weight reads), so pruning 196->64 pays only with several frames per call.")
     if ctx.cfg.model.path is None:
         notes.append("Random weights at the released sizes (latency does not depend on weight values).")
     return notes
