@@ -51,8 +51,9 @@ class StcEncoderLayer:
         if handle.bypassing:
             return super().forward(hidden_states, *args, **kwargs)
         idx = self._stc_layer_idx
-        rows = handle.anatomy.to_rows(hidden_states, args, kwargs)
+        rows = handle.anatomy.to_rows(hidden_states, args, kwargs, None if idx == 0 else handle._rows_context)
         if idx == 0:
+            handle._rows_context = rows.context  # rotary tables, size checks: once per call, not per layer
             handle._plan = handle._plan_call(rows.hidden, rows)
         plan, parts = handle._plan, handle.parts[idx]
         output = None
@@ -110,6 +111,7 @@ class CacherHandle:
         self._original_classes = [type(layer) for layer in self.layers]
         self._streams_made = 0
         self._plan: CallPlan | None = None
+        self._rows_context = None
         self._index_cache: dict = {}
         patched: dict[type, type] = {}
         for idx, layer in enumerate(self.layers):

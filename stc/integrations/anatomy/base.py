@@ -143,8 +143,9 @@ class LayerAnatomy:
         return 1 if type(config).__name__.startswith("CLIP") else 0
 
     # ---- call layout ----------------------------------------------------------------------
-    def to_rows(self, hidden_states: torch.Tensor, args: tuple, kwargs: dict) -> Rows:
-        """The layer's inputs as rows. SigLIP/CLIP: hidden [B, T, D], mask = 2nd argument."""
+    def to_rows(self, hidden_states: torch.Tensor, args: tuple, kwargs: dict, context: Any = None) -> Rows:
+        """The layer's inputs as rows. SigLIP/CLIP: hidden [B, T, D], mask = 2nd argument. `context`: the
+        Rows.context the first layer of this call derived (later layers reuse it, never redo it)."""
         mask = args[0] if args else kwargs.get("attention_mask")
         return Rows(hidden_states, mask)
 

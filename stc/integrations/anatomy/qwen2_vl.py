@@ -43,15 +43,18 @@ class Qwen2VLAnatomy(LayerAnatomy):
         return 0
 
     # ---- layout -----------------------------------------------------------------------------
-    def to_rows(self, hidden_states: torch.Tensor, args: tuple, kwargs: dict) -> Rows:
+    def to_rows(self, hidden_states: torch.Tensor, args: tuple, kwargs: dict, context=None) -> Rows:
         cu_seqlens = args[0] if args else kwargs["cu_seqlens"]
-        cos, sin = kwargs["position_embeddings"]
         groups = cu_seqlens.shape[0] - 1
         total, width = hidden_states.shape
+        if context is not None:  # a later layer of the call: the first one checked sizes and built the tables
+            tokens = context[0].shape[0]
+            return Rows(hidden_states.view(groups, tokens, width), None, context, total)
+        cos, sin = kwargs["position_embeddings"]
         if groups < 1 or total % groups:
             raise ValueError(f"STC-Cacher (Qwen2-VL): {total} patches do not split into {groups} equal temporal groups")
         tokens = total // groups
-        if not (hidden_states.is_cuda and torch.cuda.is_current_stream_capturing()):
+        if not (hidden_states.is_cuda and torch.cuda.is_current_stream_capturing()):  # one host sync per call
             sizes = cu_seqlens[1:] - cu_seqlens[:-1]
             if not bool((sizes == tokens).all()):
                 raise ValueError("STC-Cacher (Qwen2-VL): one tower call must hold temporal groups of equal size "
