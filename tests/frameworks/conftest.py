@@ -5,6 +5,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from tests.videos import drifting_video
+
 
 def tiny_config(**text_overrides):
     """LLaVA-OV "tiny" from model_sizes (toy SigLIP 63 px / patch 7 -> 81 tokens pooled to 25, 2-layer
@@ -47,14 +49,8 @@ def make_host(loaded=None, stc=None, **settings):
 
 
 def video(count, height=48, width=56, seed=0, drift=6):
-    """uint8 [count, H, W, 3]: a random image drifting a little per frame (temporally redundant)."""
-    generator = torch.Generator().manual_seed(seed)
-    base = torch.randint(0, 256, (height, width, 3), generator=generator).float()
-    frames = []
-    for _ in range(count):
-        frames.append(base.clamp(0, 255).to(torch.uint8))
-        base = base + drift * torch.randn(height, width, 3, generator=generator)
-    return torch.stack(frames)
+    """uint8 [count, H, W, 3]: tests/videos.py `drifting_video`."""
+    return drifting_video(count, height, width, seed, drift)
 
 
 def reference_logits(loaded, frames, prompt_text, init_prompt, generated=()):

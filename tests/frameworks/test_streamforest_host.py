@@ -6,6 +6,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from tests.videos import drifting_video
+
 from frameworks.protocol import Query, StreamingVideoLLM
 from frameworks.registry import build_host
 from frameworks.streamforest import StreamForestConfig, StreamForestHost, streamforest_sizes
@@ -27,13 +29,8 @@ def make(loaded, compression=None, **settings):
 
 
 def video(count, size=40, seed=0, drift=12.0):
-    generator = torch.Generator().manual_seed(seed)
-    base = torch.randint(0, 256, (size, size, 3), generator=generator).float()
-    frames = []
-    for _ in range(count):
-        frames.append(base.clamp(0, 255).to(torch.uint8))
-        base = base + drift * torch.randn(size, size, 3, generator=generator)
-    return torch.stack(frames)
+    """uint8 [count, H, W, 3]: tests/videos.py `drifting_video`."""
+    return drifting_video(count, size, size, seed, drift)
 
 
 def stamps(first, count):

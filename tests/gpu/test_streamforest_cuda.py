@@ -8,6 +8,8 @@ streaming mode (one frame per call) and the reread mode (several frames per call
 import pytest
 import torch
 
+from tests.videos import drifting_video
+
 from frameworks.protocol import Query
 from frameworks.streamforest import StreamForestConfig, StreamForestHost, streamforest_sizes
 from frameworks.streamforest.loading import build_random
@@ -16,13 +18,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def _video(count, size=40, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    base = torch.randint(0, 256, (size, size, 3), generator=generator).float()
-    frames = []
-    for _ in range(count):
-        frames.append(base.clamp(0, 255).to(torch.uint8))
-        base = base + 6 * torch.randn(size, size, 3, generator=generator)
-    return torch.stack(frames)
+    """uint8 [count, H, W, 3]: tests/videos.py `drifting_video`."""
+    return drifting_video(count, size, size, seed, 6)
 
 
 @pytest.mark.parametrize("protocol,batch", [("incremental", 1), ("reread", 4)])

@@ -5,6 +5,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from tests.videos import drifting_video
+
 
 def tiny_loaded(seed=0):
     from frameworks.dispider import DispiderArchitecture
@@ -39,14 +41,8 @@ def make_host(loaded=None, compression=None, **settings):
 
 
 def video(count, height=40, width=52, seed=0, drift=8):
-    """uint8 [count, H, W, 3]: a random image drifting per frame (temporally redundant, non-square)."""
-    generator = torch.Generator().manual_seed(seed)
-    base = torch.randint(0, 256, (height, width, 3), generator=generator).float()
-    frames = []
-    for _ in range(count):
-        frames.append(base.clamp(0, 255).to(torch.uint8))
-        base = base + drift * torch.randn(height, width, 3, generator=generator)
-    return torch.stack(frames)
+    """uint8 [count, H, W, 3]: tests/videos.py `drifting_video`."""
+    return drifting_video(count, height, width, seed, drift)
 
 
 def seconds(count, start=0.0):

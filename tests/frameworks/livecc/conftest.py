@@ -5,6 +5,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from tests.videos import drifting_video
+
 # frames of 70 x 100 px -> smart_resize (factor 28) -> 56 x 112 -> 4 x 8 patches -> 2 x 4 merged tokens per
 # 2-frame group: a non-square grid whose rows and columns differ from the temporal extent of a first turn
 FRAME_H, FRAME_W = 70, 100
@@ -39,14 +41,8 @@ def make_host(loaded=None, compression=None, **settings):
 
 
 def video(count, height=FRAME_H, width=FRAME_W, seed=0, drift=8):
-    """uint8 [count, H, W, 3]: a random image drifting a little per frame (temporally redundant)."""
-    generator = torch.Generator().manual_seed(seed)
-    base = torch.randint(0, 256, (height, width, 3), generator=generator).float()
-    frames = []
-    for _ in range(count):
-        frames.append(base.clamp(0, 255).to(torch.uint8))
-        base = base + drift * torch.randn(height, width, 3, generator=generator)
-    return torch.stack(frames)
+    """uint8 [count, H, W, 3]: tests/videos.py `drifting_video`."""
+    return drifting_video(count, height, width, seed, drift)
 
 
 def stock_logits(loaded, ids, videos):
