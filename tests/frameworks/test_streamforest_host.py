@@ -120,6 +120,25 @@ def test_tokens_methods_before_the_memory_shrink_every_frame(loaded):
     assert host.memory.tokens().shape[0] <= host.memory_settings.token_bound(10)
 
 
+def test_cacher_and_pruner_before_the_memory_give_the_same_memory_at_any_chunking(loaded):
+    """The optimised path (STC-Cacher N=3 + pruner before the memory, several frames per tower call,
+    ingest calls not aligned to N) equals one frame per call: same memory tokens, same answer logits."""
+    frames = video(11, seed=4)
+    stc = STCConfig(cacher=CacherConfig(update_ratio=0.25, cache_interval=3), pruner=PrunerConfig(tokens_per_frame=10))
+    single = make(loaded, stc, vit_batch=1)  # one host per tower at a time: attaching twice is refused
+    for i in range(11):
+        single.ingest(frames[i:i + 1], stamps(i, 1))
+    single_tokens, single_counts, single_logits = single.memory.tokens(), single.memory.counts(), single.answer_logits(QUERY)
+    single.close()
+    chunked = make(loaded, stc, vit_batch=4)
+    for first, count in ((0, 2), (2, 5), (7, 4)):
+        chunked.ingest(frames[first:first + count], stamps(first, count))
+    assert chunked.memory.counts() == single_counts
+    torch.testing.assert_close(chunked.memory.tokens(), single_tokens, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(chunked.answer_logits(QUERY), single_logits, rtol=1e-4, atol=1e-4)
+    chunked.close()
+
+
 def test_tokens_methods_before_the_llm_prune_every_memory_frame(loaded):
     host = make(loaded, STCConfig(pruner=PrunerConfig(tokens_per_frame=5)), pruner_placement="before_llm")
     host.ingest(video(12, seed=6), stamps(0, 12))
