@@ -16,6 +16,7 @@ from frameworks.common.settings import settings_from_mapping
 INIT_PROMPT = "<|im_start|>system \nYou are a helpful assistant.<|im_end|><|im_start|>user "
 QUESTION_TEMPLATE = "\n{prompt}<|im_end|><|im_start|>assistant\n"
 SINK_POSITIONS = ("window", "released")
+LLM_STEPS = ("eager", "static", "graph")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,14 @@ class ReKVConfig:
         InfLLM as released, frameworks-benchmarks.md §A1.4): every query sees the init tokens at the fixed
         distance n_local (keys at 0, query at n_local), merged by log-sum-exp. Identical until the
         stream exceeds n_local tokens; reproduction scripts use "released".
+    llm_step: how a streaming pre-fill step runs. "eager": the window in a growable buffer, SDPA with an
+        explicit mask, one Python pass per call (the way HF/ReKV code runs; the speed harness's "eager
+        baseline"). "static": fixed buffers with device-side lengths and split attention
+        (frameworks/rekv/static_window.py), no graphs. "graph" (default): "static" captured in CUDA graphs,
+        one per chunk size (frameworks/rekv/graphed_step.py); on CPU it runs as "static". All three give
+        the same results up to floating-point rounding (tests compare them).
+    attention_kernel: kernel of the static step: "auto" (FlashAttention-2 varlen on CUDA fp16/bf16, else the
+        torch reference), "flash" or "reference".
     """
 
     model_path: Optional[str] = None
@@ -55,10 +64,14 @@ class ReKVConfig:
     question_template: str = QUESTION_TEMPLATE
     forbid_eos_first: bool = True
     sink_positions: str = "window"
+    llm_step: str = "graph"
+    attention_kernel: str = "auto"
 
     def __post_init__(self):
         checks = [
             ("sink_positions", self.sink_positions in SINK_POSITIONS, f"must be one of {SINK_POSITIONS}"),
+            ("llm_step", self.llm_step in LLM_STEPS, f"must be one of {LLM_STEPS}"),
+            ("attention_kernel", self.attention_kernel in ("auto", "flash", "reference"), "must be auto | flash | reference"),
             ("n_local", self.n_local >= 1, "must be >= 1 tokens"),
             ("retrieve_size", self.retrieve_size is None or self.retrieve_size >= 1, "must be >= 1 or null (all blocks)"),
             ("frames_per_chunk", self.frames_per_chunk >= 1, "must be >= 1"),

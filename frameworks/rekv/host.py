@@ -39,8 +39,11 @@ from frameworks.rekv.backends import AnswerAttention, AnswerCache, RetrievalPass
 from frameworks.rekv.block_store import BlockStore
 from frameworks.rekv.config import ReKVConfig
 from frameworks.rekv.decoder import DecoderStack
+from frameworks.common.split_attention import SplitAttention, pick_kernel
+from frameworks.rekv.graphed_step import GraphedSteps
 from frameworks.rekv.local_window import LocalWindow
 from frameworks.rekv.rope import RotaryTable
+from frameworks.rekv.static_window import StaticRetrieval, StaticWindow
 from stc.compression import TokenSide
 
 
@@ -69,8 +72,16 @@ class ReKVHost:
         self.grid = (int(round(self.pooled_tokens ** 0.5)),) * 2 if self.pools else None
         self.block_tokens = self._block_tokens()
         shape = (self.stack.num_layers, self.stack.kv_heads, self.stack.head_dim)
-        self.window = LocalWindow(*shape, self.config.n_local, self.dtype, self.device, self.rope,
-                                  self.config.sink_positions)
+        self.static = self.config.llm_step != "eager"
+        if self.static:
+            probe = torch.empty(1, 1, self.stack.head_dim, dtype=self.dtype, device=self.device)
+            attention = SplitAttention(pick_kernel(probe, self.config.attention_kernel))
+            self.window = StaticWindow(*shape, self.config.n_local, self.dtype, self.device, self.rope, attention,
+                                       self.config.sink_positions)
+            self.steps = GraphedSteps(self.window, self.stack.run, cuda_graph=self.config.llm_step == "graph")
+        else:
+            self.window = LocalWindow(*shape, self.config.n_local, self.dtype, self.device, self.rope,
+                                      self.config.sink_positions)
         self.store = BlockStore(*shape, self.block_tokens, self.dtype, self.device,
                                 offload=self.config.offload, page_blocks=self.config.page_blocks)
         self.compression.attach(self.vision_tower)
@@ -214,15 +225,19 @@ class ReKVHost:
             flat = tokens.reshape(-1, tokens.shape[-1]).to(self.dtype)
         frames = len(lengths) if lengths is not None else tokens.shape[0]
         with self.timer.stage("prefill"):
-            backend = WindowPrefill(self.window, self.rope, flat.shape[0])
-            self.stack.run(flat, backend)
-            self.window.commit(flat.shape[0])
+            if self.static:
+                raw = self.steps(flat)
+            else:
+                backend = WindowPrefill(self.window, self.rope, flat.shape[0])
+                self.stack.run(flat, backend)
+                self.window.commit(flat.shape[0])
+                raw = backend.raw()
             evict = []
             if self.compression.context_methods:  # a bounded store evicts first, so its slots are reused
                 new_ids = list(range(self.store.next_id, self.store.next_id + frames))
                 evict = self.compression.store_blocks(new_ids, [self.block_tokens] * frames)
                 self.store.evict([i for i in evict if i < new_ids[0]])
-            self.store.write(*backend.raw(), lengths=lengths)
+            self.store.write(*raw, lengths=lengths)
             self.store.commit(frames)
             if evict:  # only when one chunk alone exceeds the bound
                 self.store.evict([i for i in evict if i >= new_ids[0]])
@@ -279,7 +294,10 @@ class ReKVHost:
         ids = self.codec.encode(text)
         if not ids:
             raise ValueError("the retrieval text encodes to zero tokens")
-        backend = RetrievalPass(self.window, self.rope, len(ids), self.store, topk)
+        if self.static:
+            backend = StaticRetrieval(self.window, len(ids), self.store, topk)
+        else:
+            backend = RetrievalPass(self.window, self.rope, len(ids), self.store, topk)
         self.stack.run(self.stack.embed(ids, self.device), backend)
         self._last_selection = backend.selected
         if self.compression.context_methods:  # e.g. a bounded store refreshing what was restored

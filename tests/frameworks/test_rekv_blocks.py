@@ -1,5 +1,6 @@
 """Block store (offload/reload, pages, representative keys, top-k), local window storage, retrieval pass."""
 
+import pytest
 import torch
 
 from frameworks.protocol import Query
@@ -159,17 +160,23 @@ class _QuerySpy:
         return self.inner(layer, queries, keys, values, scale)
 
 
-def test_each_layer_retrieves_with_its_own_mean_question_query(rekv):
+@pytest.mark.parametrize("llm_step", ["eager", "static"])
+def test_each_layer_retrieves_with_its_own_mean_question_query(rekv, llm_step):
     from frameworks.rekv.backends import WindowPrefill
+    from frameworks.rekv.static_window import StaticPrefill
 
-    host = rekv.host(n_local=60, retrieve_size=2)
+    host = rekv.host(n_local=60, retrieve_size=2, llm_step=llm_step)
     host.ingest(rekv.video(7))
     recorded = []
     select = host.store.select
     host.store.select = lambda layer, mean, topk: recorded.append((layer, mean, topk)) or select(layer, mean, topk)
     host.prompt_logits(Query(prompt="a long templated prompt that must not be used", retrieval_text="what moves?"))
     ids = host.codec.encode("what moves?")
-    spy = _QuerySpy(WindowPrefill(host.window, host.rope, len(ids), keep_raw=False))
+    if llm_step == "eager":
+        inner = WindowPrefill(host.window, host.rope, len(ids), keep_raw=False)
+    else:
+        inner = StaticPrefill(host.window, len(ids), commit=False, keep_raw=False, host_lengths=True)
+    spy = _QuerySpy(inner)
     host.stack.run(host.stack.embed(ids, host.device), spy)
     assert [layer for layer, _, _ in recorded] == list(range(host.stack.num_layers))
     for (layer, used, topk), mean in zip(recorded, spy.means):

@@ -13,6 +13,7 @@ from frameworks.rekv.attention import tail_causal_mask
 from frameworks.rekv.backends import WindowPrefill
 from frameworks.rekv.config import INIT_PROMPT
 from frameworks.rekv.rope import apply_rotary
+from frameworks.rekv.static_window import StaticPrefill
 
 QUERY = Query(prompt="Question: what moves?\nOptions:\n(A) a\n(B) b\nOnly give the best option.",
               retrieval_text="what moves?", answer_prefix="Best option: (")
@@ -21,11 +22,12 @@ QUERY = Query(prompt="Question: what moves?\nOptions:\n(A) a\n(B) b\nOnly give t
 PROMPT_TEXT = "\n" + QUERY.prompt + "<|im_end|><|im_start|>assistant\n" + QUERY.answer_prefix
 
 
+@pytest.mark.parametrize("llm_step", ["eager", "graph"])
 @pytest.mark.parametrize("frames_per_chunk,ingest_sizes", [(1, [6]), (3, [6]), (2, [3, 2, 1])])
-def test_full_window_matches_stock_model(rekv, frames_per_chunk, ingest_sizes):
+def test_full_window_matches_stock_model(rekv, frames_per_chunk, ingest_sizes, llm_step):
     loaded = rekv.loaded()
     frames = rekv.video(sum(ingest_sizes))
-    host = rekv.host(loaded, n_local=10_000, frames_per_chunk=frames_per_chunk)
+    host = rekv.host(loaded, n_local=10_000, frames_per_chunk=frames_per_chunk, llm_step=llm_step)
     first = 0
     for size in ingest_sizes:  # several ingest calls = one stream (incremental protocol)
         host.ingest(frames[first:first + size], list(range(first, first + size)))
@@ -83,36 +85,50 @@ class _BruteForceCheck:
         return out
 
 
-def test_sliding_window_attends_sink_and_last_n_local_tokens_at_contiguous_positions(rekv):
-    host = rekv.host(n_local=50, frames_per_chunk=1)  # 2 frames of 25 tokens in the window
+@pytest.mark.parametrize("llm_step", ["eager", "static"])
+def test_sliding_window_attends_sink_and_last_n_local_tokens_at_contiguous_positions(rekv, llm_step):
+    host = rekv.host(n_local=50, frames_per_chunk=1, llm_step=llm_step)  # 2 frames of 25 tokens in the window
     frames = rekv.video(7)
     host.ingest(frames[:4])
     assert host.window.length == 50 and host.window.evicted == 50
     tokens = host.frame_features(frames[4:5])
     flat = tokens.reshape(-1, tokens.shape[-1])
-    check = _BruteForceCheck(WindowPrefill(host.window, host.rope, flat.shape[0]), host)
+    if llm_step == "eager":
+        backend = WindowPrefill(host.window, host.rope, flat.shape[0])
+    else:
+        backend = StaticPrefill(host.window, flat.shape[0], host_lengths=True)
+    check = _BruteForceCheck(backend, host)
     host.stack.run(flat, check)
     assert check.checked == host.stack.num_layers
-    host.window.commit(flat.shape[0])
+    if llm_step == "eager":
+        host.window.commit(flat.shape[0])
+    else:
+        backend.advance()
+        host.window.advanced(flat.shape[0])
     host.store.write(*check.inner.raw())
     host.store.commit(1)
     assert host.window.length == 50 and host.window.next_position == host.window.n_init + 125
 
 
-def test_answer_context_reloaded_from_offloaded_blocks_equals_the_never_offloaded_window(rekv):
+@pytest.mark.parametrize("llm_step", ["eager", "static"])
+def test_answer_context_reloaded_from_offloaded_blocks_equals_the_never_offloaded_window(rekv, llm_step):
     """n_local >= stream: the local window still holds every token (rotated at its stream position).
     Retrieving ALL blocks from the CPU store and re-rotating them at 0..L-1 must rebuild exactly that."""
-    host = rekv.host(rekv.loaded(seed=1), n_local=10_000, retrieve_size=None)
+    host = rekv.host(rekv.loaded(seed=1), n_local=10_000, retrieve_size=None, llm_step=llm_step)
     host.ingest(rekv.video(5, seed=1))
     window = host.window
     assert window.evicted == 0 and all(page.device.type == "cpu" for page in host.store.pages)
     cache = host._retrieve(QUERY)
     length = window.n_init + window.length
     assert cache.length == length
-    lo = window.start - window.n_init
-    window.prepare(0)  # writes the rotated sink in front of the window
-    torch.testing.assert_close(cache.keys[:, :, :length], window.keys[:, :, lo:lo + length], rtol=0, atol=1e-6)
-    torch.testing.assert_close(cache.values[:, :, :length], window.values[:, :, lo:lo + length], rtol=0, atol=0)
+    if llm_step == "eager":
+        lo = window.start - window.n_init
+        window.prepare(0)  # writes the rotated sink in front of the window
+        keys, values = window.keys[:, :, lo:lo + length], window.values[:, :, lo:lo + length]
+    else:  # token-major; no eviction, so the ring holds the stream in order after the (rotated) sink
+        keys, values = window.keys[:, :length].transpose(1, 2), window.values[:, :length].transpose(1, 2)
+    torch.testing.assert_close(cache.keys[:, :, :length], keys, rtol=0, atol=1e-6)
+    torch.testing.assert_close(cache.values[:, :, :length], values, rtol=0, atol=0)
 
 
 def test_offloaded_and_on_device_stores_give_the_same_answer(rekv):

@@ -89,7 +89,7 @@ def test_long_stream_answers(rekv_run):
 def test_table_has_the_ingest_and_long_stream_sections(rekv_run):
     _, _, paths = rekv_run
     text = paths["table"].read_text()
-    assert "| Variant | ms/frame median | min | p90 | x base | red. | theory | eff. | x floor | ViT ms | projector ms |" in text
+    assert "| Variant | ms/frame median | min | p90 | x base | red. | x graph base | theory | eff. | x floor | ViT ms |" in text
     assert "## (5) Answer latency after a long stream" in text
     assert "| stc eager N=2 rekv | 12 (" in text
 
@@ -142,3 +142,18 @@ def test_hosts_that_cannot_run_the_preset_are_skipped_with_the_reason(tmp_path, 
     result, _ = run(cfg)
     assert [r for r in result["rows"] if r["case"] == "e2e"] == []
     assert [s["reason"][:len(reason)] for s in result["skipped"] if s["case"] == "e2e"] == [reason]
+
+
+def test_llm_step_sweep_labels_rows_and_compares_with_both_baselines(tmp_path):
+    """`e2e.llm_steps=[eager,graph]`: every variant once per host LLM mode, ratios vs the first mode's
+    baseline (x base) and vs the graph baseline (x graph base); on CPU "graph" runs the static step."""
+    cfg = compose("tiny", CPU + ["e2e.variants=[baseline,pruner]", "e2e.frames_per_chunk=[2]", "e2e.answer=false",
+                                 "e2e.llm_steps=[eager,graph]", "+e2e.host_config.n_local=60"], out_dir=str(tmp_path))
+    result, _ = run(cfg, command="pytest")
+    rows = _by_name(result, "e2e")
+    assert set(rows) == {f"{kind} llm={step} rekv c=2" for kind in ("baseline", "pruner") for step in ("eager", "graph")}
+    graph_base = rows["baseline llm=graph rekv c=2"]["stats"]["median"]
+    eager_base = rows["baseline llm=eager rekv c=2"]["stats"]["median"]
+    pruner = rows["pruner llm=graph rekv c=2"]
+    assert pruner["extra"]["fraction_vs_graph_baseline"] == pytest.approx(pruner["stats"]["median"] / graph_base)
+    assert pruner["measured_fraction"] == pytest.approx(pruner["stats"]["median"] / eager_base)

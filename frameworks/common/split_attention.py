@@ -1,0 +1,133 @@
+"""Attention of new tokens over a cached context whose length lives on the device, merged by log-sum-exp.
+
+Why split: a streaming step's S new queries attend to [cached context, themselves (causally)]. When the
+cache is a fixed-capacity ring (one address for the whole stream, so one CUDA graph serves every call),
+the context is not contiguous with the new tokens and its fill length changes every call. Instead of a
+materialised [S, capacity] mask, the attention is computed in parts that each need no mask:
+
+    part "context": S queries over the first `used` rows of a key buffer (no mask; `used` on device),
+    part "self":    S queries over the S new keys, causal (square, so upper-left == lower-right),
+
+and merged exactly with their log-sum-exps: out = sum_p exp(lse_p - m) out_p / sum_p exp(lse_p - m).
+Softmax over the union of key sets equals this merge (it is how FlashAttention combines its blocks), so
+parts may come from different kernels, and a third part (ReKV's released fixed-distance sink) is one
+more item of the merge.
+
+Kernels:
+- "flash": `aten::_flash_attention_forward` in its variable-length form (FlashAttention-2, shipped with
+  PyTorch CUDA builds): GQA native (Hq a multiple of Hkv, no K/V copies), the used length read on the
+  device (`seqused_k`), returns the log-sum-exp. CUDA, fp16/bf16, head_dim <= 256 and a multiple of 8.
+- "reference": plain torch math in float32, any device and dtype. With a host `used` it slices the
+  buffer; with a device `used` it masks keys beyond it with a per-key vector (graph-safe, O(capacity)
+  memory, never an [S, capacity] mask). Used on CPU, for float32 checks, and as the oracle in tests.
+
+Layouts are token-major, as FlashAttention's variable-length API wants: queries [S, Hq, D], keys and
+values [L, Hkv, D]; outputs [S, Hq, D] and lse [S, Hq] (float32; float64 for float64 inputs).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+
+Used = Union[int, torch.Tensor, None]
+
+
+def flash_supported(queries: torch.Tensor) -> bool:
+    """Whether the FlashAttention-2 kernel applies to these tensors (device, dtype, head size)."""
+    dim = queries.shape[-1]
+    return (queries.is_cuda and queries.dtype in (torch.float16, torch.bfloat16) and dim <= 256 and dim % 8 == 0
+            and hasattr(torch.ops.aten, "_flash_attention_forward"))
+
+
+def pick_kernel(queries: torch.Tensor, preferred: str = "auto") -> str:
+    """"flash" where it applies (or was asked for), else "reference"."""
+    if preferred not in ("auto", "flash", "reference"):
+        raise ValueError(f"unknown attention kernel {preferred!r} (auto | flash | reference)")
+    if preferred == "auto":
+        return "flash" if flash_supported(queries) else "reference"
+    if preferred == "flash" and not flash_supported(queries):
+        raise ValueError("attention kernel 'flash' needs CUDA fp16/bf16 tensors with head_dim <= 256, multiple of 8")
+    return preferred
+
+
+class SplitAttention:
+    """One kernel choice plus the small device tensors the flash kernel needs ([0, n] sequence bounds),
+    created once per size and reused, so calls made under CUDA-graph capture allocate none (a host->device
+    copy cannot be captured). One object per stream/host; sizes are created on first (eager) use."""
+
+    def __init__(self, kernel: str = "reference"):
+        if kernel not in ("flash", "reference"):
+            raise ValueError(f"unknown attention kernel {kernel!r} (flash | reference)")
+        self.kernel = kernel
+        self._bounds: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+    def bounds(self, count: int, device: torch.device) -> torch.Tensor:
+        key = (count, device)
+        if key not in self._bounds:
+            self._bounds[key] = torch.tensor([0, count], dtype=torch.int32, device=device)
+        return self._bounds[key]
+
+    def __call__(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float, *,
+                 causal: bool = False, used: Used = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """queries [S, Hq, D] over keys/values [L, Hkv, D] -> (out [S, Hq, D] (flash: input dtype; reference:
+        float32/64), lse [S, Hq]
+        float32). `used`: rows of keys that are valid (None = all; an int sliced on the host; a device
+        int tensor [1] read on the device). `causal` needs S == L (a block attending to itself)."""
+        if causal and queries.shape[0] != keys.shape[0]:
+            raise ValueError(f"causal self-attention needs as many keys as queries, got {keys.shape[0]} vs {queries.shape[0]}")
+        if queries.shape[1] % keys.shape[1]:
+            raise ValueError(f"query heads {queries.shape[1]} must be a multiple of key/value heads {keys.shape[1]}")
+        if self.kernel == "flash":
+            return self._flash(queries, keys, values, scale, causal, used)
+        return _reference(queries, keys, values, scale, causal, used)
+
+    def _flash(self, queries, keys, values, scale, causal, used):
+        if isinstance(used, int):
+            keys, values, used = keys[:used], values[:used], None
+        length, num_keys = queries.shape[0], keys.shape[0]
+        seqused = None if used is None else used.reshape(1).to(torch.int32)
+        out, lse, *_ = torch.ops.aten._flash_attention_forward(
+            queries, keys, values, self.bounds(length, queries.device), self.bounds(num_keys, queries.device),
+            length, num_keys, 0.0, causal, False, scale=scale, seqused_k=seqused)
+        if lse.dim() == 3:  # [batch, Hq, S] in some builds; [Hq, total_q] in the variable-length form
+            lse = lse[0]
+        return out, lse[:, :length].transpose(0, 1).float()
+
+
+def merge(parts: list[tuple[torch.Tensor, torch.Tensor]], dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """Exact softmax over the union of the parts' keys: [(out [S, Hq, D], lse [S, Hq])] -> [S, Hq·D]."""
+    lses = torch.stack([lse for _, lse in parts])              # [P, S, Hq]
+    peak = lses.max(dim=0).values
+    peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))  # every part empty -> weights 0
+    weights = torch.exp(lses - peak)                           # [P, S, Hq]
+    total = weights.sum(dim=0)
+    out = sum(part.to(weights.dtype) * weight[..., None] for (part, _), weight in zip(parts, weights))
+    out = out / total.clamp_min(torch.finfo(total.dtype).tiny)[..., None]
+    length, heads, dim = out.shape
+    return out.to(dtype or parts[0][0].dtype).reshape(length, heads * dim)
+
+
+# ---- kernels -------------------------------------------------------------------------------------------
+def _reference(queries, keys, values, scale, causal, used):
+    if isinstance(used, int):
+        keys, values, used = keys[:used], values[:used], None
+    length, q_heads, dim = queries.shape
+    kv_heads, groups = keys.shape[1], q_heads // keys.shape[1]
+    acc = torch.promote_types(queries.dtype, torch.float32)  # float32, or float64 for float64 inputs
+    q = queries.to(acc).reshape(length, kv_heads, groups, dim).permute(1, 2, 0, 3)  # [Hkv, G, S, D]
+    k = keys.to(acc).transpose(0, 1)                                                # [Hkv, L, D]
+    scores = torch.einsum("hgsd,hld->hgsl", q, k) * scale
+    if used is not None:
+        valid = torch.arange(keys.shape[0], device=keys.device) < used.to(keys.device).reshape(())
+        scores = scores.masked_fill(~valid, float("-inf"))
+    if causal:
+        above = torch.ones(length, length, dtype=torch.bool, device=keys.device).triu(1)
+        scores = scores.masked_fill(above, float("-inf"))
+    lse = torch.logsumexp(scores, dim=-1)                                           # [Hkv, G, S]
+    probs = torch.exp(scores - torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))[..., None])
+    out = torch.einsum("hgsl,hld->hgsd", probs, values.to(acc).transpose(0, 1))
+    out = out.permute(2, 0, 1, 3).reshape(length, q_heads, dim)
+    return out, lse.permute(2, 0, 1).reshape(length, q_heads)  # out stays in the accumulation dtype
+

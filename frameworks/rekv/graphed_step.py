@@ -1,0 +1,98 @@
+"""The ReKV streaming pre-fill step (a chunk of new tokens through every decoder layer) as CUDA graphs.
+
+Why: one frame's pre-fill at 7B is ~28 layers x ~15 kernels; eager, the host's Python and launch time
+(~20 ms) dwarf the GPU time (~4 ms, weight-bandwidth bound at 64-196 tokens). With the window in fixed
+buffers whose lengths live on the device (`static_window.StaticWindow`), the whole step is shape-static
+for a given token count, so one graph per (token count, sink mode) replays every call of a stream, and
+of later streams (a reset only rewrites `meta`).
+
+Capture: the first call of a key warms up twice on a side stream and captures, then replays. Warm-ups
+really run the step, so what they change is put back after each: the device counters (`meta`) and the
+ring rows the step overwrites (saved before, restored after). The sink rows are rewritten identically
+by every run. Later calls copy the input into the graph's static buffer, replay, and advance the host's
+counter mirrors. The pre-RoPE K/V for the block store are graph outputs, valid until the next replay
+(the host writes them to the store right after).
+
+Not graphed (the same step runs eagerly on the static window): CPU tensors, `cuda_graph=False`, or a
+window without sink tokens (an empty context at the first call). A capture error disables graphs for
+this runner with one warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import torch
+
+from frameworks.rekv.static_window import StaticPrefill, StaticWindow
+
+Step = Callable[[torch.Tensor, StaticPrefill], None]  # (inputs_embeds [S, hidden], backend) -> runs the stack
+
+
+class GraphedSteps:
+    def __init__(self, window: StaticWindow, run_stack: Step, cuda_graph: bool = True, warmups: int = 2):
+        self.window, self.run_stack, self.warmups = window, run_stack, warmups
+        self.enabled = cuda_graph and window.device.type == "cuda"
+        self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, tuple]] = {}
+        self.pool = None
+        self.captures = self.replays = 0
+
+    def __call__(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pre-fill `hidden` [S, hidden] into the window; returns pre-RoPE K/V [L, Hkv, S, D] each."""
+        count = hidden.shape[0]
+        key = (count, self.window.fixed_distance_sink, hidden.dtype)
+        if not self.enabled or self.window.n_init == 0:
+            raw = self._step(hidden, host_lengths=True)
+        else:
+            if key not in self.graphs:
+                self._capture(key, hidden)
+            graph, static_in, raw = self.graphs.get(key, (None, None, None))
+            if graph is None:  # capture failed: eager from now on
+                raw = self._step(hidden, host_lengths=True)
+            else:
+                static_in.copy_(hidden)
+                graph.replay()
+                self.replays += 1
+        self.window.advanced(count)
+        return raw
+
+    def _step(self, hidden: torch.Tensor, host_lengths: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        backend = StaticPrefill(self.window, hidden.shape[0], host_lengths=host_lengths)
+        self.run_stack(hidden, backend)
+        backend.advance()
+        return backend.raw()
+
+    def _capture(self, key: tuple, hidden: torch.Tensor) -> None:
+        window = self.window
+        rows = torch.tensor(window.slots(hidden.shape[0]), device=window.device)
+        saved = (window.meta.clone(), window.keys[:, rows].clone(), window.values[:, rows].clone())
+
+        def restore():
+            window.meta.copy_(saved[0])
+            window.keys[:, rows] = saved[1]
+            window.values[:, rows] = saved[2]
+
+        static_in = hidden.clone()
+        try:
+            side = torch.cuda.Stream(device=window.device)
+            side.wait_stream(torch.cuda.current_stream(window.device))
+            with torch.cuda.stream(side):
+                for _ in range(self.warmups):
+                    self._step(static_in, host_lengths=False)
+                    restore()
+            torch.cuda.current_stream(window.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool):
+                raw = self._step(static_in, host_lengths=False)
+            restore()
+            self.pool = graph.pool()
+            self.graphs[key] = (graph, static_in, raw)
+            self.captures += 1
+        except Exception as error:  # noqa: BLE001 - any capture failure means: run eager, say so once
+            torch.cuda.synchronize(window.device)
+            restore()
+            self.enabled = False
+            self.graphs[key] = (None, None, None)
+            warnings.warn(f"ReKV pre-fill step not graphed ({type(error).__name__}: {error}); running eager",
+                          RuntimeWarning, stacklevel=3)

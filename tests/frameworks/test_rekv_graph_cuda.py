@@ -1,0 +1,80 @@
+"""CUDA-only: the graphed ReKV pre-fill step (static window + split attention in CUDA graphs) equals the
+eager step, and the FlashAttention-2 variable-length kernel equals the reference split attention.
+
+Run on the GPU machine: `python -m pytest -q tests/frameworks/test_rekv_graph_cuda.py`."""
+
+import pytest
+import torch
+
+from frameworks.common.split_attention import SplitAttention, flash_supported, merge
+from frameworks.protocol import Query
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (graphed ReKV step)"),
+]
+
+QUERY = Query(prompt="Question: what moves?\nOptions:\n(A) a\n(B) b", retrieval_text="what moves?",
+              answer_prefix="Best option: (", max_new_tokens=4)
+
+
+@pytest.fixture(autouse=True)
+def _no_tf32():
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@pytest.mark.parametrize("count,capacity,used", [(64, 1000, 700), (7, 333, 1), (196, 15020, 15020)])
+def test_flash_kernel_equals_reference_with_device_length(count, capacity, used):
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    shape = lambda n, h: (n, h, 128)  # noqa: E731
+    q = torch.randn(shape(count, 28), device="cuda", generator=gen).bfloat16()
+    ctx = [torch.randn(shape(capacity, 4), device="cuda", generator=gen).bfloat16() for _ in range(2)]
+    new = [torch.randn(shape(count, 4), device="cuda", generator=gen).bfloat16() for _ in range(2)]
+    assert flash_supported(q)
+    length = torch.tensor([used], device="cuda", dtype=torch.int32)
+    outs = {}
+    for kernel in ("flash", "reference"):
+        attention = SplitAttention(kernel)
+        parts = [attention(q, *ctx, 0.088, used=length), attention(q, *new, 0.088, causal=True)]
+        outs[kernel] = merge(parts, dtype=torch.float32)
+        lse_flash = parts[0][1]
+    torch.testing.assert_close(outs["flash"], outs["reference"], rtol=2e-2, atol=2e-2)
+    assert lse_flash.shape == (count, 28) and torch.isfinite(lse_flash).all()
+
+
+def _stream(rekv, loaded, llm_step, mode, chunk):
+    host = rekv.host(loaded, n_local=85, frames_per_chunk=chunk, retrieve_size=3, sink_positions=mode, llm_step=llm_step)
+    frames = rekv.video(9, seed=6)
+    host.ingest(frames[:1], [0.0])                       # off-grid start, then chunks (last one shorter)
+    host.ingest(frames[1:], [float(i) for i in range(1, 9)])
+    assert host.window.evicted > 0
+    return host, host.prompt_logits(QUERY), [s.tolist() for s in host._last_selection]
+
+
+@pytest.mark.parametrize("mode", ["window", "released"])
+def test_graphed_step_equals_eager_fp32(rekv, mode):
+    """float32: the reference kernel with lengths read on the device inside the graphs."""
+    loaded = rekv.loaded(device="cuda", seed=6)
+    _, eager, eager_sel = _stream(rekv, loaded, "eager", mode, 3)
+    host, graphed, graphed_sel = _stream(rekv, loaded, "graph", mode, 3)
+    assert host.steps.captures >= 2 and host.steps.replays > 0  # chunk sizes 1 and 3 (and 2 at the end)
+    torch.testing.assert_close(graphed, eager, rtol=1e-4, atol=1e-4)
+    assert graphed_sel == eager_sel
+    host.reset()  # a second stream replays the same graphs from reset counters
+    frames = rekv.video(9, seed=6)
+    host.ingest(frames[:1], [0.0])
+    host.ingest(frames[1:], [float(i) for i in range(1, 9)])
+    torch.testing.assert_close(host.prompt_logits(QUERY), eager, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["window", "released"])
+def test_graphed_flash_step_tracks_eager_bf16(rekv, mode):
+    loaded = rekv.loaded(device="cuda", dtype="bfloat16", seed=7)
+    _, eager, _ = _stream(rekv, loaded, "eager", mode, 2)
+    host, graphed, _ = _stream(rekv, loaded, "graph", mode, 2)
+    assert host.window.attention.kernel == "flash" and host.steps.replays > 0
+    cosine = torch.nn.functional.cosine_similarity(graphed, eager, dim=-1)
+    assert cosine.min() > 0.999, cosine

@@ -1,0 +1,149 @@
+"""The static (graph-ready) ReKV window against the plain growable one, and split attention against one
+softmax.
+
+`StaticWindow` keeps the window in a fixed ring whose lengths live on the device; `LocalWindow` is the
+plain path (a growable buffer, SDPA with an explicit mask), itself checked against the stock HF model in
+test_rekv_equivalence.py. Fed the same random q/k/v in float64, step after step, with chunk sizes that do
+not divide n_local (so the ring wraps mid-chunk) and for both sink modes, every step's attention output
+and every pre-RoPE key must agree to float64 rounding — with lengths taken from the host AND read on
+the device (the mode a captured graph uses).
+"""
+
+import pytest
+import torch
+from torch import nn
+
+from frameworks.common.split_attention import SplitAttention, merge
+from frameworks.rekv.backends import WindowPrefill
+from frameworks.rekv.local_window import LocalWindow
+from frameworks.rekv.rope import RotaryTable
+from frameworks.rekv.static_window import StaticPrefill, StaticWindow
+
+HQ, HKV, D, N_INIT, N_LOCAL, LAYERS = 6, 2, 8, 3, 11, 2
+CHUNKS = [4, 1, 5, 3, 7, 2, 6, 4, 3, 5]  # 40 tokens through an 11-token window: several wraps, unaligned
+
+
+class _Rotary(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inv_freq = 1.0 / (10000 ** (torch.arange(0, D, 2, dtype=torch.float64) / D))
+
+
+def _windows(mode, n_init=N_INIT):
+    rope = RotaryTable(_Rotary(), torch.float64)
+    cpu = torch.device("cpu")
+    plain = LocalWindow(LAYERS, HKV, D, N_LOCAL, torch.float64, cpu, rope, sink_positions=mode)
+    static = StaticWindow(LAYERS, HKV, D, N_LOCAL, torch.float64, cpu, rope, SplitAttention("reference"), mode)
+    if n_init:
+        gen = torch.Generator().manual_seed(0)
+        sink = [torch.randn(LAYERS, HKV, n_init, D, generator=gen, dtype=torch.float64) for _ in range(2)]
+        plain.set_init(*sink)
+        static.set_init(*sink)
+    return plain, static, rope
+
+
+def _qkv(seed, count):
+    gen = torch.Generator().manual_seed(seed)
+    return [(torch.randn(HQ, count, D, generator=gen, dtype=torch.float64),
+             torch.randn(HKV, count, D, generator=gen, dtype=torch.float64),
+             torch.randn(HKV, count, D, generator=gen, dtype=torch.float64)) for _ in range(LAYERS)]
+
+
+@pytest.mark.parametrize("host_lengths", [True, False], ids=["host-lengths", "device-lengths"])
+@pytest.mark.parametrize("mode", ["window", "released"])
+def test_static_window_equals_plain_window_step_by_step(mode, host_lengths):
+    plain, static, rope = _windows(mode)
+    for step, count in enumerate(CHUNKS):
+        inputs = _qkv(step, count)
+        assert static.fixed_distance_sink == plain.fixed_distance_sink
+        a = WindowPrefill(plain, rope, count)
+        b = StaticPrefill(static, count, host_lengths=host_lengths)
+        for layer, (q, k, v) in enumerate(inputs):
+            torch.testing.assert_close(b(layer, q, k, v, D ** -0.5), a(layer, q, k, v, D ** -0.5), rtol=0, atol=1e-12)
+        plain.commit(count)
+        b.advance()
+        static.advanced(count)
+        assert torch.equal(b.raw()[0], a.raw()[0]) and torch.equal(b.raw()[1], a.raw()[1])
+        assert (static.length, static.next_position, static.evicted) == (plain.length, plain.next_position, plain.evicted)
+        assert static.meta.tolist() == [static.next_position, static.fill, static.write]
+    assert plain.evicted > 2 * N_LOCAL  # the ring wrapped several times
+
+
+def test_static_window_without_sink_tokens():
+    plain, static, rope = _windows("window", n_init=0)
+    for step, count in enumerate(CHUNKS[:5]):
+        a, b = WindowPrefill(plain, rope, count), StaticPrefill(static, count, host_lengths=False)
+        for layer, (q, k, v) in enumerate(_qkv(step, count)):
+            torch.testing.assert_close(b(layer, q, k, v, 0.3), a(layer, q, k, v, 0.3), rtol=0, atol=1e-12)
+        plain.commit(count)
+        b.advance()
+        static.advanced(count)
+
+
+def test_retrieval_pass_writes_nothing():
+    _, static, _ = _windows("window")
+    for step, count in enumerate(CHUNKS[:4]):
+        backend = StaticPrefill(static, count)
+        for layer, (q, k, v) in enumerate(_qkv(step, count)):
+            backend(layer, q, k, v, 0.3)
+        backend.advance()
+        static.advanced(count)
+    before = (static.keys[:, N_INIT:].clone(), static.values.clone(), static.meta.clone())
+    probe = StaticPrefill(static, 3, commit=False, keep_raw=False, host_lengths=True)
+    for layer, (q, k, v) in enumerate(_qkv(99, 3)):
+        probe(layer, q, k, v, 0.3)
+    assert torch.equal(static.keys[:, N_INIT:], before[0]) and torch.equal(static.values, before[1])
+    assert torch.equal(static.meta, before[2])
+
+
+def test_split_attention_merge_is_one_softmax_over_all_keys():
+    """Hand-built: two key sets (one partly invalid) and a causal self block vs one masked softmax."""
+    gen = torch.Generator().manual_seed(5)
+    q = torch.randn(4, HQ, D, generator=gen, dtype=torch.float64)
+    context = [torch.randn(9, HKV, D, generator=gen, dtype=torch.float64) for _ in range(2)]
+    new = [torch.randn(4, HKV, D, generator=gen, dtype=torch.float64) for _ in range(2)]
+    attention = SplitAttention("reference")
+    used = torch.tensor([6])
+    merged = merge([attention(q, *context, 0.4, used=used), attention(q, *new, 0.4, causal=True)])
+    # one softmax over [first 6 context keys, new keys j <= i], written out per query and head
+    groups = HQ // HKV
+    expected = torch.empty(4, HQ, D, dtype=torch.float64)
+    for i in range(4):
+        for h in range(HQ):
+            keys = torch.cat([context[0][:6, h // groups], new[0][:i + 1, h // groups]])
+            values = torch.cat([context[1][:6, h // groups], new[1][:i + 1, h // groups]])
+            expected[i, h] = torch.softmax(keys @ q[i, h] * 0.4, dim=0) @ values
+    torch.testing.assert_close(merged, expected.reshape(4, HQ * D), rtol=0, atol=1e-12)
+    host_sliced = merge([attention(q, *context, 0.4, used=6), attention(q, *new, 0.4, causal=True)])
+    torch.testing.assert_close(host_sliced, merged, rtol=0, atol=1e-12)
+
+
+def test_split_attention_rejects_bad_shapes():
+    attention = SplitAttention("reference")
+    with pytest.raises(ValueError, match="causal self-attention"):
+        attention(torch.zeros(3, 4, 8), torch.zeros(5, 2, 8), torch.zeros(5, 2, 8), 1.0, causal=True)
+    with pytest.raises(ValueError, match="multiple of key/value heads"):
+        attention(torch.zeros(3, 3, 8), torch.zeros(5, 2, 8), torch.zeros(5, 2, 8), 1.0)
+    with pytest.raises(ValueError, match="unknown attention kernel"):
+        SplitAttention("triton")
+
+
+@pytest.mark.parametrize("mode", ["window", "released"])
+def test_host_static_and_graph_steps_equal_the_eager_step(rekv, mode):
+    """Through the tiny host, chunks of 3 frames from an off-grid start, past the window (eviction and
+    ring wrap): logits of a question equal between llm_step eager / static / graph (= static on CPU)."""
+    from frameworks.protocol import Query
+
+    loaded = rekv.loaded(seed=4)
+    frames = rekv.video(8, seed=4)
+    results = {}
+    for step in ("eager", "static", "graph"):
+        host = rekv.host(loaded, n_local=85, frames_per_chunk=3, retrieve_size=3, sink_positions=mode, llm_step=step)
+        host.ingest(frames[:1], [0.0])
+        host.ingest(frames[1:], [float(i) for i in range(1, 8)])
+        assert host.window.evicted > 0
+        query = Query(prompt="what moves?", retrieval_text="what moves?")
+        results[step] = (host.prompt_logits(query), [s.tolist() for s in host._last_selection])
+    for step in ("static", "graph"):
+        torch.testing.assert_close(results[step][0], results["eager"][0], rtol=1e-4, atol=1e-4)
+        assert results[step][1] == results["eager"][1]
