@@ -72,11 +72,13 @@ class SplitAttention:
     def __call__(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float, *,
                  causal: bool = False, used: Used = None) -> tuple[torch.Tensor, torch.Tensor]:
         """queries [S, Hq, D] over keys/values [L, Hkv, D] -> (out [S, Hq, D] (flash: input dtype; reference:
-        float32/64), lse [S, Hq]
-        float32). `used`: rows of keys that are valid (None = all; an int sliced on the host; a device
-        int tensor [1] read on the device). `causal` needs S == L (a block attending to itself)."""
-        if causal and queries.shape[0] != keys.shape[0]:
-            raise ValueError(f"causal self-attention needs as many keys as queries, got {keys.shape[0]} vs {queries.shape[0]}")
+        float32/64), lse [S, Hq] float32). `used`: rows of keys that are valid (None = all; an int sliced on
+        the host; a device int tensor [1] read on the device). `causal`: the queries are the LAST S valid
+        keys' tokens (lower-right aligned: query i sees valid keys j <= used - S + i)."""
+        too_few = keys.shape[0] < queries.shape[0] or (isinstance(used, int) and used < queries.shape[0])
+        if causal and too_few:
+            raise ValueError(f"causal attention needs the {queries.shape[0]} query tokens among the keys "
+                             f"({keys.shape[0]} rows, {used} used)")
         if queries.shape[1] % keys.shape[1]:
             raise ValueError(f"query heads {queries.shape[1]} must be a multiple of key/value heads {keys.shape[1]}")
         if self.kernel == "flash":
@@ -122,8 +124,10 @@ def _reference(queries, keys, values, scale, causal, used):
     if used is not None:
         valid = torch.arange(keys.shape[0], device=keys.device) < used.to(keys.device).reshape(())
         scores = scores.masked_fill(~valid, float("-inf"))
-    if causal:
-        above = torch.ones(length, length, dtype=torch.bool, device=keys.device).triu(1)
+    if causal:  # lower-right: query i sees keys j <= valid - S + i
+        valid_count = keys.shape[0] if used is None else used.to(keys.device).reshape(())
+        last_visible = valid_count - length + torch.arange(length, device=keys.device)
+        above = torch.arange(keys.shape[0], device=keys.device)[None, :] > last_visible[:, None]
         scores = scores.masked_fill(above, float("-inf"))
     lse = torch.logsumexp(scores, dim=-1)                                           # [Hkv, G, S]
     probs = torch.exp(scores - torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))[..., None])

@@ -12,10 +12,17 @@ storage:
   position), so the valid context is "the first n_init + fill rows", one length;
 - the stream's counters (next position, fill, write pointer) live in a device tensor `meta`, read and
   advanced by the step itself: a captured step replays with no host->device traffic;
-- attention is split (frameworks/common/split_attention.py): new queries over the context prefix
-  (length on device, no mask), plus the new tokens over themselves (causal), merged by log-sum-exp. The
-  new tokens are written into the ring (over the oldest rows) only AFTER their layer's attention, so the
-  tokens evicted by this call are still visible to it, as in ReKV.
+- attention is ONE FlashAttention call with the valid length on the device and lower-right causal
+  alignment whenever [sink, window, new tokens] can be made contiguous, which the host decides per call
+  from its counters (`phase`):
+    "append": the window is still filling and the chunk fits: the new tokens are written at the end of
+              the valid prefix first (where they stay), then attend over the first n_init + fill + S rows;
+    "full":   the ring is full: the new tokens are written to a TAIL of `tail` rows after the ring, attend
+              over the whole buffer, and are then copied over the ring's oldest rows (after attention, so
+              the tokens this call evicts are still visible to it, as in ReKV);
+    "split":  anything else (the one call that wraps the filling ring, a question longer than the tail,
+              ReKV's released fixed-distance sink): the context and the new tokens attend separately and
+              are merged by log-sum-exp (frameworks/common/split_attention.py).
 
 The host mirrors the counters as ints (`fill`, `next_position`, `evicted`) for bookkeeping and for the
 choice of the sink mode; they are never read back from the device.
@@ -35,9 +42,10 @@ NEXT, FILL, WRITE = 0, 1, 2  # rows of `meta`
 
 class StaticWindow:
     def __init__(self, num_layers: int, kv_heads: int, head_dim: int, n_local: int, dtype: torch.dtype,
-                 device: torch.device, rope: RotaryTable, attention: SplitAttention, sink_positions: str = "window"):
+                 device: torch.device, rope: RotaryTable, attention: SplitAttention, sink_positions: str = "window",
+                 tail: int = 0):
         self.shape = (num_layers, kv_heads, head_dim)
-        self.n_local, self.dtype, self.device, self.rope = n_local, dtype, device, rope
+        self.n_local, self.dtype, self.device, self.rope, self.tail = n_local, dtype, device, rope, tail
         self.attention, self.sink_positions = attention, sink_positions
         self.init_keys = self.init_values = None  # [L, Hkv, n_init, D], keys WITHOUT RoPE (LocalWindow's layout)
         self.n_init = 0
@@ -57,7 +65,8 @@ class StaticWindow:
 
     def _allocate(self) -> None:
         layers, heads, dim = self.shape
-        self.keys = torch.zeros(layers, self.n_init + self.n_local, heads, dim, dtype=self.dtype, device=self.device)
+        rows = self.n_init + self.n_local + self.tail
+        self.keys = torch.zeros(layers, rows, heads, dim, dtype=self.dtype, device=self.device)
         self.values = torch.zeros_like(self.keys)  # zeros: the reference kernel multiplies masked rows by 0
         if self.n_init:
             self.values[:, :self.n_init] = self.sink_values
@@ -76,6 +85,16 @@ class StaticWindow:
     def fixed_distance_sink(self) -> bool:
         """ReKV's released sink rule applies (`LocalWindow.fixed_distance_sink`): tokens were evicted."""
         return self.sink_positions == "released" and self.n_init > 0 and self.evicted > 0
+
+    def phase(self, num_new: int) -> str:
+        """How the next step of `num_new` tokens attends: "append" | "full" | "split" (module docstring)."""
+        if self.fixed_distance_sink:
+            return "split"
+        if self.fill + num_new <= self.n_local:
+            return "append"
+        if self.fill == self.n_local and num_new <= self.tail:
+            return "full"
+        return "split"
 
     def slots(self, num_new: int) -> list[int]:
         """Buffer rows the next `num_new` tokens will be written to (host view of the device rule)."""
@@ -106,6 +125,7 @@ class StaticPrefill:
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.fixed_sink = window.fixed_distance_sink  # decided by the host before this call's tokens arrive
+        self.phase = window.phase(num_new)
         meta, device, n_init = window.meta, window.device, window.n_init
         steps = torch.arange(num_new, device=device)
         cos, sin = window.rope.cos_sin(meta[NEXT] + steps)
@@ -116,6 +136,7 @@ class StaticPrefill:
         else:
             self.ring_used = meta[FILL:FILL + 1]
             self.context_used = self.ring_used + n_init
+        self.append_used = self.context_used + num_new  # "append": [sink, window, new] is one prefix
         if n_init and not self.fixed_sink:  # sink just before the window's first token
             first = meta[NEXT] - meta[FILL]
             sink_cos, sink_sin = window.rope.cos_sin(first - n_init + torch.arange(n_init, device=device))
@@ -137,20 +158,31 @@ class StaticPrefill:
         q_raw, k_raw, v = queries.transpose(0, 1), keys.transpose(0, 1), values.transpose(0, 1)  # token-major
         q, k = apply_rotary(q_raw, self.cos, self.sin), apply_rotary(k_raw, self.cos, self.sin)
         buffer_k, buffer_v, n_init = window.keys[layer], window.values[layer], window.n_init
-        if not self.fixed_sink:
-            if n_init:
-                buffer_k[:n_init] = apply_rotary(window.sink_keys[layer], self.sink_cos, self.sink_sin)
-            parts = [attend(q, buffer_k, buffer_v, scale, used=self.context_used)]
+        if n_init and not self.fixed_sink:
+            buffer_k[:n_init] = apply_rotary(window.sink_keys[layer], self.sink_cos, self.sink_sin)
+        if self.phase == "append":  # written where they stay (beyond the valid rows: harmless for a question)
+            buffer_k.index_copy_(0, self.rows, k)
+            buffer_v.index_copy_(0, self.rows, v)
+            out, _ = attend(q, buffer_k, buffer_v, scale, causal=True, used=self.append_used)
+            return out.to(queries.dtype).reshape(self.num_new, -1)
+        if self.phase == "full":
+            ring_end = n_init + window.n_local
+            buffer_k[ring_end:ring_end + self.num_new] = k
+            buffer_v[ring_end:ring_end + self.num_new] = v
+            out, _ = attend(q, buffer_k[:ring_end + self.num_new], buffer_v[:ring_end + self.num_new], scale, causal=True)
         else:
-            q_sink = apply_rotary(q_raw, self.sink_cos, self.sink_sin)
-            parts = [attend(q_sink, window.sink_keys[layer], window.sink_values[layer], scale),
-                     attend(q, buffer_k[n_init:], buffer_v[n_init:], scale, used=self.ring_used)]
-        parts.append(attend(q, k, v, scale, causal=True))
-        out = merge(parts, dtype=queries.dtype)
+            if not self.fixed_sink:
+                parts = [attend(q, buffer_k, buffer_v, scale, used=self.context_used)]
+            else:
+                q_sink = apply_rotary(q_raw, self.sink_cos, self.sink_sin)
+                parts = [attend(q_sink, window.sink_keys[layer], window.sink_values[layer], scale),
+                         attend(q, buffer_k[n_init:], buffer_v[n_init:], scale, used=self.ring_used)]
+            parts.append(attend(q, k, v, scale, causal=True))
+            out = merge(parts, dtype=queries.dtype)
         if self.commit:  # after this layer's attention: the rows overwritten are the ones evicted now
             buffer_k.index_copy_(0, self.rows, k)
             buffer_v.index_copy_(0, self.rows, v)
-        return out
+        return out.to(queries.dtype).reshape(self.num_new, -1)
 
     def advance(self) -> None:
         """Advance the device counters by this step's tokens (part of the captured step)."""

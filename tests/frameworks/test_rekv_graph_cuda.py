@@ -45,6 +45,22 @@ def test_flash_kernel_equals_reference_with_device_length(count, capacity, used)
     assert lse_flash.shape == (count, 28) and torch.isfinite(lse_flash).all()
 
 
+@pytest.mark.parametrize("count,capacity,used", [(64, 1000, 700), (5, 40, 5), (196, 2000, 2000)])
+def test_flash_lower_right_causal_with_device_length(count, capacity, used):
+    """The "append"/"full" phases: the queries are the last `count` of `used` valid keys (on the device)."""
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    q = torch.randn(count, 28, 128, device="cuda", generator=gen).bfloat16()
+    kv = [torch.randn(capacity, 4, 128, device="cuda", generator=gen).bfloat16() for _ in range(2)]
+    length = torch.tensor([used], device="cuda", dtype=torch.int32)
+    flash, _ = SplitAttention("flash")(q, *kv, 0.088, causal=True, used=length)
+    reference, _ = SplitAttention("reference")(q, *kv, 0.088, causal=True, used=length)
+    torch.testing.assert_close(flash.float(), reference.float(), rtol=2e-2, atol=2e-2)
+    # a misaligned (upper-left) mask would differ by far more than bf16 rounding
+    upper_left, _ = SplitAttention("reference")(q, kv[0][:count], kv[1][:count], 0.088, causal=True)
+    if used > count:
+        assert (flash.float() - upper_left.float()).abs().max() > 0.1
+
+
 def _stream(rekv, loaded, llm_step, mode, chunk):
     host = rekv.host(loaded, n_local=85, frames_per_chunk=chunk, retrieve_size=3, sink_positions=mode, llm_step=llm_step)
     frames = rekv.video(9, seed=6)
