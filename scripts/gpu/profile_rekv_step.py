@@ -37,6 +37,7 @@ def _host(mode: str, tokens: int, n_local: int):
     return build_host("rekv", settings, None)
 
 
+@torch.no_grad()
 def _measure(host, tokens: int, context: int, repeats: int):
     """Fill the window to `context` tokens, then time `repeats` steps of `tokens` tokens (CUDA events)."""
     hidden = host.stack.hidden_size
@@ -71,6 +72,7 @@ def _step(host, chunk):
         host.window.commit(chunk.shape[0])
 
 
+@torch.no_grad()
 def _profile(host, chunk, steps: int = 5):
     from torch.profiler import ProfilerActivity, profile
 
