@@ -27,11 +27,35 @@ values [L, Hkv, D]; outputs [S, Hq, D] and lse [S, Hq] (float32; float64 for flo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Union
 
 import torch
 
 Used = Union[int, torch.Tensor, None]
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """Key chunks of one context (`SplitAttention.plan_chunks`): rows [0, total) cut into `count` chunks
+    of `size` rows (the last may be shorter); `bounds` int32 [count + 1]; `seqused` int32 [count] valid
+    rows per chunk on the device, or None (all valid)."""
+
+    total: int
+    size: int
+    count: int
+    bounds: torch.Tensor
+    seqused: Optional[torch.Tensor]
+
+
+def context_splits(queries: int, q_heads: int, keys: int, device: torch.device, block: int = 128,
+                   min_chunk: int = 512) -> int:
+    """Key chunks that give FlashAttention about two waves of thread blocks on this GPU (1 on CPU)."""
+    if device.type != "cuda":
+        return 1
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    blocks = -(-queries // block) * q_heads
+    return max(1, min(-(-2 * sms // blocks), keys // min_chunk))
 
 
 def flash_supported(queries: torch.Tensor) -> bool:
@@ -61,13 +85,11 @@ class SplitAttention:
         if kernel not in ("flash", "reference"):
             raise ValueError(f"unknown attention kernel {kernel!r} (flash | reference)")
         self.kernel = kernel
-        self._bounds: dict[tuple[int, torch.device], torch.Tensor] = {}
+        self._bounds: dict[tuple, torch.Tensor] = {}
 
     def bounds(self, count: int, device: torch.device) -> torch.Tensor:
-        key = (count, device)
-        if key not in self._bounds:
-            self._bounds[key] = torch.tensor([0, count], dtype=torch.int32, device=device)
-        return self._bounds[key]
+        """int32 [0, count] (one sequence of `count` rows)."""
+        return self._edges(count, max(count, 1), device)
 
     def __call__(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float, *,
                  causal: bool = False, used: Used = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,6 +107,58 @@ class SplitAttention:
             return self._flash(queries, keys, values, scale, causal, used)
         return _reference(queries, keys, values, scale, causal, used)
 
+    def plan_chunks(self, total: int, splits: int, used: Used, device: torch.device) -> "ChunkPlan":
+        """Split `total` context rows into `splits` chunks (flash-decoding). Made once per step and shared
+        by every layer: each chunk's valid length is computed here, on the device, from `used`."""
+        if isinstance(used, int):
+            total, used = used, None
+        splits = max(1, min(splits, total))
+        size = -(-total // splits)
+        bounds = self._edges(total, size, device)
+        count = bounds.numel() - 1
+        seqused = None
+        if used is not None:
+            offsets = bounds[:-1]
+            seqused = (used.reshape(1).to(torch.int32) - offsets).clamp(min=0).minimum(bounds[1:] - offsets)
+        return ChunkPlan(total, size, count, bounds, seqused)
+
+    def context(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float,
+                plan: "ChunkPlan") -> tuple[torch.Tensor, torch.Tensor]:
+        """Non-causal attention over the first `plan.total` context rows in `plan.count` key chunks. Few
+        queries over many keys give FlashAttention one thread block per (query block, head) — 28 blocks
+        for 64 queries of a 7B model on a 132-SM GPU, each walking 15 000 keys; P chunks give P times as
+        many. Returns per-chunk (out [P, S, Hq, D], lse [P, S, Hq]) for `merge_chunks`; a chunk without a
+        valid key has lse -inf. With flash, all chunks are ONE variable-length call (queries repeated per
+        chunk)."""
+        keys, values = keys[:plan.total], values[:plan.total]
+        if self.kernel != "flash":
+            outs, lses = [], []
+            for index in range(plan.count):
+                lo = index * plan.size
+                used = None if plan.seqused is None else plan.seqused[index:index + 1]
+                out, lse = _reference(queries, keys[lo:lo + plan.size], values[lo:lo + plan.size], scale, False, used)
+                outs.append(out)
+                lses.append(lse)
+            return torch.stack(outs), torch.stack(lses)
+        length = queries.shape[0]
+        out, lse, *_ = torch.ops.aten._flash_attention_forward(
+            queries.repeat(plan.count, 1, 1), keys, values, self._edges(plan.count * length, length, queries.device),
+            plan.bounds, length, plan.size, 0.0, False, False, scale=scale, seqused_k=plan.seqused)
+        if lse.dim() == 3:  # [batch, Hq, S] layout of some builds
+            lse = lse.transpose(0, 1).reshape(lse.shape[1], -1)
+        lse = lse[:, :plan.count * length].reshape(-1, plan.count, length).permute(1, 2, 0).float()  # [P, S, Hq]
+        if plan.seqused is not None:  # FlashAttention marks a row without keys with lse = +inf
+            lse = lse.masked_fill(lse == float("inf"), float("-inf"))
+        return out.reshape(plan.count, length, *out.shape[1:]), lse
+
+    def _edges(self, total: int, size: int, device: torch.device) -> torch.Tensor:
+        """int32 [0, size, 2·size, ..., total], cached per shape (nothing is created under graph capture)."""
+        key = (total, size, device)
+        if key not in self._bounds:
+            edges = list(range(0, total, size)) + [total]
+            self._bounds[key] = torch.tensor(edges, dtype=torch.int32, device=device)
+        return self._bounds[key]
+
     def _flash(self, queries, keys, values, scale, causal, used):
         if isinstance(used, int):
             keys, values, used = keys[:used], values[:used], None
@@ -98,17 +172,34 @@ class SplitAttention:
         return out, lse[:, :length].transpose(0, 1).float()
 
 
+def merge_chunks(chunks: tuple[torch.Tensor, torch.Tensor], parts: list[tuple[torch.Tensor, torch.Tensor]] = (),
+                 dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """`merge` of the P chunks of `SplitAttention.context` ([P, S, Hq, D], [P, S, Hq]) and further parts."""
+    outs, lses = chunks
+    acc = lses.dtype
+    if parts:
+        outs = torch.cat([outs.to(acc)] + [out.to(acc)[None] for out, _ in parts])
+        lses = torch.cat([lses] + [lse[None] for _, lse in parts])
+    return _merge_stacked(outs, lses, dtype or chunks[0].dtype)
+
+
 def merge(parts: list[tuple[torch.Tensor, torch.Tensor]], dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-    """Exact softmax over the union of the parts' keys: [(out [S, Hq, D], lse [S, Hq])] -> [S, Hq·D]."""
-    lses = torch.stack([lse for _, lse in parts])              # [P, S, Hq]
-    peak = lses.max(dim=0).values
-    peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))  # every part empty -> weights 0
-    weights = torch.exp(lses - peak)                           # [P, S, Hq]
-    total = weights.sum(dim=0)
-    out = sum(part.to(weights.dtype) * weight[..., None] for (part, _), weight in zip(parts, weights))
-    out = out / total.clamp_min(torch.finfo(total.dtype).tiny)[..., None]
+    """Exact softmax over the union of the parts' keys: [(out [S, Hq, D], lse [S, Hq])] -> [S, Hq·D].
+    Every query must see at least one valid key in some part (the new tokens' causal self part always
+    does); a part without any valid key for a query has lse -inf and weight 0."""
+    acc = parts[0][1].dtype
+    outs = torch.stack([out.to(acc) for out, _ in parts])
+    lses = torch.stack([lse for _, lse in parts])
+    return _merge_stacked(outs, lses, dtype or parts[0][0].dtype)
+
+
+def _merge_stacked(outs: torch.Tensor, lses: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """outs [P, S, Hq, D], lses [P, S, Hq] -> [S, Hq·D] (a handful of kernels whatever P is)."""
+    weights = torch.exp(lses - lses.amax(dim=0))           # the largest part has weight 1: no 0/0
+    weights = weights / weights.sum(dim=0)
+    out = (outs.to(weights.dtype) * weights[..., None]).sum(dim=0)
     length, heads, dim = out.shape
-    return out.to(dtype or parts[0][0].dtype).reshape(length, heads * dim)
+    return out.to(dtype).reshape(length, heads * dim)
 
 
 # ---- kernels -------------------------------------------------------------------------------------------

@@ -10,7 +10,10 @@ can be used by stock HF code at any time (the equivalence tests do exactly that)
 
 `_layer_forward` mirrors `Qwen2DecoderLayer.forward` + `Qwen2Attention.forward` of transformers 5.17
 with two differences: RoPE and the KV cache are the backend's business, and batch size is 1 (a
-stream). Layer classes are checked by type: a new architecture (e.g. with q/k norms) must be added
+stream). `run(..., fused=True)` (the static/graphed step) computes the same math with fewer kernels:
+RMSNorm through `F.rms_norm` (HF's float32 normalisation, then the weight in the input dtype), and the
+two residual adds folded into the o_proj / down_proj GEMMs (`addmm`, only for bias-free projections),
+which at one frame per call are each a measurable share of a step's ~1000 small kernels. Layer classes are checked by type: a new architecture (e.g. with q/k norms) must be added
 deliberately, never silently run with a wrong forward.
 """
 
@@ -19,9 +22,10 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import nn
-from transformers.models.llama.modeling_llama import LlamaDecoderLayer
-from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer
+from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRMSNorm
+from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer, Qwen2RMSNorm
 
 _SUPPORTED_LAYERS = (Qwen2DecoderLayer, LlamaDecoderLayer)
 
@@ -57,10 +61,11 @@ class DecoderStack:
         ids = torch.as_tensor(ids, dtype=torch.long, device=device)
         return self.language_model.embed_tokens(ids)
 
-    def run(self, hidden: torch.Tensor, backend: AttentionBackend) -> torch.Tensor:
+    def run(self, hidden: torch.Tensor, backend: AttentionBackend, fused: bool = False) -> torch.Tensor:
         """inputs_embeds [S, hidden] through every layer and the final norm -> [S, hidden]."""
+        forward = self._fused_layer_forward if fused else self._layer_forward
         for index, layer in enumerate(self.layers):
-            hidden = self._layer_forward(layer, index, hidden, backend)
+            hidden = forward(layer, index, hidden, backend)
         return self.language_model.norm(hidden)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -77,3 +82,31 @@ class DecoderStack:
         attended = backend(index, queries, keys, values, attn.scaling)
         hidden = residual + attn.o_proj(attended)
         return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+
+    def _fused_layer_forward(self, layer: nn.Module, index: int, hidden: torch.Tensor,
+                             backend: AttentionBackend) -> torch.Tensor:
+        attn, mlp = layer.self_attn, layer.mlp
+        normed = _rms_norm(layer.input_layernorm, hidden)
+        length = normed.shape[0]
+        queries = attn.q_proj(normed).view(length, -1, self.head_dim).transpose(0, 1)
+        keys = attn.k_proj(normed).view(length, -1, self.head_dim).transpose(0, 1)
+        values = attn.v_proj(normed).view(length, -1, self.head_dim).transpose(0, 1)
+        attended = backend(index, queries, keys, values, attn.scaling)
+        hidden = _linear_plus(attn.o_proj, attended, hidden)
+        normed = _rms_norm(layer.post_attention_layernorm, hidden)
+        return _linear_plus(mlp.down_proj, mlp.act_fn(mlp.gate_proj(normed)) * mlp.up_proj(normed), hidden)
+
+
+def _rms_norm(norm: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """HF Qwen2/Llama RMSNorm (float32 normalisation, weight applied in the input dtype), fused."""
+    if not isinstance(norm, (Qwen2RMSNorm, LlamaRMSNorm)):
+        return norm(hidden)
+    normed = F.rms_norm(hidden.float(), (hidden.shape[-1],), eps=norm.variance_epsilon)
+    return norm.weight * normed.to(hidden.dtype)
+
+
+def _linear_plus(linear: nn.Linear, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """residual + linear(x) as one GEMM with the residual as its addend (bias-free layers)."""
+    if linear.bias is not None:
+        return residual + linear(x)
+    return torch.addmm(residual, x, linear.weight.t())

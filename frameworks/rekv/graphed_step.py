@@ -3,9 +3,8 @@
 Why: one frame's pre-fill at 7B is ~28 layers x ~15 kernels; eager, the host's Python and launch time
 (~20 ms) dwarf the GPU time (~4 ms, weight-bandwidth bound at 64-196 tokens). With the window in fixed
 buffers whose lengths live on the device (`static_window.StaticWindow`), the whole step is shape-static
-for a given token count, so one graph per (token count, attention phase) replays every call of a stream
-(phases: `StaticWindow.phase`; a long stream uses "append" while the window fills, "split" once, then
-"full"), and of later streams (a reset only rewrites `meta`).
+for a given token count, so one graph per (token count, sink mode) replays every call of a stream, and
+of later streams (a reset only rewrites `meta`).
 
 Capture: the first call of a key warms up twice on a side stream and captures, then replays. Warm-ups
 really run the step, so what they change is put back after each: the device counters (`meta`) and the
@@ -42,7 +41,7 @@ class GraphedSteps:
     def __call__(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-fill `hidden` [S, hidden] into the window; returns pre-RoPE K/V [L, Hkv, S, D] each."""
         count = hidden.shape[0]
-        key = (count, self.window.phase(count), self.window.fixed_distance_sink, hidden.dtype)
+        key = (count, self.window.fixed_distance_sink, hidden.dtype)
         if not self.enabled or self.window.n_init == 0:
             raw = self._step(hidden, host_lengths=True)
         else:

@@ -77,8 +77,9 @@ class ReKVHost:
             probe = torch.empty(1, 1, self.stack.head_dim, dtype=self.dtype, device=self.device)
             attention = SplitAttention(pick_kernel(probe, self.config.attention_kernel))
             self.window = StaticWindow(*shape, self.config.n_local, self.dtype, self.device, self.rope, attention,
-                                       self.config.sink_positions, tail=self.block_tokens * self.config.frames_per_chunk)
-            self.steps = GraphedSteps(self.window, self.stack.run, cuda_graph=self.config.llm_step == "graph")
+                                       self.config.sink_positions, q_heads=self.stack.q_heads)
+            self.steps = GraphedSteps(self.window, lambda hidden, backend: self.stack.run(hidden, backend, fused=True),
+                                      cuda_graph=self.config.llm_step == "graph")
         else:
             self.window = LocalWindow(*shape, self.config.n_local, self.dtype, self.device, self.rope,
                                       self.config.sink_positions)

@@ -12,17 +12,15 @@ storage:
   position), so the valid context is "the first n_init + fill rows", one length;
 - the stream's counters (next position, fill, write pointer) live in a device tensor `meta`, read and
   advanced by the step itself: a captured step replays with no host->device traffic;
-- attention is ONE FlashAttention call with the valid length on the device and lower-right causal
-  alignment whenever [sink, window, new tokens] can be made contiguous, which the host decides per call
-  from its counters (`phase`):
-    "append": the window is still filling and the chunk fits: the new tokens are written at the end of
-              the valid prefix first (where they stay), then attend over the first n_init + fill + S rows;
-    "full":   the ring is full: the new tokens are written to a TAIL of `tail` rows after the ring, attend
-              over the whole buffer, and are then copied over the ring's oldest rows (after attention, so
-              the tokens this call evicts are still visible to it, as in ReKV);
-    "split":  anything else (the one call that wraps the filling ring, a question longer than the tail,
-              ReKV's released fixed-distance sink): the context and the new tokens attend separately and
-              are merged by log-sum-exp (frameworks/common/split_attention.py).
+- attention is split (frameworks/common/split_attention.py): the new queries over the context (sink +
+  valid ring rows; its length read on the device) in P key chunks — ONE variable-length FlashAttention
+  call, P chosen so the GPU gets about two waves of thread blocks (flash-decoding; without it 64 queries
+  over 15 000 keys ran on 28 of 132 SMs and took 12.8 ms per step on an H200) — plus the new tokens over
+  themselves (causal), all merged by log-sum-exp. The new tokens are written into the ring (over the
+  oldest rows) only AFTER their layer's attention, so the tokens evicted by this call are still visible
+  to it, as in ReKV;
+- per step, not per layer: the sink keys of ALL layers are re-rotated in one op, the chunk lengths are
+  computed once, and RoPE of queries and keys is one fused rotation (`rotate`).
 
 The host mirrors the counters as ints (`fill`, `next_position`, `evicted`) for bookkeeping and for the
 choice of the sink mode; they are never read back from the device.
@@ -34,8 +32,8 @@ from typing import Optional
 
 import torch
 
-from frameworks.common.split_attention import SplitAttention, merge
-from frameworks.rekv.rope import RotaryTable, apply_rotary
+from frameworks.common.split_attention import SplitAttention, context_splits, merge_chunks
+from frameworks.rekv.rope import RotaryTable
 
 NEXT, FILL, WRITE = 0, 1, 2  # rows of `meta`
 
@@ -43,9 +41,10 @@ NEXT, FILL, WRITE = 0, 1, 2  # rows of `meta`
 class StaticWindow:
     def __init__(self, num_layers: int, kv_heads: int, head_dim: int, n_local: int, dtype: torch.dtype,
                  device: torch.device, rope: RotaryTable, attention: SplitAttention, sink_positions: str = "window",
-                 tail: int = 0):
-        self.shape = (num_layers, kv_heads, head_dim)
-        self.n_local, self.dtype, self.device, self.rope, self.tail = n_local, dtype, device, rope, tail
+                 splits: Optional[int] = None, q_heads: int = 1):
+        self.shape, self.q_heads = (num_layers, kv_heads, head_dim), q_heads
+        self.n_local, self.dtype, self.device, self.rope = n_local, dtype, device, rope
+        self.splits = splits  # key chunks of the context attention; None = `context_splits` for the GPU
         self.attention, self.sink_positions = attention, sink_positions
         self.init_keys = self.init_values = None  # [L, Hkv, n_init, D], keys WITHOUT RoPE (LocalWindow's layout)
         self.n_init = 0
@@ -65,7 +64,7 @@ class StaticWindow:
 
     def _allocate(self) -> None:
         layers, heads, dim = self.shape
-        rows = self.n_init + self.n_local + self.tail
+        rows = self.n_init + self.n_local
         self.keys = torch.zeros(layers, rows, heads, dim, dtype=self.dtype, device=self.device)
         self.values = torch.zeros_like(self.keys)  # zeros: the reference kernel multiplies masked rows by 0
         if self.n_init:
@@ -86,15 +85,11 @@ class StaticWindow:
         """ReKV's released sink rule applies (`LocalWindow.fixed_distance_sink`): tokens were evicted."""
         return self.sink_positions == "released" and self.n_init > 0 and self.evicted > 0
 
-    def phase(self, num_new: int) -> str:
-        """How the next step of `num_new` tokens attends: "append" | "full" | "split" (module docstring)."""
-        if self.fixed_distance_sink:
-            return "split"
-        if self.fill + num_new <= self.n_local:
-            return "append"
-        if self.fill == self.n_local and num_new <= self.tail:
-            return "full"
-        return "split"
+    def context_splits(self, num_new: int) -> int:
+        """Key chunks of the context attention for a step of `num_new` queries (`splits` if set)."""
+        if self.splits is not None:
+            return self.splits
+        return context_splits(num_new, self.q_heads, self.n_init + self.n_local, self.device)
 
     def slots(self, num_new: int) -> list[int]:
         """Buffer rows the next `num_new` tokens will be written to (host view of the device rule)."""
@@ -109,9 +104,22 @@ class StaticWindow:
         self.next_position += num_new
 
 
+def rotation_tables(rope: RotaryTable, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos [N, 1, D] and sign-folded sin [N, 1, D] for `rotate` (token-major, broadcast over heads)."""
+    cos, sin = rope.cos_sin(positions)
+    half = sin.shape[-1] // 2
+    return cos[:, None], torch.cat([-sin[:, :half], sin[:, half:]], dim=-1)[:, None]
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """`rope.apply_rotary` in three kernels: x·cos + roll(x, D/2)·[-sin1, sin2] (roll(x) = [x2, x1], so
+    the product is rotate_half(x)·sin)."""
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), signed_sin)
+
+
 class StaticPrefill:
     """One step over a `StaticWindow`: the backend `DecoderStack.run` calls per layer. Built INSIDE the
-    captured region (it derives positions, slots and lengths from `window.meta` on the device).
+    captured region (it derives positions, rows and lengths from `window.meta` on the device).
 
     commit: write the new tokens into the ring (ingest); False = attend only (the question's retrieval
     pass). host_lengths: slice by the host's counters instead of reading lengths on the device (eager
@@ -125,25 +133,22 @@ class StaticPrefill:
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.fixed_sink = window.fixed_distance_sink  # decided by the host before this call's tokens arrive
-        self.phase = window.phase(num_new)
-        meta, device, n_init = window.meta, window.device, window.n_init
+        meta, device, n_init, rope = window.meta, window.device, window.n_init, window.rope
         steps = torch.arange(num_new, device=device)
-        cos, sin = window.rope.cos_sin(meta[NEXT] + steps)
-        self.cos, self.sin = cos[:, None], sin[:, None]          # broadcast over heads (token-major)
+        self.cos, self.sin = rotation_tables(rope, meta[NEXT] + steps)
         self.rows = n_init + (meta[WRITE] + steps) % window.n_local
-        if host_lengths:
-            self.context_used, self.ring_used = n_init + window.fill, window.fill
-        else:
-            self.ring_used = meta[FILL:FILL + 1]
-            self.context_used = self.ring_used + n_init
-        self.append_used = self.context_used + num_new  # "append": [sink, window, new] is one prefix
-        if n_init and not self.fixed_sink:  # sink just before the window's first token
-            first = meta[NEXT] - meta[FILL]
-            sink_cos, sink_sin = window.rope.cos_sin(first - n_init + torch.arange(n_init, device=device))
-            self.sink_cos, self.sink_sin = sink_cos[:, None], sink_sin[:, None]
-        if self.fixed_sink:  # released: queries rotated as if at n_local, sink keys unrotated at position 0
-            sink_cos, sink_sin = window.rope.cos_sin(torch.full((1,), window.n_local, device=device))
-            self.sink_cos, self.sink_sin = sink_cos[:, None], sink_sin[:, None]
+        ring_used = window.fill if host_lengths else meta[FILL:FILL + 1]
+        splits = window.context_splits(num_new)
+        attention = window.attention
+        if not self.fixed_sink:
+            if n_init:  # the sink of every layer, just before the window's first token (one op per step)
+                first = meta[NEXT] - meta[FILL]
+                cos, sin = rotation_tables(rope, first - n_init + torch.arange(n_init, device=device))
+                window.keys[:, :n_init] = rotate(window.sink_keys, cos, sin)
+            self.plan = attention.plan_chunks(n_init + window.n_local, splits, ring_used + n_init, device)
+        else:  # released: queries rotated as if at n_local, sink keys unrotated at position 0
+            self.sink_cos, self.sink_sin = rotation_tables(rope, torch.full((1,), window.n_local, device=device))
+            self.plan = attention.plan_chunks(window.n_local, splits, ring_used, device)
 
     def raw(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-RoPE keys and values of the new tokens for every layer: [L, Hkv, S, D] each."""
@@ -154,35 +159,23 @@ class StaticPrefill:
         if self.keep_raw:
             self.keys.append(keys)
             self.values.append(values)
-        window, attend = self.window, self.window.attention
-        q_raw, k_raw, v = queries.transpose(0, 1), keys.transpose(0, 1), values.transpose(0, 1)  # token-major
-        q, k = apply_rotary(q_raw, self.cos, self.sin), apply_rotary(k_raw, self.cos, self.sin)
+        window, attention, q_heads = self.window, self.window.attention, queries.shape[0]
+        raw = torch.cat([queries, keys]).transpose(0, 1)                     # [S, Hq + Hkv, D] token-major
+        rotated = rotate(raw, self.cos, self.sin)
+        q, k, v = rotated[:, :q_heads], rotated[:, q_heads:], values.transpose(0, 1)
         buffer_k, buffer_v, n_init = window.keys[layer], window.values[layer], window.n_init
-        if n_init and not self.fixed_sink:
-            buffer_k[:n_init] = apply_rotary(window.sink_keys[layer], self.sink_cos, self.sink_sin)
-        if self.phase == "append":  # written where they stay (beyond the valid rows: harmless for a question)
-            buffer_k.index_copy_(0, self.rows, k)
-            buffer_v.index_copy_(0, self.rows, v)
-            out, _ = attend(q, buffer_k, buffer_v, scale, causal=True, used=self.append_used)
-            return out.to(queries.dtype).reshape(self.num_new, -1)
-        if self.phase == "full":
-            ring_end = n_init + window.n_local
-            buffer_k[ring_end:ring_end + self.num_new] = k
-            buffer_v[ring_end:ring_end + self.num_new] = v
-            out, _ = attend(q, buffer_k[:ring_end + self.num_new], buffer_v[:ring_end + self.num_new], scale, causal=True)
+        own = attention(q, k, v, scale, causal=True)
+        if not self.fixed_sink:
+            out = merge_chunks(attention.context(q, buffer_k, buffer_v, scale, self.plan), [own], queries.dtype)
         else:
-            if not self.fixed_sink:
-                parts = [attend(q, buffer_k, buffer_v, scale, used=self.context_used)]
-            else:
-                q_sink = apply_rotary(q_raw, self.sink_cos, self.sink_sin)
-                parts = [attend(q_sink, window.sink_keys[layer], window.sink_values[layer], scale),
-                         attend(q, buffer_k[n_init:], buffer_v[n_init:], scale, used=self.ring_used)]
-            parts.append(attend(q, k, v, scale, causal=True))
-            out = merge(parts, dtype=queries.dtype)
+            q_sink = rotate(raw[:, :q_heads], self.sink_cos, self.sink_sin)
+            sink = attention(q_sink, window.sink_keys[layer], window.sink_values[layer], scale)
+            ring = attention.context(q, buffer_k[n_init:], buffer_v[n_init:], scale, self.plan)
+            out = merge_chunks(ring, [sink, own], queries.dtype)
         if self.commit:  # after this layer's attention: the rows overwritten are the ones evicted now
             buffer_k.index_copy_(0, self.rows, k)
             buffer_v.index_copy_(0, self.rows, v)
-        return out.to(queries.dtype).reshape(self.num_new, -1)
+        return out
 
     def advance(self) -> None:
         """Advance the device counters by this step's tokens (part of the captured step)."""

@@ -29,11 +29,11 @@ class _Rotary(nn.Module):
         self.inv_freq = 1.0 / (10000 ** (torch.arange(0, D, 2, dtype=torch.float64) / D))
 
 
-def _windows(mode, n_init=N_INIT, tail=7):
+def _windows(mode, n_init=N_INIT, splits=3):
     rope = RotaryTable(_Rotary(), torch.float64)
     cpu = torch.device("cpu")
     plain = LocalWindow(LAYERS, HKV, D, N_LOCAL, torch.float64, cpu, rope, sink_positions=mode)
-    static = StaticWindow(LAYERS, HKV, D, N_LOCAL, torch.float64, cpu, rope, SplitAttention("reference"), mode, tail)
+    static = StaticWindow(LAYERS, HKV, D, N_LOCAL, torch.float64, cpu, rope, SplitAttention("reference"), mode, splits)
     if n_init:
         gen = torch.Generator().manual_seed(0)
         sink = [torch.randn(LAYERS, HKV, n_init, D, generator=gen, dtype=torch.float64) for _ in range(2)]
@@ -49,14 +49,13 @@ def _qkv(seed, count):
              torch.randn(HKV, count, D, generator=gen, dtype=torch.float64)) for _ in range(LAYERS)]
 
 
-@pytest.mark.parametrize("tail", [7, 0], ids=["tail", "no-tail"])
+@pytest.mark.parametrize("splits", [1, 4], ids=["one-chunk", "4-key-chunks"])
 @pytest.mark.parametrize("host_lengths", [True, False], ids=["host-lengths", "device-lengths"])
 @pytest.mark.parametrize("mode", ["window", "released"])
-def test_static_window_equals_plain_window_step_by_step(mode, host_lengths, tail):
-    plain, static, rope = _windows(mode, tail=tail)
-    phases = []
+def test_static_window_equals_plain_window_step_by_step(mode, host_lengths, splits):
+    """4 chunks of a 14-row context (sink 3 + ring 11): chunks of 4 rows, some empty while filling."""
+    plain, static, rope = _windows(mode, splits=splits)
     for step, count in enumerate(CHUNKS):
-        phases.append(static.phase(count))
         inputs = _qkv(step, count)
         assert static.fixed_distance_sink == plain.fixed_distance_sink
         a = WindowPrefill(plain, rope, count)
@@ -70,8 +69,6 @@ def test_static_window_equals_plain_window_step_by_step(mode, host_lengths, tail
         assert (static.length, static.next_position, static.evicted) == (plain.length, plain.next_position, plain.evicted)
         assert static.meta.tolist() == [static.next_position, static.fill, static.write]
     assert plain.evicted > 2 * N_LOCAL  # the ring wrapped several times
-    expected = {"append", "split"} | ({"full"} if tail and mode == "window" else set())
-    assert set(phases) == expected, phases  # every attention path was compared
 
 
 def test_static_window_without_sink_tokens():
@@ -85,10 +82,9 @@ def test_static_window_without_sink_tokens():
         static.advanced(count)
 
 
-@pytest.mark.parametrize("question", [2, 9], ids=["short-question", "question-longer-than-tail"])
+@pytest.mark.parametrize("question", [2, 13])
 def test_retrieval_pass_leaves_no_trace(question):
-    """A question pass between ingest steps (at every phase) changes neither the counters nor any later
-    step's output: it may scribble only on rows that are not valid (beyond the fill, or the tail)."""
+    """A question pass between ingest steps changes neither the counters nor any later step's output."""
     _, probed, _ = _windows("window")
     _, clean, _ = _windows("window")
     for step, count in enumerate(CHUNKS):
