@@ -48,13 +48,14 @@ class ChunkPlan:
     seqused: Optional[torch.Tensor]
 
 
-def context_splits(queries: int, q_heads: int, keys: int, device: torch.device, block: int = 128,
+def context_splits(queries: int, q_heads: int, kv_heads: int, keys: int, device: torch.device, block: int = 128,
                    min_chunk: int = 512) -> int:
-    """Key chunks that give FlashAttention about two waves of thread blocks on this GPU (1 on CPU)."""
+    """Key chunks that give FlashAttention about two waves of thread blocks on this GPU (1 on CPU), for
+    `SplitAttention.context` (which folds the q_heads/kv_heads query heads of a KV head into its rows)."""
     if device.type != "cuda":
         return 1
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    blocks = -(-queries // block) * q_heads
+    blocks = -(-queries * (q_heads // kv_heads) // block) * kv_heads
     return max(1, min(-(-2 * sms // blocks), keys // min_chunk))
 
 
@@ -140,16 +141,24 @@ class SplitAttention:
                 outs.append(out)
                 lses.append(lse)
             return torch.stack(outs), torch.stack(lses)
-        length = queries.shape[0]
+        # GQA folded into the query axis (exact: no mask depends on the query): the G query heads of a KV
+        # head are G·S rows of ONE head, so K/V are read once per KV head and thread blocks are full.
+        length, q_heads, dim = queries.shape
+        kv_heads = keys.shape[1]
+        groups = q_heads // kv_heads
+        rows = groups * length
+        folded = queries.view(length, kv_heads, groups, dim).permute(2, 0, 1, 3).reshape(rows, kv_heads, dim)
         out, lse, *_ = torch.ops.aten._flash_attention_forward(
-            queries.repeat(plan.count, 1, 1), keys, values, self._edges(plan.count * length, length, queries.device),
-            plan.bounds, length, plan.size, 0.0, False, False, scale=scale, seqused_k=plan.seqused)
-        if lse.dim() == 3:  # [batch, Hq, S] layout of some builds
+            folded.repeat(plan.count, 1, 1), keys, values, self._edges(plan.count * rows, rows, queries.device),
+            plan.bounds, rows, plan.size, 0.0, False, False, scale=scale, seqused_k=plan.seqused)
+        if lse.dim() == 3:  # [batch, H, rows] layout of some builds
             lse = lse.transpose(0, 1).reshape(lse.shape[1], -1)
-        lse = lse[:, :plan.count * length].reshape(-1, plan.count, length).permute(1, 2, 0).float()  # [P, S, Hq]
+        lse = lse[:, :plan.count * rows].reshape(kv_heads, plan.count, groups, length)
+        lse = lse.permute(1, 3, 0, 2).reshape(plan.count, length, q_heads).float()  # [P, S, Hq], head = j·G + g
         if plan.seqused is not None:  # FlashAttention marks a row without keys with lse = +inf
             lse = lse.masked_fill(lse == float("inf"), float("-inf"))
-        return out.reshape(plan.count, length, *out.shape[1:]), lse
+        out = out.view(plan.count, groups, length, kv_heads, dim).permute(0, 2, 3, 1, 4)
+        return out.reshape(plan.count, length, q_heads, dim), lse
 
     def _edges(self, total: int, size: int, device: torch.device) -> torch.Tensor:
         """int32 [0, size, 2·size, ..., total], cached per shape (nothing is created under graph capture)."""

@@ -6,7 +6,7 @@ Run on the GPU machine: `python -m pytest -q tests/frameworks/test_rekv_graph_cu
 import pytest
 import torch
 
-from frameworks.common.split_attention import SplitAttention, flash_supported, merge
+from frameworks.common.split_attention import SplitAttention, flash_supported, merge, merge_chunks
 from frameworks.protocol import Query
 
 pytestmark = [
@@ -94,3 +94,22 @@ def test_graphed_flash_step_tracks_eager_bf16(rekv, mode):
     assert host.window.attention.kernel == "flash" and host.steps.replays > 0
     cosine = torch.nn.functional.cosine_similarity(graphed, eager, dim=-1)
     assert cosine.min() > 0.999, cosine
+
+
+@pytest.mark.parametrize("count,capacity,used,splits", [(64, 15020, 9000, 10), (7, 333, 1, 4), (196, 2000, 2000, 3)])
+def test_flash_context_chunks_equal_reference(count, capacity, used, splits):
+    """`SplitAttention.context`: P key chunks in one varlen call, GQA folded into the query rows, chunk
+    lengths from a device `used` (some chunks empty) -> merged output equals the reference."""
+    gen = torch.Generator(device="cuda").manual_seed(2)
+    q = torch.randn(count, 28, 128, device="cuda", generator=gen).bfloat16()
+    kv = [torch.randn(capacity, 4, 128, device="cuda", generator=gen).bfloat16() for _ in range(2)]
+    new = [torch.randn(count, 4, 128, device="cuda", generator=gen).bfloat16() for _ in range(2)]
+    length = torch.tensor([used], device="cuda", dtype=torch.int32)
+    merged = {}
+    for kernel in ("flash", "reference"):
+        attention = SplitAttention(kernel)
+        plan = attention.plan_chunks(capacity, splits, length, q.device)
+        chunks = attention.context(q, *kv, 0.088, plan)
+        assert chunks[0].shape == (plan.count, count, 28, 128) and chunks[1].shape == (plan.count, count, 28)
+        merged[kernel] = merge_chunks(chunks, [attention(q, *new, 0.088, causal=True)], torch.float32)
+    torch.testing.assert_close(merged["flash"], merged["reference"], rtol=2e-2, atol=2e-2)
