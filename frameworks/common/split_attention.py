@@ -48,6 +48,34 @@ class ChunkPlan:
     seqused: Optional[torch.Tensor]
 
 
+@dataclass(frozen=True)
+class FoldedChunks:
+    """Raw output of the flash `context`: out [P·G·S, Hkv, D] and lse [Hkv, P·G·S] with rows ordered
+    (chunk, group, query); `may_be_empty`: chunks may hold no valid key (lse +inf from FlashAttention)."""
+
+    out: torch.Tensor
+    lse: torch.Tensor
+    count: int
+    groups: int
+    may_be_empty: bool
+
+
+def _merge_folded(out: torch.Tensor, lse: torch.Tensor, part_outs: list, part_lses: list, count: int, groups: int,
+                  may_be_empty: bool, dtype: torch.dtype) -> torch.Tensor:
+    """Un-fold flash chunk outputs to [P, S, Hq, D] / [P, S, Hq] (head = j·G + g) and merge them with
+    the other parts — pure tensor code, compiled by `SplitAttention(compile_glue=True)`."""
+    kv_heads, dim = out.shape[1], out.shape[2]
+    length = out.shape[0] // (count * groups)
+    q_heads = kv_heads * groups
+    lse = lse.reshape(kv_heads, count, groups, length).permute(1, 3, 0, 2).reshape(count, length, q_heads).float()
+    if may_be_empty:
+        lse = lse.masked_fill(lse == float("inf"), float("-inf"))
+    outs = out.view(count, groups, length, kv_heads, dim).permute(0, 2, 3, 1, 4).reshape(count, length, q_heads, dim)
+    outs = torch.cat([outs.float()] + [part.float()[None] for part in part_outs])
+    lses = torch.cat([lse] + [part[None] for part in part_lses])
+    return _merge_stacked(outs, lses, dtype)
+
+
 def context_splits(queries: int, q_heads: int, kv_heads: int, keys: int, device: torch.device, block: int = 128,
                    min_chunk: int = 512) -> int:
     """Key chunks that give FlashAttention about two waves of thread blocks on this GPU (1 on CPU), for
@@ -82,11 +110,15 @@ class SplitAttention:
     created once per size and reused, so calls made under CUDA-graph capture allocate none (a host->device
     copy cannot be captured). One object per stream/host; sizes are created on first (eager) use."""
 
-    def __init__(self, kernel: str = "reference"):
+    def __init__(self, kernel: str = "reference", compile_glue: bool = False):
+        """compile_glue: compile the elementwise glue around the kernels (un-folding the chunk outputs,
+        the log-sum-exp merge) with torch.compile, so it is a couple of fused kernels instead of ~15 per
+        layer; used with flash on CUDA, where a one-frame step is ~1000 small kernels."""
         if kernel not in ("flash", "reference"):
             raise ValueError(f"unknown attention kernel {kernel!r} (flash | reference)")
-        self.kernel = kernel
+        self.kernel, self.compile_glue = kernel, compile_glue
         self._bounds: dict[tuple, torch.Tensor] = {}
+        self._merge_folded = torch.compile(_merge_folded, dynamic=False) if compile_glue else _merge_folded
 
     def bounds(self, count: int, device: torch.device) -> torch.Tensor:
         """int32 [0, count] (one sequence of `count` rows)."""
@@ -147,18 +179,23 @@ class SplitAttention:
         kv_heads = keys.shape[1]
         groups = q_heads // kv_heads
         rows = groups * length
-        folded = queries.view(length, kv_heads, groups, dim).permute(2, 0, 1, 3).reshape(rows, kv_heads, dim)
+        folded = queries.view(length, kv_heads, groups, dim).permute(2, 0, 1, 3)[None]
+        folded = folded.expand(plan.count, groups, length, kv_heads, dim).reshape(plan.count * rows, kv_heads, dim)
         out, lse, *_ = torch.ops.aten._flash_attention_forward(
-            folded.repeat(plan.count, 1, 1), keys, values, self._edges(plan.count * rows, rows, queries.device),
+            folded, keys, values, self._edges(plan.count * rows, rows, queries.device),
             plan.bounds, rows, plan.size, 0.0, False, False, scale=scale, seqused_k=plan.seqused)
         if lse.dim() == 3:  # [batch, H, rows] layout of some builds
             lse = lse.transpose(0, 1).reshape(lse.shape[1], -1)
-        lse = lse[:, :plan.count * rows].reshape(kv_heads, plan.count, groups, length)
-        lse = lse.permute(1, 3, 0, 2).reshape(plan.count, length, q_heads).float()  # [P, S, Hq], head = j·G + g
-        if plan.seqused is not None:  # FlashAttention marks a row without keys with lse = +inf
-            lse = lse.masked_fill(lse == float("inf"), float("-inf"))
-        out = out.view(plan.count, groups, length, kv_heads, dim).permute(0, 2, 3, 1, 4)
-        return out.reshape(plan.count, length, q_heads, dim), lse
+        return FoldedChunks(out, lse[:, :plan.count * rows], plan.count, groups, plan.seqused is not None)
+
+    def merge_chunks(self, chunks, parts: list[tuple[torch.Tensor, torch.Tensor]] = (),
+                     dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        """`merge` of the chunks of `context` and further parts (e.g. the causal self part) -> [S, Hq·D]."""
+        if isinstance(chunks, FoldedChunks):
+            c = chunks
+            return self._merge_folded(c.out, c.lse, [out for out, _ in parts], [lse for _, lse in parts],
+                                      c.count, c.groups, c.may_be_empty, dtype or c.out.dtype)
+        return merge_chunks(chunks, parts, dtype)
 
     def _edges(self, total: int, size: int, device: torch.device) -> torch.Tensor:
         """int32 [0, size, 2·size, ..., total], cached per shape (nothing is created under graph capture)."""

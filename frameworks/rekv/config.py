@@ -48,6 +48,8 @@ class ReKVConfig:
         the same results up to floating-point rounding (tests compare them).
     attention_kernel: kernel of the static step: "auto" (FlashAttention-2 varlen on CUDA fp16/bf16, else the
         torch reference), "flash" or "reference".
+    compile_glue: with the flash kernel, compile the elementwise glue of the static step (attention merge,
+        RoPE, RMSNorm, SwiGLU) with torch.compile (Inductor): a few fused kernels per layer instead of ~35.
     """
 
     model_path: Optional[str] = None
@@ -66,6 +68,7 @@ class ReKVConfig:
     sink_positions: str = "window"
     llm_step: str = "graph"
     attention_kernel: str = "auto"
+    compile_glue: bool = True
 
     def __post_init__(self):
         checks = [

@@ -75,7 +75,10 @@ class ReKVHost:
         self.static = self.config.llm_step != "eager"
         if self.static:
             probe = torch.empty(1, 1, self.stack.head_dim, dtype=self.dtype, device=self.device)
-            attention = SplitAttention(pick_kernel(probe, self.config.attention_kernel))
+            kernel = pick_kernel(probe, self.config.attention_kernel)
+            attention = SplitAttention(kernel, compile_glue=kernel == "flash" and self.config.compile_glue)
+            if attention.compile_glue:
+                self.stack.compile_glue()
             self.window = StaticWindow(*shape, self.config.n_local, self.dtype, self.device, self.rope, attention,
                                        self.config.sink_positions, q_heads=self.stack.q_heads)
             self.steps = GraphedSteps(self.window, lambda hidden, backend: self.stack.run(hidden, backend, fused=True),

@@ -32,7 +32,7 @@ from typing import Optional
 
 import torch
 
-from frameworks.common.split_attention import SplitAttention, context_splits, merge_chunks
+from frameworks.common.split_attention import SplitAttention, context_splits
 from frameworks.rekv.rope import RotaryTable
 
 NEXT, FILL, WRITE = 0, 1, 2  # rows of `meta`
@@ -45,6 +45,7 @@ class StaticWindow:
         self.shape, self.q_heads = (num_layers, kv_heads, head_dim), q_heads
         self.n_local, self.dtype, self.device, self.rope = n_local, dtype, device, rope
         self.splits = splits  # key chunks of the context attention; None = `context_splits` for the GPU
+        self.rope_pair = torch.compile(rope_pair, dynamic=False) if attention.compile_glue else rope_pair
         self.attention, self.sink_positions = attention, sink_positions
         self.init_keys = self.init_values = None  # [L, Hkv, n_init, D], keys WITHOUT RoPE (LocalWindow's layout)
         self.n_init = 0
@@ -117,6 +118,11 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torc
     return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), signed_sin)
 
 
+def rope_pair(queries: torch.Tensor, keys: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Pre-RoPE queries [Hq, S, D] and keys [Hkv, S, D] -> rotated, token-major [S, Hq + Hkv, D]."""
+    return rotate(torch.cat([queries, keys]).transpose(0, 1), cos, signed_sin)
+
+
 class StaticPrefill:
     """One step over a `StaticWindow`: the backend `DecoderStack.run` calls per layer. Built INSIDE the
     captured region (it derives positions, rows and lengths from `window.meta` on the device).
@@ -160,18 +166,17 @@ class StaticPrefill:
             self.keys.append(keys)
             self.values.append(values)
         window, attention, q_heads = self.window, self.window.attention, queries.shape[0]
-        raw = torch.cat([queries, keys]).transpose(0, 1)                     # [S, Hq + Hkv, D] token-major
-        rotated = rotate(raw, self.cos, self.sin)
+        rotated = window.rope_pair(queries, keys, self.cos, self.sin)        # [S, Hq + Hkv, D] token-major
         q, k, v = rotated[:, :q_heads], rotated[:, q_heads:], values.transpose(0, 1)
         buffer_k, buffer_v, n_init = window.keys[layer], window.values[layer], window.n_init
         own = attention(q, k, v, scale, causal=True)
         if not self.fixed_sink:
-            out = merge_chunks(attention.context(q, buffer_k, buffer_v, scale, self.plan), [own], queries.dtype)
+            out = attention.merge_chunks(attention.context(q, buffer_k, buffer_v, scale, self.plan), [own], queries.dtype)
         else:
-            q_sink = rotate(raw[:, :q_heads], self.sink_cos, self.sink_sin)
+            q_sink = rotate(queries.transpose(0, 1), self.sink_cos, self.sink_sin)
             sink = attention(q_sink, window.sink_keys[layer], window.sink_values[layer], scale)
             ring = attention.context(q, buffer_k[n_init:], buffer_v[n_init:], scale, self.plan)
-            out = merge_chunks(ring, [sink, own], queries.dtype)
+            out = attention.merge_chunks(ring, [sink, own], queries.dtype)
         if self.commit:  # after this layer's attention: the rows overwritten are the ones evicted now
             buffer_k.index_copy_(0, self.rows, k)
             buffer_v.index_copy_(0, self.rows, v)

@@ -6,7 +6,7 @@ Run on the GPU machine: `python -m pytest -q tests/frameworks/test_rekv_graph_cu
 import pytest
 import torch
 
-from frameworks.common.split_attention import SplitAttention, flash_supported, merge, merge_chunks
+from frameworks.common.split_attention import SplitAttention, flash_supported, merge
 from frameworks.protocol import Query
 
 pytestmark = [
@@ -91,9 +91,16 @@ def test_graphed_flash_step_tracks_eager_bf16(rekv, mode):
     loaded = rekv.loaded(device="cuda", dtype="bfloat16", seed=7)
     _, eager, _ = _stream(rekv, loaded, "eager", mode, 2)
     host, graphed, _ = _stream(rekv, loaded, "graph", mode, 2)
-    assert host.window.attention.kernel == "flash" and host.steps.replays > 0
+    assert host.window.attention.kernel == "flash" and host.window.attention.compile_glue and host.steps.replays > 0
     cosine = torch.nn.functional.cosine_similarity(graphed, eager, dim=-1)
     assert cosine.min() > 0.999, cosine
+    uncompiled = rekv.host(loaded, n_local=85, frames_per_chunk=2, retrieve_size=3, sink_positions=mode,
+                           llm_step="graph", compile_glue=False)
+    frames = rekv.video(9, seed=6)
+    uncompiled.ingest(frames[:1], [0.0])
+    uncompiled.ingest(frames[1:], [float(i) for i in range(1, 9)])
+    plain = uncompiled.prompt_logits(QUERY)
+    assert torch.nn.functional.cosine_similarity(graphed, plain, dim=-1).min() > 0.9999
 
 
 @pytest.mark.parametrize("count,capacity,used,splits", [(64, 15020, 9000, 10), (7, 333, 1, 4), (196, 2000, 2000, 3)])
@@ -106,10 +113,10 @@ def test_flash_context_chunks_equal_reference(count, capacity, used, splits):
     new = [torch.randn(count, 4, 128, device="cuda", generator=gen).bfloat16() for _ in range(2)]
     length = torch.tensor([used], device="cuda", dtype=torch.int32)
     merged = {}
-    for kernel in ("flash", "reference"):
-        attention = SplitAttention(kernel)
+    for kernel, compiled in (("flash", False), ("flash", True), ("reference", False)):
+        attention = SplitAttention(kernel, compile_glue=compiled)
         plan = attention.plan_chunks(capacity, splits, length, q.device)
         chunks = attention.context(q, *kv, 0.088, plan)
-        assert chunks[0].shape == (plan.count, count, 28, 128) and chunks[1].shape == (plan.count, count, 28)
-        merged[kernel] = merge_chunks(chunks, [attention(q, *new, 0.088, causal=True)], torch.float32)
-    torch.testing.assert_close(merged["flash"], merged["reference"], rtol=2e-2, atol=2e-2)
+        merged[kernel, compiled] = attention.merge_chunks(chunks, [attention(q, *new, 0.088, causal=True)], torch.float32)
+    torch.testing.assert_close(merged["flash", False], merged["reference", False], rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(merged["flash", True], merged["flash", False], rtol=1e-5, atol=1e-5)
