@@ -39,6 +39,8 @@ class ReKVConfig:
         InfLLM as released, frameworks-benchmarks.md §A1.4): every query sees the init tokens at the fixed
         distance n_local (keys at 0, query at n_local), merged by log-sum-exp. Identical until the
         stream exceeds n_local tokens; reproduction scripts use "released".
+    graph_token_stage: on CUDA, run projector -> pool -> TOKENS methods as one CUDA graph per frames-per-call
+        when the methods are graph-safe (docs/rekv/token-stage-graph.md); eager elsewhere, same results.
     """
 
     model_path: Optional[str] = None
@@ -55,6 +57,7 @@ class ReKVConfig:
     question_template: str = QUESTION_TEMPLATE
     forbid_eos_first: bool = True
     sink_positions: str = "window"
+    graph_token_stage: bool = True
 
     def __post_init__(self):
         checks = [
