@@ -68,6 +68,7 @@ class GraphedTokenStage:
         self._seen: set[tuple] = set()
         self._graphs: OrderedDict[tuple, _Captured] = OrderedDict()
         self._pool_handle = None
+        self._warmup_stream = None
 
     @property
     def stage_name(self) -> str:
@@ -150,8 +151,12 @@ class GraphedTokenStage:
         current = torch.cuda.current_stream(device)
         try:
             with torch.cuda.device(device):
-                static_input = selected.clone()
-                warmup = torch.cuda.Stream(device)
+                with torch.inference_mode(False):  # a normal tensor: later copies into it work in any mode
+                    static_input = torch.empty_like(selected)
+                static_input.copy_(selected)
+                if self._warmup_stream is None:
+                    self._warmup_stream = torch.cuda.Stream(device)
+                warmup = self._warmup_stream
                 warmup.wait_stream(current)
                 with torch.cuda.stream(warmup):
                     for _ in range(2):  # the methods write their state: put it back after each run
@@ -164,6 +169,7 @@ class GraphedTokenStage:
                 with torch.cuda.graph(graph, pool=self._pool_handle):  # records only: no state changes
                     static_output = self._device_half(static_input, side, plans)
         except Exception as error:  # any capture problem: eager from now on, said once
+            torch.cuda.set_stream(current)  # a failed capture_end skips the capture stream's exit
             torch.cuda.synchronize(device)
             restore()
             self.enabled = False

@@ -129,10 +129,12 @@ class STCPruner:
         if cfg.strategy != "gaussian_released":
             scoring = self._scoring_width(width)
             history = self._history_buffer
-            if history is None or history.shape[1] != scoring or history.device != torch.device(device):
-                self._history_buffer = torch.zeros(cfg.history_window, scoring, device=device)
-                gaussian = cfg.strategy == "gaussian"
-                self._channel_buffer = torch.zeros(scoring, dtype=torch.long, device=device) if gaussian else None
+            if history is None or history.shape[1] != scoring or not _same_device(history.device, device):
+                # normal tensors even under inference_mode: written in place by later calls in any mode
+                with torch.inference_mode(False):
+                    self._history_buffer = torch.zeros(cfg.history_window, scoring, device=device)
+                    gaussian = cfg.strategy == "gaussian"
+                    self._channel_buffer = torch.zeros(scoring, dtype=torch.long, device=device) if gaussian else None
                 self._generation += 1
             choose = cfg.strategy == "gaussian" and not self.channels_chosen
             self.channels_chosen = self.channels_chosen or choose
@@ -233,3 +235,13 @@ class STCPruner:
             tokens = rows * cols
         if cfg.tokens_per_frame > tokens:
             raise ValueError(f"invalid STC setting tokens_per_frame={cfg.tokens_per_frame}: frames have only {tokens} tokens to choose from")
+
+
+def _same_device(have: torch.device, want) -> bool:
+    """`want` may omit the index ("cuda"): then the current device of that type is meant."""
+    want = torch.device(want)
+    if want.type != have.type:
+        return False
+    if want.index is None and want.type == "cuda":
+        return have.index == torch.cuda.current_device()
+    return want.index is None or want.index == have.index
