@@ -121,3 +121,21 @@ def test_rekv_host_gives_the_same_logits_and_answer_with_the_graph_switch_on_and
     assert torch.equal(logits_on, logits_off) and answer_on == answer_off
     assert timings_on.visual_tokens_kept == timings_off.visual_tokens_kept == 7 * 9
     assert timings_on.pruner_ms > 0 and timings_on.extra["token_stage"] == {"graphed": True, "captures": 0, "replays": 0}
+
+
+def test_token_stage_speed_script_cpu_smoke(tmp_path):
+    """scripts/gpu/token_stage_speed.py's CPU path (eager rows only): every row measured, files written."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "gpu" / "token_stage_speed.py"
+    spec = importlib.util.spec_from_file_location("token_stage_speed", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = module.run(module.parse_args(["--out", str(tmp_path), "--preset", "tiny", "--device", "cpu", "--dtype",
+                                           "float32", "--frames", "3", "--warm", "2", "--repeats", "1", "--chunks", "1,2"]))
+    assert set(report["rows"]) == {f"{name} c={c}" for name in ("none", "pruner k=8", "pruner dual_anchor k=8") for c in (1, 2)}
+    assert all(row["eager"]["wall_ms_per_frame"] > 0 and "graph" not in row for row in report["rows"].values())
+    assert json.loads((tmp_path / "token_stage_speed.json").read_text())["rows"].keys() == report["rows"].keys()
+    assert "| pruner k=8 | 2 |" in (tmp_path / "token_stage_speed.md").read_text()
