@@ -62,7 +62,7 @@ def test_tiny_fp32_replays_equal_eager_bit_for_bit(spec):
     projector = loaded.model.model.multi_modal_projector
     vision = loaded.model.config.vision_config
     selected = torch.randn(sum(CHUNKS), (vision.image_size // vision.patch_size) ** 2, vision.hidden_size,
-                           device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+                           device="cuda", generator=torch.Generator(device="cuda").manual_seed(0))
     stages = [GraphedTokenStage(projector, pool_2x, HostCompression(spec, 25), EventTimer("cuda"), graph=graph)
               for graph in (True, False)]
     graphed, eager = (run_stream(stage, selected, (5, 5)) for stage in stages)
@@ -80,7 +80,7 @@ def test_llava_ov_7b_sizes_in_bf16_replay_equal_eager():
     projector = projector_7b(torch.bfloat16)
     spec = {"pruner": {"tokens_per_frame": 64, "history_window": 4}}
     selected = torch.randn(sum(CHUNKS), 729, 1152, device="cuda", dtype=torch.bfloat16,
-                           generator=torch.Generator("cuda").manual_seed(1))
+                           generator=torch.Generator(device="cuda").manual_seed(1))
     stages = [GraphedTokenStage(projector, pool_2x, HostCompression(spec, 196), EventTimer("cuda"), graph=graph)
               for graph in (True, False)]
     graphed, eager = (run_stream(stage, selected, (14, 14)) for stage in stages)
