@@ -76,7 +76,8 @@ class GraphedTokenStage:
         return "pruner" if self.compression.token_methods else "projector"
 
     def stats(self) -> dict:
-        return {"graphed": self.enabled, "captures": self.captures, "replays": self.replays}
+        """graphed: calls take the graph path (CUDA, graph-safe, no capture failure so far)."""
+        return {"graphed": self.enabled and self.graph_calls > 0, "captures": self.captures, "replays": self.replays}
 
     # ---- calls ---------------------------------------------------------------------------------
     def project(self, selected: torch.Tensor) -> torch.Tensor:

@@ -138,4 +138,5 @@ def test_rekv_host_logits_equal_with_the_graph_on_and_off():
         host.close()
     (logits_on, answer_on, stats_on), (logits_off, answer_off, stats_off) = results
     assert torch.equal(logits_on, logits_off) and answer_on == answer_off
-    assert stats_on["captures"] > 0 and stats_on["replays"] > 0 and stats_off["captures"] == 0
+    assert stats_on["graphed"] and stats_on["captures"] > 0 and stats_on["replays"] > 0
+    assert stats_off == {"graphed": False, "captures": 0, "replays": 0}
