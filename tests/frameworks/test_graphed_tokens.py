@@ -89,6 +89,42 @@ def test_split_path_with_warmups_and_restores_equals_the_plain_path(rekv, name):
         assert stage.compression.stats() == reference.stats()
 
 
+@torch.no_grad()
+def test_graph_bookkeeping_captures_on_the_second_sighting_of_a_key_and_replays_with_its_plans(rekv):
+    """The graph path's control flow on CPU, with CUDA stood in for: "capture" keeps the key's plans and
+    "replay" re-runs the device half with those plans on the stage's state buffers (what a graph replay
+    does). Hand-counted for history_window=2 at one frame per call: stream 1 learns the shape (call 1),
+    sees h=1 and h=2 (calls 2-3), captures h=2 at call 4; stream 2 sees h=0, captures h=1 (seen in
+    stream 1), replays h=2."""
+    loaded = rekv.loaded()
+    projector = loaded.model.model.multi_modal_projector
+    spec = {"pruner": {"tokens_per_frame": 7, "history_window": 2}}
+    stage = GraphedTokenStage(projector, pool_2x, HostCompression(spec, 25), EventTimer("cpu"))
+    captured_plans = {}
+
+    def capture(key, selected, side, plans):
+        captured_plans[key] = plans
+        stage._graphs[key] = None
+        stage.captures += 1
+
+    def replay(key, selected):
+        stage.replays += 1
+        return stage._device_half(selected.clone(), TokenSide(), captured_plans[key])
+
+    stage._graphable, stage._capture, stage._replay = (lambda selected: True), capture, replay
+    reference = HostCompression(spec, 25)
+    selected = features(loaded, 8, seed=5)
+    for frames in (range(5), range(5, 8)):
+        stage.compression.reset()
+        reference.reset()
+        for f in frames:
+            side = TokenSide(grid=(5, 5), frame_offset=f)
+            assert_same(stage(selected[f:f + 1], side), plain(projector, reference, selected[f:f + 1], f))
+    assert (stage.graph_calls, stage.captures, stage.replays) == (8, 2, 4)
+    assert sorted(plans[0].history for plans in captured_plans.values()) == [1, 2]
+    assert stage.compression.stats() == reference.stats()
+
+
 @pytest.mark.parametrize("spec, safe", [
     (None, True),
     ({"pruner": {"tokens_per_frame": 7}}, True),
