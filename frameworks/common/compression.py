@@ -106,12 +106,41 @@ class HostCompression:
         """Run the TOKENS methods in order on [F, T, D]. Returns (tokens, indices into the input's
         T axis, or None once a method merged tokens)."""
         side = side or TokenSide()
+        return self._chain(tokens, lambda position, method, x: method.compress(x, side))
+
+    # ---- the TOKENS stage split for CUDA graphs (frameworks/common/graphed_tokens.py) -----------
+    @property
+    def tokens_graph_safe(self) -> bool:
+        """Whether `run_tokens` can be captured in a CUDA graph: every TOKENS method is `graph_safe`,
+        none reads tower side information, and the count per frame is fixed."""
+        return self.tokens_out is not None and all(m.graph_safe and not m.requires for m in self.token_methods)
+
+    def begin_tokens(self, shape: tuple[int, int, int], device: torch.device, side: TokenSide) -> tuple:
+        """Host half of `compress_tokens` on tokens of `shape` [F, T, D]: one plan per TOKENS method
+        (hashable when the stage is graph-safe). Advances the methods' host counters."""
+        frames, tokens, dim = shape
+        plans = []
+        for method in self.token_methods:
+            plans.append(method.begin((frames, tokens, dim), device, side))
+            tokens = method.tokens_out(tokens)
+        return tuple(plans)
+
+    def run_tokens(self, tokens: torch.Tensor, side: TokenSide, plans: tuple):
+        """Device half of `compress_tokens`, with the plans of `begin_tokens`: the same results."""
+        return self._chain(tokens, lambda position, method, x: method.run(x, side, plans[position]))
+
+    def token_state_buffers(self) -> list[torch.Tensor]:
+        """Device tensors the TOKENS methods write in place during `run_tokens`."""
+        return [buffer for method in self.token_methods for buffer in method.state_buffers()]
+
+    def _chain(self, tokens, step):
+        """Apply `step(position, method, tokens)` of every TOKENS method in order, composing indices."""
         indices = None
         for position, method in enumerate(self.token_methods):
             if isinstance(tokens, (list, tuple)):
                 raise ValueError(f"compression.{method.name}: cannot follow a method with a variable token "
                                  f"count per frame ({self.token_methods[position - 1].name})")
-            tokens, picked = method.compress(tokens, side)
+            tokens, picked = step(position, method, tokens)
             if position == 0:
                 indices = picked
             elif isinstance(picked, (list, tuple)):

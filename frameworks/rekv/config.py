@@ -50,6 +50,8 @@ class ReKVConfig:
         torch reference), "flash" or "reference".
     compile_glue: with the flash kernel, compile the elementwise glue of the static step (attention merge,
         RoPE, RMSNorm, SwiGLU) with torch.compile (Inductor): a few fused kernels per layer instead of ~35.
+    graph_token_stage: on CUDA, run projector -> pool -> TOKENS methods as one CUDA graph per frames-per-call
+        when the methods are graph-safe (docs/rekv/token-stage-graph.md); eager elsewhere, same results.
     """
 
     model_path: Optional[str] = None
@@ -69,6 +71,7 @@ class ReKVConfig:
     llm_step: str = "graph"
     attention_kernel: str = "auto"
     compile_glue: bool = True
+    graph_token_stage: bool = True
 
     def __post_init__(self):
         checks = [

@@ -28,6 +28,7 @@ from typing import Sequence
 import torch
 
 from frameworks.common.compression import HostCompression
+from frameworks.common.graphed_tokens import GraphedTokenStage
 from frameworks.common.host_checks import check_ingest, peak_memory_mb, reset_peak_memory
 from frameworks.common.llava_loading import LoadedLlava
 from frameworks.common.llava_video import pool_2x, pooled_grid_tokens, preprocess_frames, tower_features
@@ -90,6 +91,8 @@ class ReKVHost:
                                 offload=self.config.offload, page_blocks=self.config.page_blocks)
         self.compression.attach(self.vision_tower)
         self.timer = EventTimer(self.device)
+        self.token_stage = GraphedTokenStage(self.projector, pool_2x if self.pools else None, self.compression,
+                                             self.timer, graph=self.config.graph_token_stage)
         self._encode_sink()
         self.reset()
 
@@ -144,6 +147,10 @@ class ReKVHost:
 
     @property
     def timings(self) -> StageTimings:
+        """Stage totals of this video. `pruner_ms`: tower side information + TOKENS methods; when the
+        token stage is CUDA-graphed (`graph_token_stage`), projector + pooling + TOKENS methods of graphed
+        calls are one interval counted there (`extra["projector_ms"]` then holds only the eager calls;
+        frameworks/common/graphed_tokens.py)."""
         totals = self.timer.totals()
         counts = self._counts
         reference_frames, selective_frames = self.compression.frame_kinds()
@@ -154,7 +161,7 @@ class ReKVHost:
                      blocks=self.store.num_blocks, block_tokens=self.block_tokens, init_tokens=self.window.n_init,
                      stored_bytes=self.store.stored_bytes,
                      local_window_tokens=self.window.length, frames_per_chunk=self.config.frames_per_chunk,
-                     compression=self.compression.stats())
+                     compression=self.compression.stats(), token_stage=self.token_stage.stats())
         return StageTimings(
             vit_ms=totals.get("vit", 0.0), prefill_ms=totals.get("prefill", 0.0), pruner_ms=totals.get("pruner", 0.0),
             retrieval_ms=totals.get("retrieval", 0.0), decode_ms=totals.get("decode", 0.0), frames=counts["frames"],
@@ -185,10 +192,10 @@ class ReKVHost:
     # ---- video ---------------------------------------------------------------------------------
     def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 [F, H, W, 3] -> pooled projector tokens [F, pooled_tokens, hidden] (timed; no pruning)."""
-        return self._features(frames)[0]
+        return self.token_stage.project(self._features(frames)[0])
 
     def _features(self, frames: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Projector tokens and the tower side information the TOKENS methods require (timed)."""
+        """Selected tower features and the tower side information the TOKENS methods require (timed)."""
         config = self.model.config
         wants_side = bool(self.compression.requires & set(SIDE_FIELDS))
         with self.timer.stage("preprocess"):
@@ -202,18 +209,16 @@ class ReKVHost:
             with self.timer.stage("pruner"):
                 side = tower_side(self.vision_tower, hidden_states, config.vision_feature_layer,
                                   pool_2x if self.pools else None)
-        with self.timer.stage("projector"):
-            tokens = self.projector(selected)
-            return (pool_2x(tokens) if self.pools else tokens), side
+        return selected, side
 
     def _ingest_chunk(self, frames: torch.Tensor) -> None:
-        tokens, side_info = self._features(frames)
-        self._counts["frames"] += tokens.shape[0]
-        self._counts["tokens_in"] += tokens.shape[0] * self.pooled_tokens  # the uncompressed frame's tokens
-        if self.compression.token_methods:
-            with self.timer.stage("pruner"):
-                side = TokenSide(grid=self.grid, frame_offset=self._counts["frames"] - tokens.shape[0], **side_info)
-                tokens, _ = self.compression.compress_tokens(tokens, side)
+        selected, side_info = self._features(frames)
+        count = selected.shape[0]
+        self._counts["frames"] += count
+        self._counts["tokens_in"] += count * self.pooled_tokens  # the uncompressed frame's tokens
+        # projector -> pool -> TOKENS methods (one CUDA graph per call shape when graph_token_stage)
+        side = TokenSide(grid=self.grid, frame_offset=self._counts["frames"] - count, **side_info)
+        tokens, _ = self.token_stage(selected, side)
         self.prefill_tokens(tokens)
 
     def prefill_tokens(self, tokens) -> None:

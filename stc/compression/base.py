@@ -125,11 +125,32 @@ class TokenMethod(CompressionMethod, abc.ABC):
 
     stage = Stage.TOKENS
     requires: ClassVar[Sequence[str]] = ()  # names of TokenSide fields the method reads
+    # True (class attribute or per-instance property) when `begin`/`run` split a call so that `run` can be
+    # captured in a CUDA graph and replayed: `run` launches kernels only (no .item()/.tolist(), no shapes
+    # or Python branches on tensor values, no CPU tensors, no Python state changes) and mutates only
+    # `state_buffers()` in place; everything `run` depends on besides its input is in the hashable plan
+    # `begin` returns (equal plans => same kernels on the same buffers). `run` must not read
+    # `side.frame_offset` or other per-call host values except through the plan.
+    graph_safe: ClassVar[bool] = False
 
     @abc.abstractmethod
     def compress(self, tokens: torch.Tensor, side: TokenSide) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """[F, T, D] tokens of F consecutive frames of the stream -> (kept [F, k, D], indices [F, k] or
         None when kept tokens are merges rather than a subset). Causal: frame f may read frames < f."""
+
+    def begin(self, shape: tuple[int, int, int], device: torch.device, side: TokenSide) -> Any:
+        """Host half of a call on tokens of `shape` [F, T, D] (validation, counters); returns the plan
+        `run` needs. `compress(t, side)` must equal `run(t, side, begin(t.shape, t.device, side))`.
+        Default: nothing on the host, `run` is `compress`."""
+        return None
+
+    def run(self, tokens: torch.Tensor, side: TokenSide, plan: Any) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Device half of a call planned by `begin` (graph-capturable when `graph_safe`)."""
+        return self.compress(tokens, side)
+
+    def state_buffers(self) -> list[torch.Tensor]:
+        """Device tensors `run` writes in place (saved/restored around CUDA-graph warm-ups)."""
+        return []
 
 
 class ContextMethod(CompressionMethod):

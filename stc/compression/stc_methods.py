@@ -84,11 +84,29 @@ class PrunerMethod(TokenMethod):
             raise ValueError(f"compression.pruner.tokens_per_frame={k} exceeds the {tokens_in} tokens per frame")
         return self.pruner.tokens_out_per_frame
 
+    @property
+    def graph_safe(self) -> bool:  # every strategy but "gaussian_released" (stc/pruner/pruner.py)
+        return self.pruner.graph_safe
+
     def compress(self, tokens: torch.Tensor, side: TokenSide):
         kept, indices = self.pruner.compress(tokens)
-        self._tokens_in += tokens.shape[0] * tokens.shape[1]
-        self._tokens_kept += kept.shape[0] * kept.shape[1]
+        self._count(tokens.shape[0], tokens.shape[1])
         return kept, indices
+
+    def begin(self, shape, device, side: TokenSide):
+        plan = self.pruner.begin(shape, device)
+        self._count(shape[0], shape[1])
+        return plan
+
+    def run(self, tokens: torch.Tensor, side: TokenSide, plan):
+        return self.pruner.run(tokens, plan)
+
+    def state_buffers(self) -> list[torch.Tensor]:
+        return self.pruner.state_buffers()
+
+    def _count(self, frames: int, tokens: int) -> None:
+        self._tokens_in += frames * tokens
+        self._tokens_kept += frames * self.pruner.tokens_out_per_frame
 
     def reset(self) -> None:
         self.pruner.reset()
