@@ -48,12 +48,12 @@ class Variant:
     mode: str  # cacher mode ("eager", "graph+fused", ...); "eager" for baseline and pruner
     interval: Optional[int]
     stc: object  # stc.STCConfig
-    llm: Optional[str] = None  # host setting llm_step (None = the host's default)
+    host_mode: Optional[str] = None  # key of `e2e.host_modes` (None = the host's defaults)
 
     @property
     def label(self) -> str:
         label = self.kind if self.interval is None else f"{self.kind} {self.mode} N={self.interval}"
-        return label if self.llm is None else f"{label} llm={self.llm}"
+        return label if self.host_mode is None else f"{label} host={self.host_mode}"
 
 
 def variants(ctx: RunContext) -> list[Variant]:
@@ -73,8 +73,8 @@ def variants(ctx: RunContext) -> list[Variant]:
                 cacher = CacherConfig(update_ratio=knobs.update_ratio, cache_interval=n, cuda_graph=mode.startswith("graph"),
                                       **({"fused": True} if is_fused(ctx, mode) else {}))
                 out.append(Variant(kind, mode, n, STCConfig(cacher=cacher, pruner=pruner if kind == "stc" else None)))
-    if cfg.llm_steps:
-        out = [Variant(v.kind, v.mode, v.interval, v.stc, llm) for llm in cfg.llm_steps for v in out]
+    if cfg.host_modes:
+        out = [Variant(v.kind, v.mode, v.interval, v.stc, mode) for mode in cfg.host_modes for v in out]
     return out
 
 
@@ -154,8 +154,8 @@ def _run_variant(ctx: RunContext, settings: dict, v: Variant, chunk: int, frames
     from frameworks.registry import build_host
 
     label = f"{v.label} c={chunk}"
-    if v.llm is not None:
-        settings = {**settings, "llm_step": v.llm}
+    if v.host_mode is not None:
+        settings = {**settings, **ctx.cfg.e2e.host_modes[v.host_mode]}
     try:
         host = build_host(ctx.cfg.e2e.host, settings, v.stc)
     except Exception as error:  # noqa: BLE001 - reported in the table
@@ -183,8 +183,9 @@ def _run_variant(ctx: RunContext, settings: dict, v: Variant, chunk: int, frames
 def run(ctx: RunContext, progress) -> list[Row]:
     rows, frames = [], frames_uint8(ctx)
     todo = variants(ctx)
-    last_llm = ctx.cfg.e2e.llm_steps[-1] if ctx.cfg.e2e.llm_steps else None  # the long stream runs the last LLM mode
-    long_labels = {next((v.label for v in todo if v.kind == kind and v.llm == last_llm), None)
+    modes = list(ctx.cfg.e2e.host_modes)
+    last_mode = modes[-1] if modes else None  # the long stream runs the last host mode
+    long_labels = {next((v.label for v in todo if v.kind == kind and v.host_mode == last_mode), None)
                    for kind in ctx.cfg.e2e.long_variants}
     for i, chunk in enumerate(dict.fromkeys(min(c, ctx.cfg.frames) for c in ctx.cfg.e2e.frames_per_chunk)):
         settings = host_settings(ctx, chunk)
@@ -204,7 +205,7 @@ def _compare(ctx: RunContext, rows: list[Row], todo: list[Variant]) -> None:
     base = next((r for r in rows if r.method == "baseline"), None)
     if base is None:
         return
-    graph_base = next((r for r in rows if r.method == "baseline" and "llm=graph" in r.name.split()), None)
+    graph_base = next((r for r in rows if r.method == "baseline" and "host=graph" in r.name.split()), None)
     knobs, chunk = ctx.cfg.stc, base.params["frames_per_chunk"]
     init = int(base.extra["host_timings"][-1].get("extra", {}).get("init_tokens", 0))
     pre_frac = flops.prefill_fraction(flops.llm_shape_from_config(ctx.spec.text_config), ctx.cfg.frames,

@@ -125,10 +125,12 @@ class EndToEndCase:
     long_variants: List[str] = field(default_factory=lambda: ["baseline", "stc"])  # first mode/N, first chunk
     long_repeats: int = 3
     host_config: Dict[str, Any] = field(default_factory=dict)  # extra host settings (e.g. n_local)
-    # host LLM-step modes to sweep (the host setting `llm_step`, e.g. ReKV's eager | static | graph); empty =
-    # the host's default. Rows are compared with the FIRST mode's baseline (e.g. eager = as users run it),
-    # and with the baseline of mode "graph" when it is swept (column "x graph base").
-    llm_steps: List[str] = field(default_factory=list)
+    # host execution modes to sweep: {name: host settings}, e.g. for ReKV
+    # {eager: {llm_step: eager, graph_token_stage: false}, graph: {}} (empty settings = the host's defaults).
+    # Every variant runs once per mode (row label "host=<name>"); rows are compared with the FIRST mode's
+    # baseline (e.g. eager = as users run HF code) and with the baseline of mode "graph" when it is swept
+    # (column "x graph base"). Empty = one run with the host's defaults.
+    host_modes: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass

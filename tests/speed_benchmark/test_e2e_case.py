@@ -144,16 +144,19 @@ def test_hosts_that_cannot_run_the_preset_are_skipped_with_the_reason(tmp_path, 
     assert [s["reason"][:len(reason)] for s in result["skipped"] if s["case"] == "e2e"] == [reason]
 
 
-def test_llm_step_sweep_labels_rows_and_compares_with_both_baselines(tmp_path):
-    """`e2e.llm_steps=[eager,graph]`: every variant once per host LLM mode, ratios vs the first mode's
-    baseline (x base) and vs the graph baseline (x graph base); on CPU "graph" runs the static step."""
+def test_host_mode_sweep_labels_rows_and_compares_with_both_baselines(tmp_path):
+    """`e2e.host_modes`: every variant once per host mode (its settings reach the host), ratios vs the
+    first mode's baseline (x base) and vs the graph baseline (x graph base)."""
+    modes = "+e2e.host_modes={eager:{llm_step:eager,graph_token_stage:false},graph:{}}"
     cfg = compose("tiny", CPU + ["e2e.variants=[baseline,pruner]", "e2e.frames_per_chunk=[2]", "e2e.answer=false",
-                                 "e2e.llm_steps=[eager,graph]", "+e2e.host_config.n_local=60"], out_dir=str(tmp_path))
+                                 modes, "+e2e.host_config.n_local=60"], out_dir=str(tmp_path))
     result, _ = run(cfg, command="pytest")
     rows = _by_name(result, "e2e")
-    assert set(rows) == {f"{kind} llm={step} rekv c=2" for kind in ("baseline", "pruner") for step in ("eager", "graph")}
-    graph_base = rows["baseline llm=graph rekv c=2"]["stats"]["median"]
-    eager_base = rows["baseline llm=eager rekv c=2"]["stats"]["median"]
-    pruner = rows["pruner llm=graph rekv c=2"]
+    assert set(rows) == {f"{kind} host={mode} rekv c=2" for kind in ("baseline", "pruner") for mode in ("eager", "graph")}
+    graph_base = rows["baseline host=graph rekv c=2"]["stats"]["median"]
+    eager_base = rows["baseline host=eager rekv c=2"]["stats"]["median"]
+    pruner = rows["pruner host=graph rekv c=2"]
     assert pruner["extra"]["fraction_vs_graph_baseline"] == pytest.approx(pruner["stats"]["median"] / graph_base)
     assert pruner["measured_fraction"] == pytest.approx(pruner["stats"]["median"] / eager_base)
+    token_stage = rows["pruner host=graph rekv c=2"]["extra"]["host_timings"][-1]["extra"]["token_stage"]
+    assert token_stage is not None  # host settings of the mode reached the host (CPU: never graphed)
