@@ -5,7 +5,8 @@
 #       (what tests/gpu/cacher_latency.py measured), + one torch.profiler pass per variant (profile/)
 #   (2) multi-stream ViT S=1..16   (3) LLM pre-fill c=1/4/8/16 + pruner
 #   (4) ReKV end to end (what frameworks/rekv/gpu_bench.py measured): baseline, pruner-only, STC N=2/4 in
-#       eager, graph, graph+fused; 1 and 8 frames per call; a timed 16-token answer after every pass
+#       eager, graph, graph+fused; 1 and 8 frames per call; a timed 16-token answer after every pass; each
+#       in host mode "eager" (LLM step and token stage as HF code runs them) and "graph" (the defaults)
 #   (5) answer latency with 1800 frames in memory (1 h at 0.5 fps): baseline and STC
 #
 #   GPU=0 bash scripts/speed_gpu_all.sh OUT_DIR [key=value ...]        e.g. stc.fused=true
@@ -27,6 +28,7 @@ PY="${PYTHON:-python}"
 "$PY" -m speed_benchmark preset=llava_ov_7b device=cuda out_dir="$OUT/llava_ov_7b" progress=false profile=true \
     'vit.modes=[eager,graph,eager+fused,graph+fused]' \
     'e2e.modes=[eager,graph,graph+fused]' 'e2e.intervals=[2,4]' e2e.repeats=5 e2e.long_frames=1800 \
+    '+e2e.host_modes={eager:{llm_step:eager,graph_token_stage:false},graph:{}}' \
     "$@" 2>&1 | tee "$OUT/log.txt"
 if [[ "${AUTOTUNE:-0}" == "1" ]]; then
     "$PY" -m speed_benchmark preset=llava_ov_7b device=cuda out_dir="$OUT/llava_ov_7b_autotune" progress=false \

@@ -41,6 +41,7 @@ from frameworks.rekv.block_store import BlockStore
 from frameworks.rekv.config import ReKVConfig
 from frameworks.rekv.decoder import DecoderStack
 from frameworks.common.split_attention import SplitAttention, pick_kernel
+from frameworks.rekv.graphed_decode import GraphedDecoder
 from frameworks.rekv.graphed_step import GraphedSteps
 from frameworks.rekv.local_window import LocalWindow
 from frameworks.rekv.rope import RotaryTable
@@ -84,9 +85,11 @@ class ReKVHost:
                                        self.config.sink_positions, q_heads=self.stack.q_heads)
             self.steps = GraphedSteps(self.window, lambda hidden, backend: self.stack.run(hidden, backend, fused=True),
                                       cuda_graph=self.config.llm_step == "graph")
+            self.decoder = GraphedDecoder(self.stack, attention, cuda_graph=self.config.llm_step == "graph")
         else:
             self.window = LocalWindow(*shape, self.config.n_local, self.dtype, self.device, self.rope,
                                       self.config.sink_positions)
+            self.decoder = None
         self.store = BlockStore(*shape, self.block_tokens, self.dtype, self.device,
                                 offload=self.config.offload, page_blocks=self.config.page_blocks)
         self.compression.attach(self.vision_tower)
@@ -332,6 +335,10 @@ class ReKVHost:
         with self.timer.stage("answer_prefill"):
             logits = self.stack.logits(self._forward_answer(cache, prompt_ids)[-1])
         eos = set(self.codec.eos_token_ids)
+        first = self._pick(logits, eos, first=True)
+        if self.decoder is not None and type(cache) is AnswerCache and first not in eos:
+            # static decoding steps (CUDA graph per answer on CUDA); the layered cache stays eager
+            return [first] + self.decoder.generate(cache, first, max_new_tokens - 1, lambda token: token in eos)
         out: list[int] = []
         for step in range(max_new_tokens):
             token = self._pick(logits, eos, first=step == 0)

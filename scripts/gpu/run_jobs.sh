@@ -2,7 +2,7 @@
 # Run several GPU jobs in one session on a bare machine, each under its own time limit, and pack every
 # output into ONE archive (the lab's device runner returns only a few files).
 #   OUT=/tmp/out bash scripts/gpu/run_jobs.sh tests:90 speed:300 dispider:150 ...
-# Jobs (name:seconds): tests, speed, streamforest, dispider, livecc, baselines, adaptive, step, eval2gpu, e2e_hosts.
+# Jobs (name:seconds): tests, speed, streamforest, dispider, livecc, baselines, adaptive, step, tokens, eval2gpu, e2e_hosts.
 # Wheels for hydra/omegaconf/antlr4/decord are installed from .whl/ when present (Python 3.12 machine).
 set -u
 OUT=${OUT:-results/gpu-run}
@@ -18,7 +18,7 @@ python3 -c "import torch, transformers; print('torch', torch.__version__, 'trans
 
 job() {
   case "$1" in
-    tests) python3 -m pytest -q -p no:cacheprovider ${TEST_PATHS:-tests/gpu tests/frameworks/test_rekv_cuda.py} -rs ;;
+    tests) python3 -m pytest -q -p no:cacheprovider ${TEST_PATHS:-tests/gpu tests/frameworks/test_rekv_cuda.py tests/frameworks/test_rekv_graph_cuda.py} -rs ;;
     speed) eval "GPU=0 bash scripts/speed_gpu_all.sh \"$W/speed\" ${SPEED_ARGS:-}" ;;
     streamforest) python3 scripts/gpu/streamforest_speed.py --out "$W/streamforest" ${SF_ARGS:-} ;;
     dispider) python3 scripts/gpu/dispider_speed.py --out "$W/dispider" ${DS_ARGS:-} ;;
@@ -26,6 +26,7 @@ job() {
     baselines) python3 scripts/gpu/baselines_speed.py --out "$W/baselines" ;;
     adaptive) python3 scripts/gpu/adaptive_refresh_speed.py --out "$W/adaptive" ;;
     step) python3 scripts/gpu/profile_rekv_step.py --out "$W/step" ${STEP_ARGS:-} ;;
+    tokens) python3 scripts/gpu/token_stage_speed.py --out "$W/tokens" ;;
     eval2gpu) bash scripts/gpu/eval_two_gpu.sh "$W/eval2gpu" ;;
     e2e_hosts) for preset in livecc_7b streamforest_7b dispider; do
                  timeout ${E2E_SECONDS:-110} python3 -m speed_benchmark preset=$preset device=cuda progress=false vit.enabled=false \

@@ -79,6 +79,10 @@ def test_graphed_step_equals_eager_fp32(rekv, mode):
     assert host.steps.captures >= 2 and host.steps.replays > 0  # chunk sizes 1 and 3 (and 2 at the end)
     torch.testing.assert_close(graphed, eager, rtol=1e-4, atol=1e-4)
     assert graphed_sel == eager_sel
+    eager_host = _stream(rekv, loaded, "eager", mode, 3)[0]
+    query = Query(prompt=QUERY.prompt, retrieval_text=QUERY.retrieval_text, max_new_tokens=6, answer_prefix="(")
+    assert host.answer(query) == eager_host.answer(query)       # graphed decoding steps, same tokens
+    assert host.decoder.captures >= 1 and host.decoder.replays >= 1
     host.reset()  # a second stream replays the same graphs from reset counters
     frames = rekv.video(9, seed=6)
     host.ingest(frames[:1], [0.0])

@@ -156,3 +156,23 @@ def test_host_static_and_graph_steps_equal_the_eager_step(rekv, mode):
     for step in ("static", "graph"):
         torch.testing.assert_close(results[step][0], results["eager"][0], rtol=1e-4, atol=1e-4)
         assert results[step][1] == results["eager"][1]
+
+
+def test_static_decoding_steps_equal_the_eager_loop(rekv, monkeypatch):
+    """Answers (greedy, several tokens, through eviction) are the same text with the static decoder as
+    with the eager per-token loop, and the static decoder really produced the tokens after the first."""
+    from frameworks.protocol import Query
+    from frameworks.rekv.graphed_decode import GraphedDecoder
+
+    loaded = rekv.loaded(seed=8)
+    frames = rekv.video(7, seed=8)
+    fed = []
+    generate = GraphedDecoder.generate
+    monkeypatch.setattr(GraphedDecoder, "generate", lambda self, *a, **k: fed.append(a[2]) or generate(self, *a, **k))
+    texts = {}
+    for step in ("eager", "static"):
+        host = rekv.host(loaded, n_local=60, retrieve_size=2, llm_step=step, forbid_eos_first=True)
+        host.ingest(frames)
+        texts[step] = [host.answer(Query(prompt=p, retrieval_text=p, max_new_tokens=7)) for p in ("what moves?", "who?")]
+    assert texts["static"] == texts["eager"]
+    assert fed == [6, 6]  # max_new_tokens - 1 steps after the first token, for both questions

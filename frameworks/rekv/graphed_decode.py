@@ -1,0 +1,117 @@
+"""Greedy decoding steps of a ReKV answer as one CUDA graph per answer (issue 14 §2, answer path).
+
+Why: a decoding step is one token through 28 layers + lm_head; eager, it costs ~20 ms of host time for
+~4 ms of weight reads. Everything a step needs is shape-static once the answer cache exists: the token
+id and the cache length live in device tensors, the new key/value is written at the device position, and
+the attention over [sink + retrieved blocks + prompt + generated] reads the length on the device (split
+attention, flash-decoding chunks: frameworks/common/split_attention.py). The step ends with argmax into
+the static token buffer and advances the position, so consecutive replays need no host->device copy;
+the host reads one int per token (to stop at an end-of-sequence token).
+
+`StaticDecode` is the per-layer backend (runs eagerly on CPU, tested against `backends.AnswerAttention`);
+`GraphedDecoder.generate` captures it on CUDA (warm-ups really run; the position is put back after each,
+and the cache column they write is rewritten by the real step). Only `AnswerCache` (one length for all
+layers) is served; the layered cache of variable-size blocks / decode-time key selection stays eager.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import torch
+
+from frameworks.common.split_attention import SplitAttention, context_splits
+from frameworks.rekv.backends import AnswerCache
+from frameworks.rekv.static_window import rotate, rotation_tables
+
+
+class StaticDecode:
+    """Backend for `DecoderStack.run` of ONE new token at device position `position` ([1] int64)."""
+
+    def __init__(self, cache: AnswerCache, position: torch.Tensor, attention: SplitAttention, splits: int):
+        self.cache, self.position, self.attention = cache, position, attention
+        self.cos, self.sin = rotation_tables(cache.rope, position)
+        self.plan = attention.plan_chunks(cache.keys.shape[2], splits, position + 1, position.device)
+
+    def __call__(self, layer, queries, keys, values, scale):
+        """queries [Hq, 1, D], keys/values [Hkv, 1, D] without RoPE -> [1, Hq·D]."""
+        cache = self.cache
+        q = rotate(queries.transpose(0, 1), self.cos, self.sin)                      # [1, Hq, D]
+        k = rotate(keys.transpose(0, 1), self.cos, self.sin)                         # [1, Hkv, D]
+        cache.keys[layer].index_copy_(1, self.position, k.transpose(0, 1))
+        cache.values[layer].index_copy_(1, self.position, values)
+        context_k, context_v = cache.keys[layer].transpose(0, 1), cache.values[layer].transpose(0, 1)  # [cap, Hkv, D]
+        chunks = self.attention.context(q, context_k, context_v, scale, self.plan)
+        return self.attention.merge_chunks(chunks, [], queries.dtype)
+
+
+class GraphedDecoder:
+    """Greedy tokens after the first one, from an `AnswerCache`, captured per answer on CUDA."""
+
+    def __init__(self, stack, attention: SplitAttention, cuda_graph: bool = True):
+        self.stack, self.attention, self.cuda_graph = stack, attention, cuda_graph
+        self.captures = self.replays = 0
+        self.disabled = False
+
+    def _step(self, cache: AnswerCache, token: torch.Tensor, position: torch.Tensor, splits: int) -> None:
+        """token [1] -> next greedy token (in place), position += 1 (device); writes the token's K/V."""
+        hidden = self.stack.embed(token, token.device)
+        hidden = self.stack.run(hidden, StaticDecode(cache, position, self.attention, splits), fused=True)
+        token.copy_(torch.argmax(self.stack.logits(hidden[-1])).reshape(1))
+        position.add_(1)
+
+    @torch.no_grad()
+    def generate(self, cache: AnswerCache, first: int, steps: int, stop: Callable[[int], bool]) -> list[int]:
+        """Feed `first` (already chosen) and generate up to `steps` more greedy tokens, stopping before
+        a token for which `stop` is true. The cache's host length is advanced by the tokens fed."""
+        device = cache.keys.device
+        if cache.length + steps > cache.keys.shape[2]:
+            raise RuntimeError(f"answer cache capacity {cache.keys.shape[2]} exceeded")
+        token = torch.tensor([first], dtype=torch.long, device=device)
+        position = torch.tensor([cache.length], dtype=torch.long, device=device)
+        splits = context_splits(1, self.stack.q_heads, self.stack.kv_heads, cache.keys.shape[2], device)
+        run = self._graph(cache, token, position, splits) if self._graphable(device) else None
+        out: list[int] = []
+        for _ in range(steps):
+            if run is not None:
+                run()
+                self.replays += 1
+            else:
+                self._step(cache, token, position, splits)
+            cache.length += 1
+            value = int(token.item())  # the one sync per token: stop at end of sequence
+            if stop(value):
+                break
+            out.append(value)
+        return out
+
+    def _graphable(self, device: torch.device) -> bool:
+        return self.cuda_graph and device.type == "cuda" and not self.disabled
+
+    def _graph(self, cache, token, position, splits):
+        saved = (token.clone(), position.clone())
+        try:
+            side = torch.cuda.Stream(device=token.device)
+            side.wait_stream(torch.cuda.current_stream(token.device))
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self._step(cache, token, position, splits)
+                    token.copy_(saved[0])
+                    position.copy_(saved[1])
+            torch.cuda.current_stream(token.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._step(cache, token, position, splits)
+            token.copy_(saved[0])
+            position.copy_(saved[1])
+            self.captures += 1
+            return graph.replay
+        except Exception as error:  # noqa: BLE001 - decode eagerly, say so once
+            torch.cuda.synchronize(token.device)
+            token.copy_(saved[0])
+            position.copy_(saved[1])
+            self.disabled = True
+            warnings.warn(f"ReKV decoding steps not graphed ({type(error).__name__}: {error}); running eager",
+                          RuntimeWarning, stacklevel=3)
+            return None
