@@ -43,9 +43,9 @@ class PendingBlocks:
 class BlockLoader:
     """Per-stream loader of retrieved blocks (owns the side stream and the device LRU, if any).
 
-    `cache_blocks` = LRU capacity per layer (0: none; also none when the store already lives on the
-    compute device, where a cache would only duplicate it). `side_stream=False` issues the copies on the
-    current stream (the synchronous reference)."""
+    `cache_blocks` = LRU capacity per layer (0: none; also none when `offload=False` keeps the store on a
+    CUDA device, where a cache would only duplicate it; on CPU it is kept, so that CPU tests run the same
+    path). `side_stream=False` issues the copies on the current stream (the synchronous reference)."""
 
     def __init__(self, store: BlockStore, cache_blocks: int, side_stream: bool = True):
         self.store = store

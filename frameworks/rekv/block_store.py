@@ -134,10 +134,6 @@ class BlockStore:
             start += length
         return out
 
-    def tokens_of(self, indices: torch.Tensor) -> int:
-        """Tokens held by blocks `indices`."""
-        return sum(self.lengths[i] for i in indices.tolist())
-
     def commit(self, count: int) -> None:
         self.num_blocks += count
 

@@ -33,7 +33,7 @@ class ReKVConfig:
     page_blocks: frame blocks per storage page (one pinned allocation per page).
     gpu_cache_blocks: retrieved frame blocks kept per layer in a device LRU across questions (ReKV's
         max_cached_block = 128): a hit is a device copy instead of a host->device one. 0 disables it;
-        unused when offload=False (the blocks are already on the device). Memory: L x this x one block.
+        unused when offload=False on CUDA (the blocks are already on the device). Memory: L x this x one block.
     async_block_loading: issue the question's block copies on a side CUDA stream, the compute stream
         waiting per layer (docs/rekv/answer-path.md); False = the same copies on the compute stream.
     init_prompt: text encoded once before the video; its tokens are the attention sink.

@@ -35,8 +35,8 @@ def test_side_stream_loading_equals_synchronous_loading_on_the_host(dtype):
             host = make_host(loaded, dtype=dtype, device="cuda", n_local=60, retrieve_size=4, page_blocks=3,
                              gpu_cache_blocks=capacity, async_block_loading=side_stream)
             assert (host.loader.side is not None) == side_stream
-            assert all(page.is_pinned() for page in host.store.pages) or not host.store.pages
             host.ingest(frames)
+            assert host.store.pages and all(page.is_pinned() for page in host.store.pages)
             outputs = [(host.prompt_logits(query), host.answer(query)) for query in QUESTIONS]
             if capacity:
                 assert host.timings.extra["gpu_cache_hits"] > 0
