@@ -36,6 +36,10 @@ class ReKVConfig:
         unused when offload=False on CUDA (the blocks are already on the device). Memory: L x this x one block.
     async_block_loading: issue the question's block copies on a side CUDA stream, the compute stream
         waiting per layer (docs/rekv/answer-path.md); False = the same copies on the compute stream.
+    load_during_prefill: load each layer's retrieved blocks right before that layer attends in the answer
+        pre-fill, issuing copies LOAD_AHEAD layers ahead, so copies overlap the pre-fill. Same outputs;
+        `retrieval_ms` then holds the selection and the first copies, the rest is in `answer_prefill_ms`
+        (compare first-token latency). False (default): everything is loaded inside `retrieval_ms`.
     init_prompt: text encoded once before the video; its tokens are the attention sink.
     question_template: wraps `Query.prompt` when `Query.use_chat_template` is True ("{prompt}" placeholder).
     forbid_eos_first: replace an end-of-sequence token at the first decoding step by the next best token.
@@ -58,6 +62,7 @@ class ReKVConfig:
     page_blocks: int = 16
     gpu_cache_blocks: int = 128
     async_block_loading: bool = True
+    load_during_prefill: bool = False
     init_prompt: str = INIT_PROMPT
     question_template: str = QUESTION_TEMPLATE
     forbid_eos_first: bool = True

@@ -35,7 +35,7 @@ from frameworks.common.timing import EventTimer
 from frameworks.common.vision_side import SIDE_FIELDS, tower_side
 from frameworks.protocol import Query, StageTimings
 from frameworks.rekv.answer_context import LayeredAnswerAttention, LayeredAnswerCache
-from frameworks.rekv.answer_loading import BlockLoader
+from frameworks.rekv.answer_loading import BlockLoader, LoadBeforeAttention
 from frameworks.rekv.backends import AnswerAttention, AnswerCache, RetrievalPass, SinkEncoding, WindowPrefill
 from frameworks.rekv.block_store import BlockStore
 from frameworks.rekv.config import ReKVConfig
@@ -43,6 +43,9 @@ from frameworks.rekv.decoder import DecoderStack
 from frameworks.rekv.local_window import LocalWindow
 from frameworks.rekv.rope import RotaryTable
 from stc.compression import TokenSide
+
+
+LOAD_AHEAD = 2  # load_during_prefill: layers whose block copies are issued ahead of the one computing
 
 
 class ReKVHost:
@@ -268,8 +271,10 @@ class ReKVHost:
         capacity = context + len(self._prompt_ids(query)) + query.max_new_tokens + 1
         cache = (LayeredAnswerCache if layered else AnswerCache)(*self._shape(), capacity, self.dtype, self.device,
                                                                  self.rope)
-        pending = self.loader.start(selected) if chosen else None
-        for layer in range(self.stack.num_layers):
+        lazy = self.config.load_during_prefill and chosen
+        pending = self.loader.start(selected, LOAD_AHEAD if lazy else None) if chosen else None
+
+        def load(layer: int) -> None:
             keys, values = pending.layer(layer) if chosen else (None, None)
             if self.window.n_init:
                 sink_k, sink_v = self.window.init_keys[layer], self.window.init_values[layer]
@@ -277,6 +282,12 @@ class ReKVHost:
                 values = sink_v if values is None else torch.cat([sink_v, values], dim=1)
             if keys is not None:
                 cache.load(layer, keys, values)
+
+        if lazy:  # the answer pre-fill loads layer l right before layer l attends (`_forward_answer`)
+            cache.pending_load = load
+        else:
+            for layer in range(self.stack.num_layers):
+                load(layer)
         if layered:
             cache.loaded_layers([self.window.n_init + count for count in visual])
             self.compression.start_answer([(self.window.n_init, self.window.n_init + count) for count in visual])
@@ -311,13 +322,18 @@ class ReKVHost:
 
     def _forward_answer(self, cache: AnswerCache, ids: list[int]) -> torch.Tensor:
         """Pre-fill `ids` over the answer cache; returns final hidden states [len(ids), hidden]."""
-        if isinstance(cache, LayeredAnswerCache):
-            backend = LayeredAnswerAttention(cache, len(ids), self.compression.decode_keys)
-            hidden = self.stack.run(self.stack.embed(ids, self.device), backend)
+        layered = isinstance(cache, LayeredAnswerCache)
+        backend = (LayeredAnswerAttention(cache, len(ids), self.compression.decode_keys) if layered
+                   else AnswerAttention(cache, len(ids)))
+        load = getattr(cache, "pending_load", None)
+        if load is not None:  # load_during_prefill: blocks arrive layer by layer inside this call
+            cache.pending_load = None
+            backend = LoadBeforeAttention(backend, load)
+        hidden = self.stack.run(self.stack.embed(ids, self.device), backend)
+        if layered:
             cache.advance(len(ids))
-            return hidden
-        hidden = self.stack.run(self.stack.embed(ids, self.device), AnswerAttention(cache, len(ids)))
-        cache.length += len(ids)
+        else:
+            cache.length += len(ids)
         return hidden
 
     def _generate(self, cache: AnswerCache, prompt_ids: list[int], max_new_tokens: int) -> list[int]:

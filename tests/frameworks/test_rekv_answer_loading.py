@@ -1,7 +1,9 @@
-"""The ReKV host answers identically with the device block LRU on and off (tiny random LLaVA-OV, CPU):
-questions whose selections partly overlap, a 3-block LRU that evicts, a reset and a new video, variable
-size blocks (DyCoke TTM) and a bounded store whose slots are reused (StreamDyCoke)."""
+"""The ReKV host answers identically with the device block LRU on and off, and with the blocks loaded
+inside the answer pre-fill (`load_during_prefill`) or before it (tiny random LLaVA-OV, CPU): questions
+whose selections partly overlap, a 3-block LRU that evicts, a reset and a new video, variable size
+blocks (DyCoke TTM) and a bounded store whose slots are reused (StreamDyCoke)."""
 
+import pytest
 import torch
 
 from frameworks.protocol import Query
@@ -14,9 +16,9 @@ QUESTIONS = [
 ]
 
 
-def _pair(rekv, loaded, spec=None, capacity=3, **settings):
-    """(LRU host, no-LRU host) on the same model."""
-    return (rekv.host(loaded, spec, gpu_cache_blocks=capacity, **settings),
+def _pair(rekv, loaded, spec=None, capacity=3, lazy=False, **settings):
+    """(LRU host, no-LRU host) on the same model; `lazy`: the LRU host loads inside the answer pre-fill."""
+    return (rekv.host(loaded, spec, gpu_cache_blocks=capacity, load_during_prefill=lazy, **settings),
             rekv.host(loaded, spec, gpu_cache_blocks=0, **settings))
 
 
@@ -30,9 +32,10 @@ def _same_answers(with_cache, without_cache, questions=QUESTIONS):
     return selections
 
 
-def test_lru_on_and_off_give_identical_logits_and_answers_through_evictions_and_a_new_video(rekv):
+@pytest.mark.parametrize("lazy", [False, True])
+def test_lru_on_and_off_give_identical_logits_and_answers_through_evictions_and_a_new_video(rekv, lazy):
     loaded = rekv.loaded(num_hidden_layers=3)
-    cached, plain = _pair(rekv, loaded, capacity=3, n_local=60, retrieve_size=3)
+    cached, plain = _pair(rekv, loaded, capacity=3, lazy=lazy, n_local=60, retrieve_size=3)
     assert cached.loader.cache is not None and plain.loader.cache is None
     for host in (cached, plain):
         host.ingest(rekv.video(9))
@@ -69,9 +72,10 @@ def test_a_cache_keyed_by_slot_alone_would_serve_the_previous_video(rekv):
     assert not torch.allclose(stale.prompt_logits(QUESTIONS[0]), expected)
 
 
-def test_lru_with_variable_size_blocks_matches_no_lru(rekv):
+@pytest.mark.parametrize("lazy", [False, True])
+def test_lru_with_variable_size_blocks_matches_no_lru(rekv, lazy):
     loaded = rekv.loaded()
-    cached, plain = _pair(rekv, loaded, {"dycoke_ttm": {}}, capacity=2, n_local=10_000, retrieve_size=2,
+    cached, plain = _pair(rekv, loaded, {"dycoke_ttm": {}}, capacity=2, lazy=lazy, n_local=10_000, retrieve_size=2,
                           frames_per_chunk=3)
     for host in (cached, plain):
         host.ingest(rekv.video(9))
@@ -80,10 +84,11 @@ def test_lru_with_variable_size_blocks_matches_no_lru(rekv):
     assert cached.timings.extra["gpu_cache_hits"] > 0
 
 
-def test_lru_with_a_bounded_store_reusing_slots_matches_no_lru(rekv):
+@pytest.mark.parametrize("lazy", [False, True])
+def test_lru_with_a_bounded_store_reusing_slots_matches_no_lru(rekv, lazy):
     loaded = rekv.loaded()
     spec = {"random_drop": {"tokens_per_frame": 5}, "streamdycoke_cache": {"capacity": 20}}
-    cached, plain = _pair(rekv, loaded, spec, capacity=3, n_local=10_000, retrieve_size=2)
+    cached, plain = _pair(rekv, loaded, spec, capacity=3, lazy=lazy, n_local=10_000, retrieve_size=2)
     frames = rekv.video(12)
     for start in (0, 4, 8):  # answer between chunks: the store evicts and rewrites slots in between
         for host in (cached, plain):

@@ -105,6 +105,24 @@ def test_loader_with_variable_size_blocks_returns_only_their_tokens():
     assert loader.cache.hits > 0
 
 
+def test_lazy_loading_issues_layers_ahead_and_an_abandoned_load_still_fills_the_lru():
+    generator = torch.Generator().manual_seed(6)
+    store = BlockStore(4, KV_HEADS, DIM, BLOCK, torch.float32, torch.device("cpu"), page_blocks=3)
+    keys = torch.randn(4, KV_HEADS, 6 * BLOCK, DIM, generator=generator)
+    store.write(keys, torch.randn(keys.shape, generator=generator))
+    store.commit(6)
+    loader = BlockLoader(store, cache_blocks=2)
+    selection = [[0, 1, 4], [2, 3, 5], [0, 2, 4], [1, 3, 5]]
+    pending = loader.start(selection, ahead=1)
+    assert pending.issued == 1
+    keys0, _ = pending.layer(0)
+    assert pending.issued == 2 and torch.equal(keys0, store.gather(0, torch.tensor([0, 1, 4]))[0])
+    # abandoned after layer 0: the LRU already counts layers 1-3 as filled, so the next load must
+    # first issue them; otherwise its hits would read rows never written
+    _check(store, loader, selection)
+    assert loader.cache.hits >= 4 * 2  # every layer's last two blocks are hits the second time
+
+
 def test_gpu_cache_blocks_setting_is_validated():
     assert ReKVConfig().gpu_cache_blocks == 128 and ReKVConfig(gpu_cache_blocks=0).gpu_cache_blocks == 0
     with pytest.raises(ValueError, match="gpu_cache_blocks=-1"):
