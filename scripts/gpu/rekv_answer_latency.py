@@ -16,6 +16,8 @@ Random-weight LLaVA-OV (latency does not depend on weight values) through the Re
   side+lru:repeat   the same question again (every block a hit: device copies only)
   side+lru:next     a different question (its overlap with the previous selection is what random
                     representative keys give; real questions about one video overlap more)
+  side+overlap, side+lru+overlap    `load_during_prefill`: blocks loaded inside the answer pre-fill,
+                    copies issued 2 layers ahead (LRU cold); compare first_token_ms, not the stages
 
 Also measured: the pinned->device bandwidth of ONE copy of the same number of bytes (the floor of the
 loading step) and the bytes each answer moves.
@@ -34,6 +36,7 @@ Writes <out>/rekv_answer_latency.json and .md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -180,11 +183,13 @@ def measure(host: ReKVHost, mode: str, repeats: int, device) -> dict:
     host.loader.side = host._side if mode != "sync" else None
     cache = host._cache if mode.startswith("side+lru") else None
     host.loader.cache = cache
+    config = host.config
+    host.config = dataclasses.replace(config, load_during_prefill=mode.endswith("overlap"))
     legacy = mode == "legacy"
     if legacy:
         loader, legacy_loader = host.loader, LegacyLoading(host.store)
 
-        def start(selection):
+        def start(selection, ahead=None):
             legacy_loader.selection = selection
             return legacy_loader
         host.loader = type("Legacy", (), {"start": staticmethod(start), "copies": 0, "cache": None,
@@ -193,7 +198,7 @@ def measure(host: ReKVHost, mode: str, repeats: int, device) -> dict:
     try:
         host.answer(query(0))  # warm-up (allocator, copy engine, LRU rows)
         for repeat in range(repeats):
-            if mode in ("side+lru", "side+lru:repeat"):
+            if mode in ("side+lru", "side+lru:repeat", "side+lru+overlap"):
                 host.loader.cache.clear()
                 if mode == "side+lru:repeat":
                     host.answer(query(0))
@@ -210,6 +215,7 @@ def measure(host: ReKVHost, mode: str, repeats: int, device) -> dict:
             delta.update(first_token_ms=first, retrieval_ms=after["retrieval_ms"] - before["retrieval_ms"])
             samples.append(delta)
     finally:
+        host.config = config
         if legacy:
             host.loader = loader
     return {key: statistics.median(sample[key] for sample in samples) for key in samples[0]}
@@ -249,7 +255,8 @@ def main() -> None:
         moved = args.retrieve * store.num_layers * 2 * store.kv_heads * store.block_tokens * store.head_dim \
             * torch.empty((), dtype=store.dtype).element_size()
         bandwidth = copy_bandwidth(moved, device)
-        for mode in ("legacy", "sync", "side", "side+lru", "side+lru:repeat", "side+lru:next"):
+        for mode in ("legacy", "sync", "side", "side+lru", "side+lru:repeat", "side+lru:next", "side+overlap",
+                     "side+lru+overlap"):
             result = measure(host, mode, args.repeats, device)
             rows.append({"block_tokens": store.block_tokens, "blocks": store.num_blocks, "encoded_frames": encoded,
                          "mode": mode, "bytes_moved": moved, "one_copy_gb_per_s": bandwidth,

@@ -1,5 +1,6 @@
 """GPU-only checks of the ReKV answer path (answer_loading.py): block copies on a side CUDA stream with
-per-layer events equal the synchronous copies bit for bit, with and without the device LRU.
+per-layer events equal the synchronous copies bit for bit, with and without the device LRU, loaded
+before or inside (`load_during_prefill`) the answer pre-fill.
 
 Run on the GPU machine: `python -m pytest -q tests/gpu/test_rekv_answer_cuda.py`. Skipped on CPU
 machines with a visible reason; NOT part of the CPU coverage claims.
@@ -30,18 +31,18 @@ def test_side_stream_loading_equals_synchronous_loading_on_the_host(dtype):
     loaded = tiny_loaded(seed=3, device="cuda", dtype=dtype, num_hidden_layers=4)
     frames = video(14, seed=2)
     results = {}
-    for side_stream in (False, True):
-        for capacity in (0, 3):
-            host = make_host(loaded, dtype=dtype, device="cuda", n_local=60, retrieve_size=4, page_blocks=3,
-                             gpu_cache_blocks=capacity, async_block_loading=side_stream)
-            assert (host.loader.side is not None) == side_stream
-            host.ingest(frames)
-            assert host.store.pages and all(page.is_pinned() for page in host.store.pages)
-            outputs = [(host.prompt_logits(query), host.answer(query)) for query in QUESTIONS]
-            if capacity:
-                assert host.timings.extra["gpu_cache_hits"] > 0
-            results[side_stream, capacity] = outputs
-    reference = results[False, 0]
+    modes = [(False, 0, False), (False, 3, False), (True, 0, False), (True, 3, False), (True, 3, True), (True, 0, True)]
+    for side_stream, capacity, lazy in modes:  # (side stream, LRU rows, load inside the answer pre-fill)
+        host = make_host(loaded, dtype=dtype, device="cuda", n_local=60, retrieve_size=4, page_blocks=3,
+                         gpu_cache_blocks=capacity, async_block_loading=side_stream, load_during_prefill=lazy)
+        assert (host.loader.side is not None) == side_stream
+        host.ingest(frames)
+        assert host.store.pages and all(page.is_pinned() for page in host.store.pages)
+        outputs = [(host.prompt_logits(query), host.answer(query)) for query in QUESTIONS]
+        if capacity:
+            assert host.timings.extra["gpu_cache_hits"] > 0
+        results[side_stream, capacity, lazy] = outputs
+    reference = results[False, 0, False]
     for key, outputs in results.items():
         for (logits, text), (want_logits, want_text) in zip(outputs, reference):
             assert torch.equal(logits, want_logits), key
