@@ -19,7 +19,13 @@ only them. Uniform writes keep the original batched path unchanged.
 Eviction (a bounded store, e.g. StreamDyCoke's DP cache): every block has a stream-wide id (`ids`, its
 write order) and a physical slot; `evict(ids)` frees slots that the next writes reuse, so the pages
 allocated never exceed the most blocks ever live at once. Without evictions slots are 0, 1, 2, ... and
-every path is the original one.
+every path is the original one. Every write into a slot also gets a store-lifetime unique stamp, so
+`block_keys` names a block's content, not just its place: the answer path's device cache
+(block_cache.py) keys on it and never serves a slot that was evicted or cleared and rewritten.
+
+Reading back: `copy_blocks` issues one copy per run of blocks consecutive both in their slots (within a
+page) and in the output; `unstage` turns the copied rows into keys/values [Hkv, tokens, D]. `gather` is
+the two in a row (the synchronous path); the answer path issues them on a side stream (answer_loading.py).
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ class BlockStore:
         self.rep_keys = torch.zeros(num_layers, 0, kv_heads * head_dim, dtype=torch.float32, device=device)
         self.lengths: list[int] = []  # tokens of every block (== block_tokens unless written with lengths)
         self.num_blocks = 0
+        self.stamps: list[int] = []  # write stamp of every physical slot (never reset: unique per write)
+        self.writes = 0
         self.clear()
 
     def clear(self) -> None:
@@ -61,6 +69,10 @@ class BlockStore:
         self.slots[self.num_blocks:] = slots
         self.ids[self.num_blocks:] = list(range(self.next_id, self.next_id + count))
         self.next_id += count
+        self.stamps.extend([-1] * (self.slot_count - len(self.stamps)))
+        for slot in slots:
+            self.stamps[slot] = self.writes
+            self.writes += 1
         return slots
 
     def _slot_segments(self, slots: list[int]):
@@ -122,10 +134,6 @@ class BlockStore:
             start += length
         return out
 
-    def tokens_of(self, indices: torch.Tensor) -> int:
-        """Tokens held by blocks `indices`."""
-        return sum(self.lengths[i] for i in indices.tolist())
-
     def commit(self, count: int) -> None:
         self.num_blocks += count
 
@@ -163,20 +171,51 @@ class BlockStore:
         top = torch.topk(self.scores(layer, query_mean), topk).indices
         return torch.sort(top).values
 
+    def block_keys(self, indices: list[int]) -> list[tuple[int, int]]:
+        """(physical slot, write stamp) of live blocks `indices`: equal keys mean equal content."""
+        return [(self.slots[i], self.stamps[self.slots[i]]) for i in indices]
+
     def gather(self, layer: int, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Blocks `indices` (ascending) of one layer, on the compute device: keys, values
         [Hkv, n·block_tokens, D], pre-RoPE. Runs of consecutive blocks in one page move in one copy."""
         wanted = indices.tolist()
         staged = torch.empty(len(wanted), 2, self.kv_heads, self.block_tokens, self.head_dim,
                              dtype=self.dtype, device=self.device)
-        for page, slot, out, part in self._slot_segments([self.slots[i] for i in wanted]):
-            staged[out:out + part].copy_(self.pages[page][layer, slot:slot + part], non_blocking=True)
-        sizes = [self.lengths[i] for i in wanted]
+        self.copy_blocks(layer, wanted, staged, range(len(wanted)))
+        return self.unstage(staged, [self.lengths[i] for i in wanted])
+
+    def copy_blocks(self, layer: int, indices: list[int], out: torch.Tensor, positions) -> int:
+        """Copy live blocks `indices` of `layer` into rows `positions` of `out` [n, 2, Hkv, B, D] (on the
+        current stream, non-blocking from pinned pages). One copy per run of blocks whose slots are
+        consecutive in one page and whose positions are consecutive. Returns the number of copies.
+        The copies go out in one `torch._foreach_copy_` call (one C++ loop of copies: no Python dispatch
+        per copy; across devices it issues one cudaMemcpyAsync per pair)."""
+        targets, sources = [], []
+        for page, slot, position, size in self._paired_runs([self.slots[i] for i in indices], list(positions)):
+            targets.append(out[position:position + size])
+            sources.append(self.pages[page][layer, slot:slot + size])
+        if targets:
+            torch._foreach_copy_(targets, sources, non_blocking=True)
+        return len(targets)
+
+    def unstage(self, staged: torch.Tensor, sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Copied rows [n, 2, Hkv, B, D] of blocks holding `sizes` tokens -> keys, values [Hkv, tokens, D]."""
         if any(size != self.block_tokens for size in sizes):  # variable frames: only the valid rows
             joined = torch.cat([staged[i, :, :, :size] for i, size in enumerate(sizes)], dim=2)
             return joined[0], joined[1]
         joined = staged.permute(1, 2, 0, 3, 4).reshape(2, self.kv_heads, -1, self.head_dim)
         return joined[0], joined[1]
+
+    def _paired_runs(self, slots: list[int], positions: list[int]):
+        """(page, slot, position, size) runs where slots and positions both step by one, within a page."""
+        start = 0
+        for index in range(1, len(slots) + 1):
+            if (index == len(slots) or slots[index] != slots[index - 1] + 1
+                    or positions[index] != positions[index - 1] + 1
+                    or slots[index] % self.page_blocks == 0):
+                page, slot = divmod(slots[start], self.page_blocks)
+                yield page, slot, positions[start], index - start
+                start = index
 
     # ---- helpers -------------------------------------------------------------------------------
     def _count(self, keys: torch.Tensor) -> int:

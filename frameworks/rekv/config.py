@@ -32,6 +32,15 @@ class ReKVConfig:
     frames_per_chunk: frames per vision-tower batch and per LLM pre-fill call (pruning stays per frame).
     offload: keep frame blocks on CPU (pinned on CUDA); False keeps them on the compute device.
     page_blocks: frame blocks per storage page (one pinned allocation per page).
+    gpu_cache_blocks: retrieved frame blocks kept per layer in a device LRU across questions (ReKV's
+        max_cached_block = 128): a hit is a device copy instead of a host->device one. 0 disables it;
+        unused when offload=False on CUDA (the blocks are already on the device). Memory: L x this x one block.
+    async_block_loading: issue the question's block copies on a side CUDA stream, the compute stream
+        waiting per layer (docs/rekv/answer-path.md); False = the same copies on the compute stream.
+    load_during_prefill: load each layer's retrieved blocks right before that layer attends in the answer
+        pre-fill, issuing copies LOAD_AHEAD layers ahead, so copies overlap the pre-fill. Same outputs;
+        `retrieval_ms` then holds the selection and the first copies, the rest is in `answer_prefill_ms`
+        (compare first-token latency). False (default): everything is loaded inside `retrieval_ms`.
     init_prompt: text encoded once before the video; its tokens are the attention sink.
     question_template: wraps `Query.prompt` when `Query.use_chat_template` is True ("{prompt}" placeholder).
     forbid_eos_first: replace an end-of-sequence token at the first decoding step by the next best token.
@@ -64,6 +73,9 @@ class ReKVConfig:
     frames_per_chunk: int = 1
     offload: bool = True
     page_blocks: int = 16
+    gpu_cache_blocks: int = 128
+    async_block_loading: bool = True
+    load_during_prefill: bool = False
     init_prompt: str = INIT_PROMPT
     question_template: str = QUESTION_TEMPLATE
     forbid_eos_first: bool = True
@@ -82,6 +94,7 @@ class ReKVConfig:
             ("retrieve_size", self.retrieve_size is None or self.retrieve_size >= 1, "must be >= 1 or null (all blocks)"),
             ("frames_per_chunk", self.frames_per_chunk >= 1, "must be >= 1"),
             ("page_blocks", self.page_blocks >= 1, "must be >= 1"),
+            ("gpu_cache_blocks", self.gpu_cache_blocks >= 0, "must be >= 0 (0 disables the device block cache)"),
             ("question_template", "{prompt}" in self.question_template, "must contain '{prompt}'"),
         ]
         for name, ok, rule in checks:

@@ -36,6 +36,7 @@ from frameworks.common.timing import EventTimer
 from frameworks.common.vision_side import SIDE_FIELDS, tower_side
 from frameworks.protocol import Query, StageTimings
 from frameworks.rekv.answer_context import LayeredAnswerAttention, LayeredAnswerCache
+from frameworks.rekv.answer_loading import BlockLoader, LoadBeforeAttention
 from frameworks.rekv.backends import AnswerAttention, AnswerCache, RetrievalPass, SinkEncoding, WindowPrefill
 from frameworks.rekv.block_store import BlockStore
 from frameworks.rekv.config import ReKVConfig
@@ -47,6 +48,9 @@ from frameworks.rekv.local_window import LocalWindow
 from frameworks.rekv.rope import RotaryTable
 from frameworks.rekv.static_window import StaticRetrieval, StaticWindow
 from stc.compression import TokenSide
+
+
+LOAD_AHEAD = 2  # load_during_prefill: layers whose block copies are issued ahead of the one computing
 
 
 class ReKVHost:
@@ -92,6 +96,7 @@ class ReKVHost:
             self.decoder = None
         self.store = BlockStore(*shape, self.block_tokens, self.dtype, self.device,
                                 offload=self.config.offload, page_blocks=self.config.page_blocks)
+        self.loader = BlockLoader(self.store, self.config.gpu_cache_blocks, self.config.async_block_loading)
         self.compression.attach(self.vision_tower)
         self.timer = EventTimer(self.device)
         self.token_stage = GraphedTokenStage(self.projector, pool_2x if self.pools else None, self.compression,
@@ -126,6 +131,7 @@ class ReKVHost:
     def reset(self) -> None:
         self.window.clear()
         self.store.clear()
+        self.loader.clear()
         self.compression.reset()
         self.timer.reset()
         self._counts = dict(frames=0, tokens_in=0, tokens_kept=0, answers=0, generated_tokens=0)
@@ -158,8 +164,11 @@ class ReKVHost:
         counts = self._counts
         reference_frames, selective_frames = self.compression.frame_kinds()
         peak = peak_memory_mb(self.device)
-        extra = {name: totals.get(name, 0.0) for name in ("preprocess", "projector", "answer_prefill")}
-        extra = {f"{name}_ms": value for name, value in extra.items()}
+        stages = ("preprocess", "projector", "answer_prefill", "retrieval_select", "retrieval_load")
+        extra = {f"{name}_ms": totals.get(name, 0.0) for name in stages}
+        cache = self.loader.cache
+        extra.update(retrieval_copies=self.loader.copies, gpu_cache_hits=cache.hits if cache else 0,
+                     gpu_cache_misses=cache.misses if cache else 0)
         extra.update(answers=counts["answers"], generated_tokens=counts["generated_tokens"],
                      blocks=self.store.num_blocks, block_tokens=self.block_tokens, init_tokens=self.window.n_init,
                      stored_bytes=self.store.stored_bytes,
@@ -267,42 +276,62 @@ class ReKVHost:
 
     def _retrieve(self, query: Query) -> AnswerCache:
         """Per-layer top-k frame blocks for the bare question, loaded with the sink into an answer cache
-        (capacity for the prompt and `max_new_tokens`)."""
+        (capacity for the prompt and `max_new_tokens`). Timed as "retrieval" = "retrieval_select" (the
+        retrieval pass, one host sync for every layer's selection) + "retrieval_load" (answer_loading.py:
+        copies on a side stream, the compute stream waiting on one layer's event at a time)."""
         with self.timer.stage("retrieval"):
-            selected = self._select_blocks(query.retrieval_text if query.retrieval_text is not None else query.prompt)
-            chosen = len(selected[0]) if selected else 0
-            layered = self.variable_blocks or bool(self.compression.context_methods)
-            if layered:  # per-layer visual token counts (variable blocks differ per layer)
-                visual = [self.store.tokens_of(s) for s in selected] if selected else [0] * self.stack.num_layers
-            else:
-                visual = [chosen * self.block_tokens]
-            context = self.window.n_init + max(visual)
-            capacity = context + len(self._prompt_ids(query)) + query.max_new_tokens + 1
-            cache = (LayeredAnswerCache if layered else AnswerCache)(*self._shape(), capacity, self.dtype, self.device,
-                                                                     self.rope)
-            for layer in range(self.stack.num_layers):
-                keys, values = self.store.gather(layer, selected[layer]) if chosen else (None, None)
-                if self.window.n_init:
-                    sink_k, sink_v = self.window.init_keys[layer], self.window.init_values[layer]
-                    keys = sink_k if keys is None else torch.cat([sink_k, keys], dim=1)
-                    values = sink_v if values is None else torch.cat([sink_v, values], dim=1)
-                if keys is not None:
-                    cache.load(layer, keys, values)
-            if layered:
-                cache.loaded_layers([self.window.n_init + count for count in visual])
-                self.compression.start_answer([(self.window.n_init, self.window.n_init + count) for count in visual])
-            else:
-                cache.loaded(context)
+            with self.timer.stage("retrieval_select"):
+                selected = self._select_blocks(query.retrieval_text if query.retrieval_text is not None else query.prompt)
+            with self.timer.stage("retrieval_load"):
+                cache = self._load_blocks(selected, query)
         return cache
 
-    def _select_blocks(self, text: str) -> list[torch.Tensor]:
+    def _load_blocks(self, selected: list[list[int]], query: Query) -> AnswerCache:
+        chosen = len(selected[0]) if selected else 0
+        layered = self.variable_blocks or bool(self.compression.context_methods)
+        lengths = self.store.lengths
+        if layered:  # per-layer visual token counts (variable blocks differ per layer)
+            visual = [sum(lengths[i] for i in s) for s in selected] if selected else [0] * self.stack.num_layers
+        else:
+            visual = [chosen * self.block_tokens]
+        context = self.window.n_init + max(visual)
+        capacity = context + len(self._prompt_ids(query)) + query.max_new_tokens + 1
+        cache = (LayeredAnswerCache if layered else AnswerCache)(*self._shape(), capacity, self.dtype, self.device,
+                                                                 self.rope)
+        lazy = self.config.load_during_prefill and chosen
+        pending = self.loader.start(selected, LOAD_AHEAD if lazy else None) if chosen else None
+
+        def load(layer: int) -> None:
+            keys, values = pending.layer(layer) if chosen else (None, None)
+            if self.window.n_init:
+                sink_k, sink_v = self.window.init_keys[layer], self.window.init_values[layer]
+                keys = sink_k if keys is None else torch.cat([sink_k, keys], dim=1)
+                values = sink_v if values is None else torch.cat([sink_v, values], dim=1)
+            if keys is not None:
+                cache.load(layer, keys, values)
+
+        if lazy:  # the answer pre-fill loads layer l right before layer l attends (`_forward_answer`)
+            cache.pending_load = load
+        else:
+            for layer in range(self.stack.num_layers):
+                load(layer)
+        if layered:
+            cache.loaded_layers([self.window.n_init + count for count in visual])
+            self.compression.start_answer([(self.window.n_init, self.window.n_init + count) for count in visual])
+        else:
+            cache.loaded(context)
+        return cache
+
+    def _select_blocks(self, text: str) -> list[list[int]]:
+        """Every layer's selected block indices (ascending) as host lists: ONE device->host sync for all
+        layers (none when every block is retrieved). `_last_selection` keeps them as tensors."""
         if self.store.num_blocks == 0:
             return []
         topk = self.config.retrieve_size
         if topk is None or topk >= self.store.num_blocks:
             everything = torch.arange(self.store.num_blocks, device=self.device)
             self._last_selection = [everything] * self.stack.num_layers
-            return self._last_selection
+            return [list(range(self.store.num_blocks))] * self.stack.num_layers
         ids = self.codec.encode(text)
         if not ids:
             raise ValueError("the retrieval text encodes to zero tokens")
@@ -312,23 +341,29 @@ class ReKVHost:
             backend = RetrievalPass(self.window, self.rope, len(ids), self.store, topk)
         self.stack.run(self.stack.embed(ids, self.device), backend)
         self._last_selection = backend.selected
+        selected = torch.stack(backend.selected).tolist()  # the one sync (every layer selects topk blocks)
         if self.compression.context_methods:  # e.g. a bounded store refreshing what was restored
-            restored = sorted({self.store.ids[i] for layer in backend.selected for i in layer.tolist()})
+            restored = sorted({self.store.ids[i] for layer in selected for i in layer})
             self.compression.blocks_restored(restored)
-        return backend.selected
+        return selected
 
     def _shape(self) -> tuple[int, int, int]:
         return self.stack.num_layers, self.stack.kv_heads, self.stack.head_dim
 
     def _forward_answer(self, cache: AnswerCache, ids: list[int]) -> torch.Tensor:
         """Pre-fill `ids` over the answer cache; returns final hidden states [len(ids), hidden]."""
-        if isinstance(cache, LayeredAnswerCache):
-            backend = LayeredAnswerAttention(cache, len(ids), self.compression.decode_keys)
-            hidden = self.stack.run(self.stack.embed(ids, self.device), backend)
+        layered = isinstance(cache, LayeredAnswerCache)
+        backend = (LayeredAnswerAttention(cache, len(ids), self.compression.decode_keys) if layered
+                   else AnswerAttention(cache, len(ids)))
+        load = getattr(cache, "pending_load", None)
+        if load is not None:  # load_during_prefill: blocks arrive layer by layer inside this call
+            cache.pending_load = None
+            backend = LoadBeforeAttention(backend, load)
+        hidden = self.stack.run(self.stack.embed(ids, self.device), backend)
+        if layered:
             cache.advance(len(ids))
-            return hidden
-        hidden = self.stack.run(self.stack.embed(ids, self.device), AnswerAttention(cache, len(ids)))
-        cache.length += len(ids)
+        else:
+            cache.length += len(ids)
         return hidden
 
     def _generate(self, cache: AnswerCache, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
