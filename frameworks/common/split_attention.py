@@ -258,9 +258,11 @@ def _reference(queries, keys, values, scale, causal, used):
     q = queries.to(acc).reshape(length, kv_heads, groups, dim).permute(1, 2, 0, 3)  # [Hkv, G, S, D]
     k = keys.to(acc).transpose(0, 1)                                                # [Hkv, L, D]
     scores = torch.einsum("hgsd,hld->hgsl", q, k) * scale
-    if used is not None:
+    v = values.to(acc)
+    if used is not None:  # rows beyond `used` may hold anything (torch.empty buffers): mask scores AND values
         valid = torch.arange(keys.shape[0], device=keys.device) < used.to(keys.device).reshape(())
         scores = scores.masked_fill(~valid, float("-inf"))
+        v = v.masked_fill(~valid[:, None, None], 0)
     if causal:  # lower-right: query i sees keys j <= valid - S + i
         valid_count = keys.shape[0] if used is None else used.to(keys.device).reshape(())
         last_visible = valid_count - length + torch.arange(length, device=keys.device)
@@ -268,7 +270,7 @@ def _reference(queries, keys, values, scale, causal, used):
         scores = scores.masked_fill(above, float("-inf"))
     lse = torch.logsumexp(scores, dim=-1)                                           # [Hkv, G, S]
     probs = torch.exp(scores - torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))[..., None])
-    out = torch.einsum("hgsl,hld->hgsd", probs, values.to(acc).transpose(0, 1))
+    out = torch.einsum("hgsl,hld->hgsd", probs, v.transpose(0, 1))
     out = out.permute(2, 0, 1, 3).reshape(length, q_heads, dim)
     return out, lse.permute(2, 0, 1).reshape(length, q_heads)  # out stays in the accumulation dtype
 

@@ -176,3 +176,17 @@ def test_static_decoding_steps_equal_the_eager_loop(rekv, monkeypatch):
         texts[step] = [host.answer(Query(prompt=p, retrieval_text=p, max_new_tokens=7)) for p in ("what moves?", "who?")]
     assert texts["static"] == texts["eager"]
     assert fed == [6, 6]  # max_new_tokens - 1 steps after the first token, for both questions
+
+
+def test_reference_kernel_ignores_garbage_beyond_the_device_length():
+    """Buffers come from torch.empty: rows beyond `used` may be NaN/inf and must not leak into the output
+    (the lazily loaded answer cache produced NaN tokens before this was handled)."""
+    gen = torch.Generator().manual_seed(9)
+    q = torch.randn(3, HQ, D, generator=gen)
+    keys, values = torch.randn(10, HKV, D, generator=gen), torch.randn(10, HKV, D, generator=gen)
+    dirty_k, dirty_v = keys.clone(), values.clone()
+    dirty_k[6:], dirty_v[6:] = float("nan"), float("inf")
+    attention, used = SplitAttention("reference"), torch.tensor([6])
+    clean = attention(q, keys, values, 0.3, used=used)
+    dirty = attention(q, dirty_k, dirty_v, 0.3, used=used)
+    assert torch.equal(clean[0], dirty[0]) and torch.equal(clean[1], dirty[1])
