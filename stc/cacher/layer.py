@@ -178,7 +178,7 @@ def _store(pool, index, selection, values, branch_sum, config, prepared: bool = 
             pool[kind].index_copy_(0, index.store_slots, tensor)
 
 
-def _slot_references(plan, layer_idx) -> torch.Tensor:
+def slot_references(plan, layer_idx) -> torch.Tensor:
     """[3, S or 1, T, D]: the stored references the selective rows read (a view of the slot pool when
     their slots are one slot or consecutive, else one `index_select`)."""
     index, pool = plan.index, plan.bank.layer(layer_idx)
@@ -189,7 +189,16 @@ def _slot_references(plan, layer_idx) -> torch.Tensor:
 
 def stored_references(plan, layer_idx) -> References:
     """References of an all-selective call, read from the streams' slots (views when possible)."""
-    return References(*_slot_references(plan, layer_idx).unbind(0))
+    return References(*slot_references(plan, layer_idx).unbind(0))
+
+
+def write_references(pool, index, stores) -> None:
+    """Write [3, W, T, D] references (selection, value, branch_sum of the stored rows) into their
+    slots of `pool` [3, slots, T, D]: one copy for all kinds (a slice when the slots are consecutive)."""
+    if index.store_slice is not None:
+        pool[:, index.store_slice].copy_(stores)
+    else:
+        pool.index_copy_(1, index.store_slots, stores)
 
 
 def _mixed_references(pool, index, selection, values, branch_sum) -> References:

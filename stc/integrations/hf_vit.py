@@ -57,8 +57,8 @@ class StcEncoderLayer:
             handle._plan = handle._plan_call(rows.hidden, rows)
         plan, parts = handle._plan, handle.parts[idx]
         output = None
-        if handle.fused is not None and rows.hidden.is_cuda and rows.mask is None and plan.uniform_tokens:
-            # compiled layers for one-frame calls and all-selective batches, see stc/cacher/fused.py
+        if handle.fused is not None and handle.fused.applies(rows.hidden) and rows.mask is None and plan.uniform_tokens:
+            # compiled layers for every call whose selective rows share one k, see stc/cacher/fused.py
             output = handle.fused.run(handle.anatomy, parts, rows.hidden, plan, idx, handle.config, handle.activation,
                                       handle.prefix_tokens)
         if output is None:
