@@ -21,6 +21,8 @@ scales) and whose activation is known; other families (Qwen2-VL) run the eager o
 
 from __future__ import annotations
 
+import functools
+import types
 import warnings
 
 import torch
@@ -181,19 +183,17 @@ class FusedSelectiveLayer:
 
     def __init__(self, compile: bool = True):
         self.compile = compile
-        self._functions: dict = {}
         self._stacked: dict = {}  # per layer: stacked q/v and q/k/v weights, rebuilt if a weight changes
         self.failed = False
+        self.calls = {"selective": 0, "reference": 0, "mixed": 0}  # layer calls per function (tests, reports)
 
     def applies(self, hidden: torch.Tensor) -> bool:
         return not self.failed and (hidden.is_cuda or not self.compile)
 
-    def compiled(self, name: str):
-        """The function for "selective", "reference" or "mixed" calls (compiled once, lazily)."""
-        if name not in self._functions:
-            function = {"selective": _selective_layer, "reference": _reference_layer, "mixed": _mixed_layer}[name]
-            self._functions[name] = torch.compile(function, fullgraph=True, dynamic=False) if self.compile else function
-        return self._functions[name]
+    def compiled(self, name: str, pattern: tuple):
+        """The function for "selective", "reference" or "mixed" calls of this shape pattern."""
+        self.calls[name] += 1
+        return compiled_variant(name, pattern) if self.compile else FUNCTIONS[name]
 
     def _weights(self, anatomy, parts) -> tuple[tuple, tuple]:
         weights = anatomy.fused_weights(parts)
@@ -213,14 +213,15 @@ class FusedSelectiveLayer:
             selective_w, reference_w = self._weights(anatomy, parts)
             constants = (plan.tokens_to_update, *_constants(parts, act, config, prefix))
             index, pool = plan.index, plan.bank.layer(layer_idx)
+            stored = (None,) * 3 if index.all_from_call else slot_references(plan, layer_idx).unbind(0)
+            pattern = (tuple(hidden.shape), hidden.dtype, hidden.device, len(plan.reference_rows), len(plan.store_rows),
+                       None if stored[0] is None else stored[0].shape[0], tuple(selective_w[6].shape), constants)
             if not plan.reference_rows:
-                refs = slot_references(plan, layer_idx).unbind(0)
-                return self.compiled("selective")(hidden, *refs, *selective_w, *constants)
+                return self.compiled("selective", pattern)(hidden, *stored, *selective_w, *constants)
             if not plan.selective_rows:
-                out, stores = self.compiled("reference")(hidden, index.store_pos, *reference_w, *constants)
+                out, stores = self.compiled("reference", pattern)(hidden, index.store_pos, *reference_w, *constants)
             else:
-                stored = (None,) * 3 if index.all_from_call else slot_references(plan, layer_idx).unbind(0)
-                out, stores = self.compiled("mixed")(
+                out, stores = self.compiled("mixed", pattern)(
                     hidden, *stored, index.ref_rows, index.sel_rows, index.from_call, index.call_pos, index.store_pos,
                     index.inverse, selective_w, reference_w, *constants)
             write_references(pool, index, stores)
@@ -229,6 +230,24 @@ class FusedSelectiveLayer:
             self.failed = True
             warnings.warn(f"STC-Cacher: fused layers disabled ({type(error).__name__}: {error}); using eager layers")
             return None
+
+
+FUNCTIONS = {"selective": _selective_layer, "reference": _reference_layer, "mixed": _mixed_layer}
+
+
+@functools.lru_cache(maxsize=64)
+def compiled_variant(name: str, pattern: tuple):
+    """`torch.compile` of a fresh copy of FUNCTIONS[name] for one call pattern (row counts, shapes,
+    dtype, constants). Why copies: dynamo keeps its cache and its recompile budget (8) per code
+    object, and with fullgraph=True running past the budget is a hard failure; one process (the speed
+    harness: 1, 8, 16 streams, chunked calls, several handles) easily runs more patterns than that
+    through one function. Each copy gets its own code object, so each pattern compiles once and never
+    counts against another. The functions are pure (weights and buffers are arguments), so sharing the
+    compiled copies between handles only shares compile work, like torch's own cache."""
+    function = FUNCTIONS[name]
+    code = function.__code__.replace(co_name=f"{function.__name__}__{abs(hash(pattern)) % 10**8:08d}")
+    fresh = types.FunctionType(code, function.__globals__, code.co_name, function.__defaults__, function.__closure__)
+    return torch.compile(fresh, fullgraph=True, dynamic=False)
 
 
 def _constants(parts, act, config, prefix: int):
