@@ -95,6 +95,7 @@ class MultiStreamCase:
     frames: int = 8  # frames per stream in one timed repeat
     graph: bool = True
     stagger: bool = True  # also time streams with staggered refresh phases (flat per-call cost)
+    fused: bool = False  # also time STC in mode graph+fused (fused batched layers; CUDA only)
 
 
 @dataclass
