@@ -168,7 +168,9 @@ def _store(pool, index, selection, values, branch_sum, config, prepared: bool = 
     per kind (a slice copy when the slots are consecutive). `selection` is the raw feature of every
     reference row, or already prepared for the metric (`prepared`)."""
     if index.store_pos is not None:
-        selection, values, branch_sum = (t.index_select(0, index.store_pos) for t in (selection, values, branch_sum))
+        pick = ((lambda t: t[index.store_pos_slice]) if index.store_pos_slice is not None
+                else (lambda t: t.index_select(0, index.store_pos)))
+        selection, values, branch_sum = (pick(t) for t in (selection, values, branch_sum))
     if not prepared:
         selection = prepare_reference(selection, config.metric)
     for kind, tensor in enumerate((selection, values, branch_sum)):

@@ -54,6 +54,7 @@ class CallIndex:
     any_from_call: bool
     shared_call_pos: Optional[int]  # every selective row reads this one reference row of the call
     store_pos: Optional[torch.Tensor]
+    store_pos_slice: Optional[slice]  # store_pos as a slice of the reference rows when consecutive (a view)
     store_slots: torch.Tensor
     store_slice: Optional[slice]
 
@@ -92,6 +93,7 @@ def build_call_index(plan: "CallPlan", device) -> CallIndex:
         all_from_call=not stored_slots, any_from_call=bool(call_sources),
         shared_call_pos=position[sources[0]] if not stored_slots and len(call_sources) == 1 else None,
         store_pos=None if store_pos == list(range(len(reference))) else tensor(store_pos),
+        store_pos_slice=_as_slice(store_pos) if len(store_pos) == len(set(store_pos)) else None,
         store_slots=tensor(store_slots), store_slice=_as_slice(store_slots) if len(store_slots) == len(set(store_slots)) else None,
     )
 
