@@ -116,10 +116,6 @@ class CallPlan:
     index: Optional[CallIndex] = field(default=None, repr=False)  # held here: a captured graph reads these tensors
     bank: object = field(default=None, repr=False)  # the SlotBank every stream of this call lives in
 
-    def row_indices(self, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(reference rows, selective rows) as device index tensors."""
-        return self.index.ref_rows, self.index.sel_rows
-
     def commit_references(self) -> None:
         """Called after the last encoder layer: the references this call wrote become valid."""
         for _, state in self.store_rows:
@@ -153,7 +149,7 @@ def plan_call(
         hidden: [B, T, D] input of the first encoder layer (only its shape/dtype/device are used).
         cache_interval: N; frame i of a stream is a reference when (i - phase) % N == 0 (or it has none).
         tokens_to_update: k tokens recomputed per layer on selective rows.
-        index_cache: the handle's cache of row-index tensors (see `CallPlan.row_indices`).
+        index_cache: the handle's cache of `CallIndex` objects (see `_cached_index`).
         policy: a refresh policy (`stc/cacher/refresh.py`); None = the released fixed interval.
         rows: the layer-0 `Rows` of the call (the adaptive policy computes its signal from them).
     """
