@@ -5,7 +5,8 @@ STC: the N = stc.cache_interval tower copies from case (1) with S fresh streams 
 `handle.use([s1..sS])`. In lockstep (phase 0 for all) every N-th call is a reference call for all S
 streams; with `multistream.stagger` the streams get refresh phases 0..S-1 (mod N), so every call holds
 about S/N reference rows (flat per-call cost: compare `call_ms_p90` with `call_ms_median`).
-One sample per repeat = S·frames / time of the `frames` calls.
+One sample per repeat = S·frames / time of the `frames` calls. `multistream.fused` adds STC rows in
+mode "graph+fused" (CacherConfig fused=True and cuda_graph=True), compared with the graphed baseline.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ def _videos(ctx: RunContext, streams: int, frames: int) -> torch.Tensor:
 
 def _modes(ctx: RunContext) -> list[str]:
     modes = ["eager"]
-    if ctx.cfg.multistream.graph:
+    wanted = ["graph"] * ctx.cfg.multistream.graph + ["graph+fused"] * ctx.cfg.multistream.fused
+    for mode in wanted:
         if ctx.cuda:
-            modes.append("graph")
+            modes.append(mode)
         else:
-            ctx.skip("multistream", "graph", "CUDA graphs need a CUDA device (this is a CPU run)")
+            ctx.skip("multistream", mode, "CUDA graphs and fused layers need a CUDA device (this is a CPU run)")
     return modes
 
 
@@ -41,9 +43,10 @@ def _callables(ctx: RunContext, streams: int, mode: str) -> list[tuple[str, str,
     out = []
     n = ctx.cfg.stc.cache_interval
     try:
-        base = (vision_call(ctx.shared["base_tower"], ctx.spec, ctx.device) if mode == "eager"
-                else baseline_graph(ctx, streams))
-        out.append((f"baseline {mode} S={streams}", "baseline", base, []))
+        if "+" not in mode:  # a "+fused" mode is compared with its base mode's baseline row
+            base = (vision_call(ctx.shared["base_tower"], ctx.spec, ctx.device) if mode == "eager"
+                    else baseline_graph(ctx, streams))
+            out.append((f"baseline {mode} S={streams}", "baseline", base, []))
     except Exception as error:
         ctx.skip("multistream", f"baseline {mode} S={streams}", f"capture failed: {error!r}")
     try:
@@ -108,7 +111,8 @@ def run(ctx: RunContext, progress) -> list[Row]:
                     row.extra["call_ms_median"] = per_call[len(per_call) // 2]
                     row.extra["call_ms_p90"] = per_call[min(len(per_call) - 1, int(0.9 * len(per_call)))]
                 case_rows.append(row.finalize())
-            base = next((row for row in case_rows if row.method == "baseline"), None)
+            base = next((row for row in case_rows + rows if row.method == "baseline" and row.params["S"] == streams
+                         and row.mode == mode.split("+")[0]), None)
             for row in case_rows:
                 if base is not None and row.method == "stc":
                     compare(row, base, flops.vit_stream_fraction(shape, n, r, frames))

@@ -7,6 +7,9 @@ Variants, timed interleaved (every repeat runs each variant once, so clock drift
     stc graph N=n          same with CacherConfig(cuda_graph=True): selective frames replayed from a graph
     stc eager+fused N=n    CacherConfig(fused=True): compiled selective layers (CUDA only), also graph+fused
 `vit.modes` picks the STC modes; each base mode (eager, graph) they use also gets its baseline row.
+`vit.frames_per_call` sweeps how many consecutive frames one call carries (default [1]); rows of c > 1
+are named "... c=<c>", their baseline is the dense tower on the same c-frame batches, and their
+reference/selective split is not reported (a call mixes both kinds).
 
 Each STC variant owns its own deep copy of the tower (same weights), because a tower holds one patch.
 Reported per variant: per-frame mean over the stream (one sample per repeat), and the per-frame times
@@ -39,6 +42,7 @@ class Variant:
     fn: Callable[[torch.Tensor], Any]
     handle: Any = None
     fused: bool = False
+    chunk: int = 1  # frames per call
 
 
 def vit_shape(ctx: RunContext) -> flops.ViTShape:
@@ -94,35 +98,47 @@ def _variants(ctx: RunContext) -> list[Variant]:
     base_fn = vision_call(ctx.shared["base_tower"], ctx.spec, ctx.device)
     modes = cuda_modes(ctx, "vit", cfg.vit.modes)
     intervals = sorted(set(cfg.vit.intervals) | {cfg.stc.cache_interval})
-    for mode in [m for m in ("eager", "graph") if any(x.split("+")[0] == m for x in modes)]:
-        try:
-            fn = base_fn if mode == "eager" else baseline_graph(ctx, 1)
-        except Exception as error:  # capture failures are reported, never fatal
-            ctx.skip("vit", f"baseline {mode}", f"capture failed: {error!r}")
-            continue
-        out.append(Variant(f"baseline {mode}", "baseline", mode, None, fn))
-    for mode in modes:
-        for n in intervals:
+    for chunk in dict.fromkeys(min(c, cfg.frames) for c in cfg.vit.frames_per_call):
+        tag = "" if chunk == 1 else f" c={chunk}"
+        for mode in [m for m in ("eager", "graph") if any(x.split("+")[0] == m for x in modes)]:
             try:
-                handle = stc_handle(ctx, mode, n)
-            except RuntimeError as error:
-                ctx.skip("vit", f"stc {mode} N={n}", str(error))
+                fn = base_fn if mode == "eager" else _graphed_baseline(ctx, chunk, cfg.frames)
+            except Exception as error:  # capture failures are reported, never fatal
+                ctx.skip("vit", f"baseline {mode}{tag}", f"capture failed: {error!r}")
                 continue
-            out.append(Variant(f"stc {mode} N={n}", "stc", mode.split("+")[0], n,
-                               vision_call(handle.model, ctx.spec, ctx.device), handle, is_fused(ctx, mode)))
+            out.append(Variant(f"baseline {mode}{tag}", "baseline", mode, None, fn, chunk=chunk))
+        for mode in modes:
+            for n in intervals:
+                try:
+                    handle = stc_handle(ctx, mode, n)
+                except RuntimeError as error:
+                    ctx.skip("vit", f"stc {mode} N={n}{tag}", str(error))
+                    continue
+                out.append(Variant(f"stc {mode} N={n}{tag}", "stc", mode.split("+")[0], n,
+                                   vision_call(handle.model, ctx.spec, ctx.device), handle, is_fused(ctx, mode), chunk))
     return out
 
 
-def _run_stream(variant: Variant, frames: torch.Tensor, rec: EventTimer) -> tuple[list[float], list[bool]]:
-    """One pass over the stream; returns per-frame ms and whether each frame was a reference."""
+def _graphed_baseline(ctx: RunContext, chunk: int, frames: int):
+    """The plain graph at `chunk` frames (and at the shorter last call when chunk does not divide F)."""
+    graphs = {size: baseline_graph(ctx, size) for size in {chunk, frames % chunk or chunk}}
+    return lambda pixels: graphs[pixels.shape[0]](pixels)
+
+
+def _run_stream(variant: Variant, frames: torch.Tensor, rec: EventTimer) -> tuple[list[float], list]:
+    """One pass over the stream, `variant.chunk` frames per call; returns per-frame ms (a call's time
+    split evenly over its frames) and whether each frame was a reference (None for chunked calls)."""
     if variant.handle is not None:
         variant.handle.stream.reset()
-    kinds = []
-    for f in range(frames.shape[0]):
-        rec.call(lambda: variant.fn(frames[f:f + 1]))
+    kinds, sizes = [], []
+    for f in range(0, frames.shape[0], variant.chunk):
+        part = frames[f:f + variant.chunk]
+        rec.call(lambda: variant.fn(part))
+        sizes.append(part.shape[0])
         stats = variant.handle.stream.stats if variant.handle is not None else None
-        kinds.append(True if stats is None else bool(stats.last_frame_reference))
-    return rec.finish(), kinds
+        kind = True if stats is None else bool(stats.last_frame_reference)
+        kinds += [kind if variant.chunk == 1 else None] * part.shape[0]
+    return [ms / n for ms, n in zip(rec.finish(), sizes) for _ in range(n)], kinds
 
 
 def run(ctx: RunContext, progress) -> list[Row]:
@@ -160,7 +176,7 @@ def run(ctx: RunContext, progress) -> list[Row]:
 
 def _row(ctx: RunContext, v: Variant, per_frame: list[list[float]], kinds: list[bool], peak) -> Row:
     ref = [ms for rep in per_frame for ms, k in zip(rep, kinds) if k]
-    sel = [ms for rep in per_frame for ms, k in zip(rep, kinds) if not k]
+    sel = [ms for rep in per_frame for ms, k in zip(rep, kinds) if k is False]
     extra = {"per_frame_ms": per_frame, "frame_is_reference": kinds, "peak_memory_mb": peak,
              "reference_ms": summarize(ref).to_dict() if ref else None,
              "selective_ms": summarize(sel).to_dict() if sel else None}
@@ -170,7 +186,7 @@ def _row(ctx: RunContext, v: Variant, per_frame: list[list[float]], kinds: list[
                            "tokens_per_frame": s.tokens_per_frame, "tokens_recomputed": s.tokens_recomputed,
                            "graph_replays": getattr(v.handle.graph_runner, "replays", None),
                            "graph_captures": getattr(v.handle.graph_runner, "captures", None)}
-    params = {"frames": ctx.cfg.frames, "tokens": ctx.spec.vit_tokens}
+    params = {"frames": ctx.cfg.frames, "tokens": ctx.spec.vit_tokens, "frames_per_call": v.chunk}
     if v.method == "stc":
         params.update(N=v.interval, r=ctx.cfg.stc.update_ratio, fused=v.fused)
     samples = [sum(rep) / len(rep) for rep in per_frame]
@@ -178,9 +194,10 @@ def _row(ctx: RunContext, v: Variant, per_frame: list[list[float]], kinds: list[
 
 
 def _compare_rows(ctx: RunContext, rows: list[Row]) -> None:
-    base = {r.mode: r for r in rows if r.method == "baseline"}
     shape = vit_shape(ctx)
-    for row in rows:
+    for row in rows:  # against the dense tower at the same frames per call
+        base = {r.mode: r for r in rows if r.method == "baseline"
+                and r.params["frames_per_call"] == row.params["frames_per_call"]}
         for mode, dense in base.items():  # every row also against each dense tower (eager: the second target)
             row.extra[f"fraction_vs_{mode}_baseline"] = row.stats["median"] / dense.stats["median"]
         ref = base.get(row.mode) or base.get("eager")

@@ -81,6 +81,9 @@ class ViTCase:
     enabled: bool = True
     intervals: List[int] = field(default_factory=lambda: [2, 4])
     modes: List[str] = field(default_factory=lambda: ["eager", "graph"])
+    # consecutive frames of the stream per tower call (ReKV's encode chunk); rows of c > 1 are named
+    # "... c=<c>" and compared with the dense tower at the same batch
+    frames_per_call: List[int] = field(default_factory=lambda: [1])
 
 
 @dataclass
@@ -92,6 +95,7 @@ class MultiStreamCase:
     frames: int = 8  # frames per stream in one timed repeat
     graph: bool = True
     stagger: bool = True  # also time streams with staggered refresh phases (flat per-call cost)
+    fused: bool = False  # also time STC in mode graph+fused (fused batched layers; CUDA only)
 
 
 @dataclass
@@ -191,6 +195,8 @@ def validate(cfg: SpeedConfig, cuda_available: bool) -> None:
     _require(0.0 < cfg.stc.update_ratio <= 1.0, "stc.update_ratio", cfg.stc.update_ratio, "must be in (0, 1]")
     _require(cfg.stc.cache_interval >= 1, "stc.cache_interval", cfg.stc.cache_interval, "must be >= 1")
     _require(all(n >= 1 for n in cfg.vit.intervals), "vit.intervals", cfg.vit.intervals, "every N must be >= 1")
+    _require(len(cfg.vit.frames_per_call) > 0 and all(c >= 1 for c in cfg.vit.frames_per_call), "vit.frames_per_call",
+             cfg.vit.frames_per_call, "must list at least one chunk size >= 1")
     _require(cfg.stc.tokens_per_frame >= 1, "stc.tokens_per_frame", cfg.stc.tokens_per_frame, "must be >= 1")
     _require(cfg.stc.tokens_per_frame <= cfg.preset.llm_tokens_per_frame, "stc.tokens_per_frame",
              cfg.stc.tokens_per_frame,

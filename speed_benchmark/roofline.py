@@ -120,6 +120,13 @@ def _prefill_stream(work: _Work, ctx: RunContext, frames: int, k: int, chunk: in
 def _row_work(row: Row, ctx: RunContext) -> Optional[tuple[_Work, float]]:
     """(work of the row, how many units one sample covers) or None when the row has no work model."""
     work, p = _Work(), row.params
+    if row.case == "vit" and p.get("frames_per_call", 1) > 1:  # calls of c frames mixing both kinds
+        chunk, frames = p["frames_per_call"], p["frames"]
+        dense, _, weights = _vit_model(ctx)
+        fraction = flops.vit_stream_fraction(flops.vit_shape_from_config(ctx.spec.vision_config, ctx.spec.vit_tokens),
+                                             p["N"], p["r"], frames) if "N" in p else 1.0
+        work.call(chunk * dense * fraction, weights, math.ceil(frames / chunk))
+        return work, frames
     if row.case == "vit":
         _vit_stream(work, ctx, p["frames"], p.get("N"))
         return work, p["frames"]

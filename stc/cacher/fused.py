@@ -7,23 +7,28 @@ about as much GPU time as a dense one. Compiling the whole selective layer as ON
 Inductor fuse LN1, the similarity, the gathers/scatters, LN2, the activation and the residual adds;
 cuBLAS and the attention kernel stay extern.
 
-The function takes every weight as a tensor argument (no modules), so one compiled graph serves all
-layers of a tower (same shapes) instead of recompiling per layer. It computes exactly the math of
-`layer.selective_rows` (same selection rule, same static/dynamic outputs), with attention through
-`scaled_dot_product_attention`. Used for all-selective calls, and for single-frame reference calls
-(dense layer + in-place reference writes fused into its epilogues), of layers whose anatomy adapter
-exposes LayerNorm + separate q/k/v + fc1-act-fc2 weights (SigLIP, CLIP, DINOv2 with its layer scales)
-and whose activation is known; other families (Qwen2-VL) run the eager or graphed path.
+The functions take every weight as a tensor argument (no modules), so one compiled graph serves all
+layers of a tower (same shapes) instead of recompiling per layer. They compute exactly the math of
+`layer.cached_layer_forward` (same selection rule, same static/dynamic outputs), with attention
+through `scaled_dot_product_attention`, for EVERY call whose selective rows share one k: all-selective
+calls (one frame, or one frame of each of several streams), all-reference calls (B rows: the lockstep
+multi-stream refresh), and mixed calls (several frames of one stream per call, or streams at different
+phases): one batched dense pass over the reference rows and one batched selective pass over the
+selective rows, whatever reference each reads (stc/cacher/plan.py: CallIndex). Layers whose anatomy
+adapter exposes LayerNorm + separate q/k/v + fc1-act-fc2 weights (SigLIP, CLIP, DINOv2 with its layer
+scales) and whose activation is known; other families (Qwen2-VL) run the eager or graphed path.
 """
 
 from __future__ import annotations
 
+import functools
+import types
 import warnings
 
 import torch
 import torch.nn.functional as F
 
-from stc.cacher.layer import stored_references
+from stc.cacher.layer import slot_references, write_references
 from stc.cacher.selection import expand_index, prepare_reference, select_dynamic_tokens, token_similarity
 
 _ACTIVATIONS = {
@@ -109,35 +114,86 @@ def _selective_layer(
     return (hidden + ref_branch_sum).scatter(1, index, mid_dynamic + mlp)
 
 
-def _reference_layer(
-    hidden, store_selection, store_value, store_branch_sum,
-    ln1_w, ln1_b, qkv_w, qkv_b, o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, scale1, scale2,
-    k: int, heads: int, scale: float, eps1: float, eps2: float, act: str, metric: str, use_keys: bool, prefix: int,
+def _reference_rows(
+    hidden, ln1_w, ln1_b, qkv_w, qkv_b, o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, scale1, scale2,
+    heads: int, scale: float, eps1: float, eps2: float, act: str, metric: str, use_keys: bool,
 ):
-    """Dense layer for ONE frame [1, T, D] that also writes the stream's references in place."""
+    """Dense layer on B rows [B, T, D] -> (output, selection reference (prepared for the metric),
+    values, attention + MLP branch sum), each [B, T, D]."""
     normed = F.layer_norm(hidden, (hidden.shape[-1],), ln1_w, ln1_b, eps1)
     queries, keys, values = F.linear(normed, qkv_w, qkv_b).chunk(3, dim=-1)
     attn = _scaled(_attention(queries, keys, values, o_w, o_b, heads, scale), scale1)
     mid = hidden + attn
     mlp = _mlp(mid, ln2_w, ln2_b, eps2, fc1_w, fc1_b, fc2_w, fc2_b, scale2, act)
-    store_selection.copy_(prepare_reference(keys[0] if use_keys else normed[0], metric))
-    store_value.copy_(values[0])
-    store_branch_sum.copy_(attn[0] + mlp[0])
-    return mid + mlp
+    return mid + mlp, prepare_reference(keys if use_keys else normed, metric), values, attn + mlp
+
+
+def _stores(selection, values, branch_sum, store_pos):
+    """[3, W, T, D]: the references to write (rows `store_pos`, None = all), one tensor, so the caller
+    writes every kind with one copy into the slot pool."""
+    stores = torch.stack([selection, values, branch_sum])
+    return stores if store_pos is None else stores.index_select(1, store_pos)
+
+
+def _reference_layer(
+    hidden, store_pos,
+    ln1_w, ln1_b, qkv_w, qkv_b, o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, scale1, scale2,
+    k: int, heads: int, scale: float, eps1: float, eps2: float, act: str, metric: str, use_keys: bool, prefix: int,
+):
+    """All-reference call (one frame, or one frame of each of B streams): dense layer on [B, T, D] ->
+    (output, references to store [3, W, T, D])."""
+    out, selection, values, branch_sum = _reference_rows(
+        hidden, ln1_w, ln1_b, qkv_w, qkv_b, o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, scale1, scale2,
+        heads, scale, eps1, eps2, act, metric, use_keys)
+    return out, _stores(selection, values, branch_sum, store_pos)
+
+
+def _mixed_layer(
+    hidden, stored_selection, stored_value, stored_branch_sum,
+    ref_rows, sel_rows, from_call, call_pos, store_pos, inverse, selective_weights: tuple, reference_weights: tuple,
+    k: int, heads: int, scale: float, eps1: float, eps2: float, act: str, metric: str, use_keys: bool, prefix: int,
+):
+    """A call with R reference rows and S selective rows (several frames of one stream, or streams at
+    different phases): ONE dense pass over the R rows, ONE selective pass over the S rows, each
+    selective row reading its in-call reference row (`from_call`, at `call_pos`) or its stored one
+    (`stored_*` [S or 1, T, D]; None when every row reads an in-call one). -> (output [B, T, D],
+    references to store [3, W, T, D])."""
+    out_r, selection, values, branch_sum = _reference_rows(
+        hidden.index_select(0, ref_rows), *reference_weights, heads, scale, eps1, eps2, act, metric, use_keys)
+    refs = [t.index_select(0, call_pos) for t in (selection, values, branch_sum)]
+    if stored_selection is not None:
+        chosen = from_call[:, None, None]
+        refs = [torch.where(chosen, mine, old) for mine, old in zip(refs, (stored_selection, stored_value, stored_branch_sum))]
+    out_s = _selective_layer(hidden.index_select(0, sel_rows), *refs, *selective_weights,
+                             k, heads, scale, eps1, eps2, act, metric, use_keys, prefix)
+    return torch.cat([out_r, out_s]).index_select(0, inverse), _stores(selection, values, branch_sum, store_pos)
 
 
 class FusedSelectiveLayer:
     """Holds the compiled functions of one handle (compiled lazily on first use): the selective layer
-    and the single-frame reference layer that writes its references in place.
+    (one stream or a batch of streams), the reference layer (B rows) and the mixed layer (reference
+    and selective rows in one call). Each writes nothing itself: the references a call stores come
+    back as one [3, W, T, D] tensor and are written into the slot pool with one copy per layer
+    (mutating slot views inside a compiled graph would make Inductor copy the whole pool).
 
-    Recompilation is bounded: one graph per (frame kind, batch of streams, T, k, dtype). If compiling or running a compiled layer ever fails, the handle warns
-    once and falls back to the eager layers for good: a missing Triton never breaks a run."""
+    Recompilation is bounded: one graph per (function, row counts, T, k, dtype); three separate
+    functions, so each has its own recompile budget. If compiling or running a compiled layer ever
+    fails, the handle warns once and falls back to the eager layers for good: a missing Triton never
+    breaks a run. `compile=False` runs the same functions uncompiled on any device (tests)."""
 
-    def __init__(self):
-        self._compiled = None
-        self._compiled_reference = None
+    def __init__(self, compile: bool = True):
+        self.compile = compile
         self._stacked: dict = {}  # per layer: stacked q/v and q/k/v weights, rebuilt if a weight changes
         self.failed = False
+        self.calls = {"selective": 0, "reference": 0, "mixed": 0}  # layer calls per function (tests, reports)
+
+    def applies(self, hidden: torch.Tensor) -> bool:
+        return not self.failed and (hidden.is_cuda or not self.compile)
+
+    def compiled(self, name: str, pattern: tuple):
+        """The function for "selective", "reference" or "mixed" calls of this shape pattern."""
+        self.calls[name] += 1
+        return compiled_variant(name, pattern) if self.compile else FUNCTIONS[name]
 
     def _weights(self, anatomy, parts) -> tuple[tuple, tuple]:
         weights = anatomy.fused_weights(parts)
@@ -149,39 +205,49 @@ class FusedSelectiveLayer:
         return cached[1]
 
     def run(self, anatomy, parts, hidden, plan, layer_idx: int, config, act: str, prefix: int = 0):
-        """Output of `layer` for a planned call, or None when the eager path must run: used for
-        all-selective calls (one frame, or one frame of each of several streams) and one-frame
-        reference calls; mixed and chained batches stay eager (they are rare and graphable)."""
+        """Output of `layer` for a planned call (any mix of reference and selective rows with one k),
+        or None when the eager path must run (after a failure)."""
         if self.failed:
             return None
         try:
+            selective_w, reference_w = self._weights(anatomy, parts)
+            constants = (plan.tokens_to_update, *_constants(parts, act, config, prefix))
+            index, pool = plan.index, plan.bank.layer(layer_idx)
+            stored = (None,) * 3 if index.all_from_call else slot_references(plan, layer_idx).unbind(0)
+            pattern = (tuple(hidden.shape), hidden.dtype, hidden.device, len(plan.reference_rows), len(plan.store_rows),
+                       None if stored[0] is None else stored[0].shape[0], tuple(selective_w[6].shape), constants)
             if not plan.reference_rows:
-                refs = stored_references(plan, layer_idx)
-                return self(anatomy, parts, hidden, refs, plan.tokens_to_update, config, act, prefix)
-            if len(plan.states) == 1:
-                return self.reference(anatomy, parts, hidden, plan.states[0].layers[layer_idx], config, act)
-            return None
+                return self.compiled("selective", pattern)(hidden, *stored, *selective_w, *constants)
+            if not plan.selective_rows:
+                out, stores = self.compiled("reference", pattern)(hidden, index.store_pos, *reference_w, *constants)
+            else:
+                out, stores = self.compiled("mixed", pattern)(
+                    hidden, *stored, index.ref_rows, index.sel_rows, index.from_call, index.call_pos, index.store_pos,
+                    index.inverse, selective_w, reference_w, *constants)
+            write_references(pool, index, stores)
+            return out
         except Exception as error:  # compile/run failure: eager from now on, say so once
             self.failed = True
             warnings.warn(f"STC-Cacher: fused layers disabled ({type(error).__name__}: {error}); using eager layers")
             return None
 
-    def reference(self, anatomy, parts, hidden, ref, config, act: str):
-        """Dense layer for one reference frame [1, T, D]; `ref` is the stream's LayerReference."""
-        if self._compiled_reference is None:
-            self._compiled_reference = torch.compile(_reference_layer, fullgraph=True, dynamic=False)
-        return self._compiled_reference(
-            hidden, ref.selection, ref.value, ref.branch_sum, *self._weights(anatomy, parts)[1], 0,
-            *_constants(parts, act, config, 0),
-        )
 
-    def __call__(self, anatomy, parts, hidden, refs, k: int, config, act: str, prefix: int = 0):
-        if self._compiled is None:
-            self._compiled = torch.compile(_selective_layer, fullgraph=True, dynamic=False)
-        return self._compiled(
-            hidden, refs.selection, refs.value, refs.branch_sum, *self._weights(anatomy, parts)[0], k,
-            *_constants(parts, act, config, prefix),
-        )
+FUNCTIONS = {"selective": _selective_layer, "reference": _reference_layer, "mixed": _mixed_layer}
+
+
+@functools.lru_cache(maxsize=64)
+def compiled_variant(name: str, pattern: tuple):
+    """`torch.compile` of a fresh copy of FUNCTIONS[name] for one call pattern (row counts, shapes,
+    dtype, constants). Why copies: dynamo keeps its cache and its recompile budget (8) per code
+    object, and with fullgraph=True running past the budget is a hard failure; one process (the speed
+    harness: 1, 8, 16 streams, chunked calls, several handles) easily runs more patterns than that
+    through one function. Each copy gets its own code object, so each pattern compiles once and never
+    counts against another. The functions are pure (weights and buffers are arguments), so sharing the
+    compiled copies between handles only shares compile work, like torch's own cache."""
+    function = FUNCTIONS[name]
+    code = function.__code__.replace(co_name=f"{function.__name__}__{abs(hash(pattern)) % 10**8:08d}")
+    fresh = types.FunctionType(code, function.__globals__, code.co_name, function.__defaults__, function.__closure__)
+    return torch.compile(fresh, fullgraph=True, dynamic=False)
 
 
 def _constants(parts, act, config, prefix: int):

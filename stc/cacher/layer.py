@@ -95,47 +95,52 @@ def selective_rows(anatomy, parts, rows, hidden, normed, keys, mask, refs: Refer
 
 
 def cached_layer_forward(anatomy, parts, rows, plan: CallPlan, layer_idx: int, config, prefix_tokens: int = 0):
-    """One encoder layer for a planned call, on rows [B, T, D] -> [B, T, D]: full rows first (they may
-    be references for later rows of the same stream), then all selective rows batched together."""
+    """One encoder layer for a planned call, on rows [B, T, D] -> [B, T, D]: all reference rows as ONE
+    batched dense pass, then all selective rows as ONE batched selective pass (each row reads its own
+    reference: an earlier reference row of this call, or its stream's stored one, picked by index),
+    then the stores of this call's references (after every read, so a row never sees a reference that
+    comes after it)."""
     hidden, mask = rows.hidden, rows.mask
     if hidden.shape[0] != len(plan.states):
         raise RuntimeError(
             f"STC-Cacher layer {layer_idx} got {hidden.shape[0]} rows but the call was planned for "
             f"{len(plan.states)}; encoder layers must run in order within one tower call"
         )
+    index, pool = plan.index, plan.bank.layer(layer_idx)  # pool: [3, slots, T, D]
     normed = anatomy.norm1(parts, hidden)
     keys = anatomy.keys(parts, normed, rows)
-    k = plan.tokens_to_update
-    if not plan.reference_rows:  # all selective, references from the streams' buffers
-        refs = stored_references(plan, layer_idx)
-        if not plan.uniform_tokens:
-            return _selective_by_tokens(anatomy, parts, rows, hidden, normed, keys, mask, refs, plan, config, prefix_tokens)
-        return selective_rows(anatomy, parts, rows, hidden, normed, keys, mask, refs, k, config, prefix_tokens)
+    if not plan.reference_rows:  # all selective, references from the streams' slots
+        return _selective(anatomy, parts, rows, hidden, normed, keys, mask, stored_references(plan, layer_idx), plan,
+                          config, prefix_tokens)
     if not plan.selective_rows:  # all reference
         out, values, branch_sum = full_rows(anatomy, parts, rows, hidden, normed, keys, mask, config.reuse)
-        _store(plan, layer_idx, plan.reference_rows, keys, normed, values, branch_sum, config)
+        _store(pool, index, _selection_source(keys, normed, config), values, branch_sum, config)
         return out
 
-    ref_index, sel_index = plan.row_indices(hidden.device)
+    ref_index, sel_index = index.ref_rows, index.sel_rows
+    pick_r = lambda t: t.index_select(0, ref_index)  # noqa: E731
+    pick_s = lambda t: t.index_select(0, sel_index)  # noqa: E731
     mask_r = mask_s = mask
     if mask is not None and mask.shape[0] > 1:
-        mask_r, mask_s = mask[ref_index], mask[sel_index]
-    out_r, values, branch_sum = full_rows(anatomy, parts, rows, hidden[ref_index], normed[ref_index], keys[ref_index], mask_r,
-                                          config.reuse)
-    # read the references BEFORE this call overwrites the stored ones: a selective row whose reference
-    # is the stored one must not see a reference frame that comes after it in the same call
-    refs = _mixed_references(plan, layer_idx, keys, normed, values, branch_sum, config)
-    _store(plan, layer_idx, plan.reference_rows, keys, normed, values, branch_sum, config)
-    if plan.uniform_tokens:
-        out_s = selective_rows(anatomy, parts, rows, hidden[sel_index], normed[sel_index], keys[sel_index], mask_s, refs,
-                               k, config, prefix_tokens)
-    else:
-        out_s = _selective_by_tokens(anatomy, parts, rows, hidden[sel_index], normed[sel_index], keys[sel_index], mask_s,
-                                     refs, plan, config, prefix_tokens)
+        mask_r, mask_s = pick_r(mask), pick_s(mask)
+    normed_r, keys_r = pick_r(normed), pick_r(keys)
+    out_r, values, branch_sum = full_rows(anatomy, parts, rows, pick_r(hidden), normed_r, keys_r, mask_r, config.reuse)
+    selection = prepare_reference(_selection_source(keys_r, normed_r, config), config.metric)  # once per reference row
+    refs = _mixed_references(pool, index, selection, values, branch_sum)
+    out_s = _selective(anatomy, parts, rows, pick_s(hidden), pick_s(normed), pick_s(keys), mask_s, refs, plan, config,
+                       prefix_tokens)
+    _store(pool, index, selection, values, branch_sum, config, prepared=True)  # after every read of the old ones
     out = torch.empty_like(hidden)
-    out[ref_index] = out_r
-    out[sel_index] = out_s
+    out.index_copy_(0, ref_index, out_r)
+    out.index_copy_(0, sel_index, out_s)
     return out
+
+
+def _selective(anatomy, parts, rows, hidden, normed, keys, mask, refs: References, plan, config, prefix_tokens):
+    if plan.uniform_tokens:
+        return selective_rows(anatomy, parts, rows, hidden, normed, keys, mask, refs, plan.tokens_to_update, config,
+                              prefix_tokens)
+    return _selective_by_tokens(anatomy, parts, rows, hidden, normed, keys, mask, refs, plan, config, prefix_tokens)
 
 
 def _selective_by_tokens(anatomy, parts, rows, hidden, normed, keys, mask, refs: References, plan, config, prefix_tokens):
@@ -153,41 +158,64 @@ def _selective_by_tokens(anatomy, parts, rows, hidden, normed, keys, mask, refs:
     return out
 
 
-def _selection_source(keys, normed, row, config):
-    return keys[row] if config.selection_feature == "key" else normed[row]
+def _selection_source(keys, normed, config):
+    return keys if config.selection_feature == "key" else normed
 
 
-def _store(plan, layer_idx, rows, keys, normed, values, branch_sum, config):
-    """Write this layer's references in place for the streams whose reference is refreshed (keys and
-    normed are indexed by batch row, values/branch_sum by position in `rows`)."""
-    position = {row: i for i, row in enumerate(rows)}
-    for row, state in plan.store_rows:
-        ref = state.layers[layer_idx]
-        ref.selection.copy_(prepare_reference(_selection_source(keys, normed, row, config), config.metric))
-        ref.value.copy_(values[position[row]])
-        ref.branch_sum.copy_(branch_sum[position[row]])
+def _store(pool, index, selection, values, branch_sum, config, prepared: bool = False):
+    """Write this layer's references in place into the streams' slots of `pool` [3, slots, T, D]: the
+    reference rows at `index.store_pos` (the last one of each stream) -> `index.store_slots`, one copy
+    per kind (a slice copy when the slots are consecutive). `selection` is the raw feature of every
+    reference row, or already prepared for the metric (`prepared`)."""
+    if index.store_pos is not None:
+        pick = ((lambda t: t[index.store_pos_slice]) if index.store_pos_slice is not None
+                else (lambda t: t.index_select(0, index.store_pos)))
+        selection, values, branch_sum = (pick(t) for t in (selection, values, branch_sum))
+    if not prepared:
+        selection = prepare_reference(selection, config.metric)
+    for kind, tensor in enumerate((selection, values, branch_sum)):
+        if index.store_slice is not None:
+            pool[kind, index.store_slice].copy_(tensor)
+        else:
+            pool[kind].index_copy_(0, index.store_slots, tensor)
+
+
+def slot_references(plan, layer_idx) -> torch.Tensor:
+    """[3, S or 1, T, D]: the stored references the selective rows read (a view of the slot pool when
+    their slots are one slot or consecutive, else one `index_select`)."""
+    index, pool = plan.index, plan.bank.layer(layer_idx)
+    if index.stored_slice is not None:
+        return pool[:, index.stored_slice]
+    return pool.index_select(1, index.sel_slots)
 
 
 def stored_references(plan, layer_idx) -> References:
-    """References of an all-selective call, read from the streams' buffers (views when B_s = 1)."""
-    refs = [plan.states[row].layers[layer_idx] for row in plan.selective_rows]
-    if len(refs) == 1:
-        return References(refs[0].selection[None], refs[0].value[None], refs[0].branch_sum[None])
-    return References(*(torch.stack([getattr(r, name) for r in refs]) for name in ("selection", "value", "branch_sum")))
+    """References of an all-selective call, read from the streams' slots (views when possible)."""
+    return References(*slot_references(plan, layer_idx).unbind(0))
 
 
-def _mixed_references(plan, layer_idx, keys, normed, values, branch_sum, config) -> References:
-    """Per selective row: an earlier reference row of this batch, or the stream's stored reference
-    (copied by the stack, so a later in-place store of this call cannot change it)."""
-    position = {row: i for i, row in enumerate(plan.reference_rows)}
-    parts = ([], [], [])
-    for row, source in zip(plan.selective_rows, plan.reference_source):
-        if source is None:
-            ref = plan.states[row].layers[layer_idx]
-            items = (ref.selection, ref.value, ref.branch_sum)
-        else:
-            selection = prepare_reference(_selection_source(keys, normed, source, config), config.metric)
-            items = (selection, values[position[source]], branch_sum[position[source]])
-        for bucket, tensor in zip(parts, items):
-            bucket.append(tensor)
-    return References(*(torch.stack(bucket) for bucket in parts))
+def write_references(pool, index, stores) -> None:
+    """Write [3, W, T, D] references (selection, value, branch_sum of the stored rows) into their
+    slots of `pool` [3, slots, T, D]: one copy for all kinds (a slice when the slots are consecutive)."""
+    if index.store_slice is not None:
+        pool[:, index.store_slice].copy_(stores)
+    else:
+        pool.index_copy_(1, index.store_slots, stores)
+
+
+def _mixed_references(pool, index, selection, values, branch_sum) -> References:
+    """Per selective row of a mixed call: its in-call reference row (by `call_pos`) or its stream's
+    stored reference (read here, before this call's stores overwrite it). One shared reference row is
+    a broadcast view; otherwise one gather per kind (+ a select where stored and in-call rows mix)."""
+    in_call = (selection, values, branch_sum)
+    if index.shared_call_pos is not None:
+        p = index.shared_call_pos
+        return References(*(t[p : p + 1] for t in in_call))
+    stored = pool[:, index.stored_slice] if index.stored_slice is not None else pool.index_select(1, index.sel_slots)
+    if not index.any_from_call:
+        return References(*stored.unbind(0))
+    picked = [t.index_select(0, index.call_pos) for t in in_call]
+    if index.all_from_call:
+        return References(*picked)
+    chosen = index.from_call[:, None, None]
+    return References(*(torch.where(chosen, mine, old) for mine, old in zip(picked, stored.unbind(0))))

@@ -11,6 +11,11 @@ data the layers only read:
 
 Because a row only depends on rows before it at the same layer, this is exactly the result of
 feeding the frames one at a time, while still batching the GEMMs of all rows.
+
+The plan also carries `CallIndex`: the device index tensors the layers need to run ALL reference rows
+of the call as one batched dense pass and ALL selective rows as one batched selective pass (whatever
+reference each reads), and to read/write the streams' references in the handle's slot pool with one
+index (or a slice) per layer. It is built once per row pattern and cached by the handle.
 """
 
 from __future__ import annotations
@@ -21,6 +26,76 @@ from typing import Optional, Sequence
 import torch
 
 from stc.cacher.state import CacherState
+
+
+@dataclass
+class CallIndex:
+    """Index data of one call's row pattern (device tensors + the host facts that pick views over copies).
+
+    - ref_rows [R], sel_rows [S]: batch rows of each kind, in order; `inverse` [B] maps batch row b to
+      its position in cat(reference outputs, selective outputs).
+    - Per selective row: `from_call` [S] (bool) = reads an earlier reference row of this call, at
+      position `call_pos` [S] among the reference rows; else reads its stream's stored reference at
+      slot `sel_slots` [S]. `stored_slice`: the slots as a slice when they are one slot for every row
+      (broadcast [1]) or consecutive ascending ([S], no copy); None = `index_select` by `sel_slots`.
+      `all_from_call` / `any_from_call`: no / some row reads a reference row of this call.
+    - Stores: the reference rows at positions `store_pos` [W] (None = all R, in order) are written to
+      slots `store_slots` [W] (`store_slice` when consecutive ascending).
+    """
+
+    ref_rows: torch.Tensor
+    sel_rows: torch.Tensor
+    inverse: torch.Tensor
+    from_call: torch.Tensor
+    call_pos: torch.Tensor
+    sel_slots: torch.Tensor
+    stored_slice: Optional[slice]
+    all_from_call: bool
+    any_from_call: bool
+    shared_call_pos: Optional[int]  # every selective row reads this one reference row of the call
+    store_pos: Optional[torch.Tensor]
+    store_pos_slice: Optional[slice]  # store_pos as a slice of the reference rows when consecutive (a view)
+    store_slots: torch.Tensor
+    store_slice: Optional[slice]
+
+
+def _as_slice(slots: Sequence[int]) -> Optional[slice]:
+    """slots as a slice of the pool: one slot for all (broadcast), or consecutive ascending; else None."""
+    if not slots:
+        return None
+    if len(set(slots)) == 1:
+        return slice(slots[0], slots[0] + 1)
+    if list(slots) == list(range(slots[0], slots[0] + len(slots))):
+        return slice(slots[0], slots[0] + len(slots))
+    return None
+
+
+def build_call_index(plan: "CallPlan", device) -> CallIndex:
+    reference, selective = plan.reference_rows, plan.selective_rows
+    position = {row: i for i, row in enumerate(reference)}
+    order = reference + selective
+    inverse = [0] * len(order)
+    for i, row in enumerate(order):
+        inverse[row] = i
+    sources = plan.reference_source
+    call_pos = [position[s] if s is not None else 0 for s in sources]
+    sel_slots = [plan.states[row].slot for row in selective]
+    stored_slots = [slot for slot, s in zip(sel_slots, sources) if s is None]
+    store_pos = [position[row] for row, _ in plan.store_rows]
+    store_slots = [state.slot for _, state in plan.store_rows]
+    call_sources = {s for s in sources if s is not None}
+    tensor = lambda values, dtype=torch.long: torch.tensor(values, dtype=dtype, device=device)  # noqa: E731
+    return CallIndex(
+        ref_rows=tensor(reference), sel_rows=tensor(selective), inverse=tensor(inverse),
+        from_call=tensor([s is not None for s in sources], torch.bool), call_pos=tensor(call_pos),
+        sel_slots=tensor(sel_slots),
+        stored_slice=_as_slice(sel_slots) if len(set(stored_slots)) != 1 else _as_slice(stored_slots),
+        all_from_call=not stored_slots, any_from_call=bool(call_sources),
+        shared_call_pos=position[sources[0]] if not stored_slots and len(call_sources) == 1 else None,
+        store_pos=None if store_pos == list(range(len(reference))) else tensor(store_pos),
+        store_pos_slice=_as_slice(store_pos) if len(store_pos) == len(set(store_pos)) else None,
+        store_slots=tensor(store_slots), store_slice=_as_slice(store_slots) if len(store_slots) == len(set(store_slots)) else None,
+    )
 
 
 @dataclass
@@ -38,18 +113,8 @@ class CallPlan:
     selective_tokens: list[int] = field(default_factory=list)  # k per selective row (adaptive ratio)
     changes: list[Optional[float]] = field(default_factory=list)  # per row: the adaptive change signal
     index_cache: dict = field(default_factory=dict, repr=False)
-
-    def row_indices(self, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(reference rows, selective rows) as device index tensors. Cached per row pattern by the
-        handle, so repeated calls (and CUDA-graph capture, where a host-to-device copy is not
-        allowed) never build them again."""
-        key = (tuple(self.reference_rows), tuple(self.selective_rows), str(device))
-        if key not in self.index_cache:
-            self.index_cache[key] = (
-                torch.tensor(self.reference_rows, device=device),
-                torch.tensor(self.selective_rows, device=device),
-            )
-        return self.index_cache[key]
+    index: Optional[CallIndex] = field(default=None, repr=False)  # held here: a captured graph reads these tensors
+    bank: object = field(default=None, repr=False)  # the SlotBank every stream of this call lives in
 
     def commit_references(self) -> None:
         """Called after the last encoder layer: the references this call wrote become valid."""
@@ -84,7 +149,7 @@ def plan_call(
         hidden: [B, T, D] input of the first encoder layer (only its shape/dtype/device are used).
         cache_interval: N; frame i of a stream is a reference when (i - phase) % N == 0 (or it has none).
         tokens_to_update: k tokens recomputed per layer on selective rows.
-        index_cache: the handle's cache of row-index tensors (see `CallPlan.row_indices`).
+        index_cache: the handle's cache of `CallIndex` objects (see `_cached_index`).
         policy: a refresh policy (`stc/cacher/refresh.py`); None = the released fixed interval.
         rows: the layer-0 `Rows` of the call (the adaptive policy computes its signal from them).
     """
@@ -126,8 +191,32 @@ def plan_call(
     plan.store_rows = list(stored.values())
     for _, state in plan.store_rows:
         state.prepare_buffers(num_tokens, width, hidden.dtype, hidden.device)
+    banks = {id(state.bank) for state in plan.states}
+    if len(banks) != 1 or plan.states[0].bank is None:
+        raise RuntimeError("STC-Cacher: the streams of one call must share one reference pool (streams of one handle)")
+    plan.bank = plan.states[0].bank
+    plan.index = _cached_index(plan, hidden.device)
     commit_frames(plan, num_tokens)
     return plan
+
+
+INDEX_CACHE_SIZE = 256
+
+
+def _cached_index(plan: CallPlan, device) -> CallIndex:
+    """The call's `CallIndex`, from the handle's cache (built once per row pattern and slots, so repeated
+    calls, and CUDA-graph capture where a host-to-device copy is not allowed, never build it again).
+    Bounded LRU: a plan keeps its own index alive, so evicting never frees what a graph reads."""
+    cache = plan.index_cache
+    key = (tuple(plan.reference_rows), tuple(plan.selective_rows), tuple(plan.reference_source),
+           tuple(state.slot for state in plan.states), tuple(row for row, _ in plan.store_rows), str(device))
+    if key in cache:
+        cache[key] = cache.pop(key)  # most recently used last
+        return cache[key]
+    index = cache[key] = build_call_index(plan, device)
+    while len(cache) > INDEX_CACHE_SIZE:
+        cache.pop(next(iter(cache)))
+    return index
 
 
 def expected_modes(states: Sequence[CacherState], cache_interval: int) -> tuple[bool, ...]:

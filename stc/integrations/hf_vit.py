@@ -36,7 +36,7 @@ from stc.cacher.graph import CudaGraphRunner
 from stc.cacher.layer import cached_layer_forward
 from stc.cacher.plan import CallPlan, plan_call
 from stc.cacher.refresh import build_policy
-from stc.cacher.state import CacherState
+from stc.cacher.state import CacherState, ReferencePool
 from stc.config import CacherConfig
 from stc.integrations.anatomy import LayerAnatomy, anatomy_class_for
 
@@ -57,8 +57,8 @@ class StcEncoderLayer:
             handle._plan = handle._plan_call(rows.hidden, rows)
         plan, parts = handle._plan, handle.parts[idx]
         output = None
-        if handle.fused is not None and rows.hidden.is_cuda and rows.mask is None and plan.uniform_tokens:
-            # compiled layers for one-frame calls and all-selective batches, see stc/cacher/fused.py
+        if handle.fused is not None and handle.fused.applies(rows.hidden) and rows.mask is None and plan.uniform_tokens:
+            # compiled layers for every call whose selective rows share one k, see stc/cacher/fused.py
             output = handle.fused.run(handle.anatomy, parts, rows.hidden, plan, idx, handle.config, handle.activation,
                                       handle.prefix_tokens)
         if output is None:
@@ -121,6 +121,7 @@ class CacherHandle:
             layer.__class__ = patched[cls]
             layer._stc_handle = self
             layer._stc_layer_idx = idx
+        self.pool = ReferencePool(len(self.layers))  # every stream's references, slot-indexed
         self.stream = self.new_stream()
         self._active: Union[CacherState, list[CacherState]] = self.stream
         # resolved once: parts of every layer, the attention backend (config._attn_implementation)
@@ -140,11 +141,13 @@ class CacherHandle:
 
         `phase`: refresh at frames ≡ phase (mod N) after the first. Default: 0, or with
         `CacherConfig(stagger_streams=True)` the number of streams made so far, so streams batched in
-        lockstep refresh on different calls (flat per-call cost)."""
+        lockstep refresh on different calls (flat per-call cost). The stream's references live in a
+        slot of `self.pool`; `stream.release()` (or dropping it) gives the slot back."""
         if phase is None:
             phase = self._streams_made if self.config.stagger_streams else 0
         self._streams_made += 1
-        return CacherState(num_layers=len(self.layers), owner_id=id(self), phase=phase % self.config.cache_interval)
+        return CacherState(num_layers=len(self.layers), owner_id=id(self), phase=phase % self.config.cache_interval,
+                           pool=self.pool)
 
     @contextmanager
     def use(self, streams: Union[CacherState, Sequence[CacherState]]) -> Iterator[None]:

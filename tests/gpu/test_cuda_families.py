@@ -46,3 +46,40 @@ def test_graphed_chunked_calls_equal_eager_one_frame_per_call(tower):
         else:
             assert runner.enabled and runner.replays > 0, f"{tower}: graphs were not used"
         graphed.detach()
+
+
+@pytest.mark.parametrize("tower", [n for n in TOWER_NAMES if n != "qwen2_vl"])
+@torch.inference_mode()
+def test_graphed_fused_chunked_calls_equal_eager_one_frame_per_call(tower):
+    """fused=True + cuda_graph=True (the compiled reference / selective / mixed layers, replayed from
+    graphs) at unaligned chunkings of one stream, against the eager cacher one frame per call, float64.
+    Chunk sizes come from {1, 3, 8} so the compiled patterns repeat (each new pattern compiles once);
+    the stream's refresh phase is not 0, so chunk starts are not aligned to N. Compiled reductions
+    (LayerNorm, softmax) round differently from ATen's, hence 1e-9 rather than 1e-10."""
+    torch.manual_seed(0)
+    family = TOWERS[tower]
+    model = family.build().to("cuda")
+    units = family.frames(22, drift=0.2).to("cuda")
+    rng = random.Random(5)
+    for interval, phase in ((3, 1), (4, 3)) if tower == "siglip" else ((4, 1),):  # each new pattern compiles once
+        config = CacherConfig(update_ratio=0.25, cache_interval=interval)
+        eager = attach_cacher(model, config)
+        with eager.use(eager.new_stream(phase=phase)):
+            single = torch.cat([family.encode(model, units[i : i + 1]) for i in range(units.shape[0])])
+        eager.detach()
+        fused = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=interval, fused=True, cuda_graph=True))
+        stream = fused.new_stream(phase=phase)
+        sizes, left = [], units.shape[0]
+        while left:
+            sizes.append(min(left, rng.choice((1, 3, 8))))
+            left -= sizes[-1]
+        for _ in range(2):  # the second pass replays captured graphs
+            stream.reset()
+            with fused.use(stream):
+                got = torch.cat([family.encode(model, chunk) for chunk in torch.split(units, sizes)])
+            torch.testing.assert_close(got, single, rtol=0, atol=1e-9,
+                                       msg=lambda m: f"{tower} N={interval} chunks={sizes}: {m}")
+        assert not fused.fused.failed and fused.fused.calls["mixed"] > 0, fused.fused.calls
+        assert fused.graph_runner.replays > 0
+        print(f"{tower} N={interval} chunks={sizes}: fused calls {fused.fused.calls}, replays {fused.graph_runner.replays}")
+        fused.detach()

@@ -347,10 +347,10 @@ def test_fused_layer_functions_compute_the_eager_math(towers):
         parts = handle.parts[0]
         selective_w, reference_w = fused.stacked_weights(handle.anatomy.fused_weights(parts))
         constants = (4, *fused._constants(parts, "gelu_pytorch_tanh", config, 0))
+        ref_out, stores = fused._reference_layer(h0, None, *reference_w, *constants)
         mine = LayerReference()
-        for name in LayerReference.__slots__:
-            setattr(mine, name, torch.empty_like(getattr(stored, name)))
-        ref_out = fused._reference_layer(h0, mine.selection, mine.value, mine.branch_sum, *reference_w, *constants)
+        for name, tensor in zip(LayerReference.__slots__, stores[:, 0]):
+            setattr(mine, name, tensor)
         sel_out = fused._selective_layer(h1, stored.selection[None], stored.value[None], stored.branch_sum[None],
                                          *selective_w, *constants)
     torch.testing.assert_close(ref_out, out0, rtol=1e-5, atol=1e-5)

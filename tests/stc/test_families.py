@@ -244,9 +244,10 @@ def test_fused_functions_compute_the_eager_layer_on_every_fusable_family(tower):
     selective_w, reference_w = fused.stacked_weights(handle.anatomy.fused_weights(parts))
     k = config.tokens_to_update(h0.shape[1])
     constants = fused._constants(parts, act, config, 0)
-    mine = {name: torch.empty_like(t) for name, t in stored.items()}
     with torch.no_grad():
-        ref_out = fused._reference_layer(h0, mine["selection"], mine["value"], mine["branch_sum"], *reference_w, k, *constants)
+        ref_out, stores = fused._reference_layer(h0, None, *reference_w, k, *constants)
+    mine = dict(zip(LayerReference.__slots__, stores[:, 0]))
+    with torch.no_grad():
         sel_out = fused._selective_layer(h1, stored["selection"][None], stored["value"][None], stored["branch_sum"][None],
                                          *selective_w, k, *constants)
     handle.detach()
