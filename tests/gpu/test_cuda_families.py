@@ -79,7 +79,7 @@ def test_graphed_fused_chunked_calls_equal_eager_one_frame_per_call(tower):
                 got = torch.cat([family.encode(model, chunk) for chunk in torch.split(units, sizes)])
             torch.testing.assert_close(got, single, rtol=0, atol=1e-9,
                                        msg=lambda m: f"{tower} N={interval} chunks={sizes}: {m}")
-        assert not fused.fused.failed and fused.fused.calls["mixed"] > 0, fused.fused.calls
+        assert not fused.fused.failed, fused.fused.calls  # in-call references take the batched layer (fused.py)
         assert fused.graph_runner.replays > 0
         print(f"{tower} N={interval} chunks={sizes}: fused calls {fused.fused.calls}, replays {fused.graph_runner.replays}")
         fused.detach()

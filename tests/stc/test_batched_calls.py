@@ -80,8 +80,8 @@ def test_chunked_one_stream_equals_one_frame_per_call(tower, path):
             stream = handle.new_stream(phase=phase)
             with torch.no_grad(), handle.use(stream):
                 got = torch.cat([family.encode(model, chunk) for chunk in torch.split(units, sizes)])
-            if path == "fused":
-                assert not handle.fused.failed and handle.fused.calls["mixed"] > 0
+            if path == "fused":  # in-call references: the fused handle takes the batched layer (fused.py says why)
+                assert not handle.fused.failed
             handle.detach()
             torch.testing.assert_close(got, expected, **EXACT, msg=lambda m: f"{tower}/{path} N={interval} {sizes}: {m}")
     assert unaligned > 3
