@@ -65,6 +65,8 @@ class GraphedDecoder:
     def generate(self, cache: AnswerCache, first: int, steps: int, stop: Callable[[int], bool]) -> list[int]:
         """Feed `first` (already chosen) and generate up to `steps` more greedy tokens, stopping before
         a token for which `stop` is true. The cache's host length is advanced by the tokens fed."""
+        if steps <= 0:  # a one-token answer: nothing to decode, and no graph to capture (it costs ~3 steps)
+            return []
         device = cache.keys.device
         if cache.length + steps > cache.keys.shape[2]:
             raise RuntimeError(f"answer cache capacity {cache.keys.shape[2]} exceeded")

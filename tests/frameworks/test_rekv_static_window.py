@@ -190,3 +190,16 @@ def test_reference_kernel_ignores_garbage_beyond_the_device_length():
     clean = attention(q, keys, values, 0.3, used=used)
     dirty = attention(q, dirty_k, dirty_v, 0.3, used=used)
     assert torch.equal(clean[0], dirty[0]) and torch.equal(clean[1], dirty[1])
+
+
+def test_one_token_answer_runs_no_decoding_step(rekv, monkeypatch):
+    """max_new_tokens=1: the first token comes from the prompt pre-fill; the decoder must not run (on CUDA
+    it would capture a graph for nothing: that inflated the H200 first-token latency by ~70 ms)."""
+    from frameworks.protocol import Query
+    from frameworks.rekv.graphed_decode import GraphedDecoder
+
+    host = rekv.host(n_local=60, retrieve_size=2, llm_step="static")
+    host.ingest(rekv.video(4))
+    monkeypatch.setattr(GraphedDecoder, "_step", lambda *a, **k: (_ for _ in ()).throw(AssertionError("decoded")))
+    text = host.answer(Query(prompt="what moves?", max_new_tokens=1))
+    assert isinstance(text, str) and host.timings.extra["generated_tokens"] <= 1
