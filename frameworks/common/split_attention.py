@@ -13,6 +13,13 @@ Softmax over the union of key sets equals this merge (it is how FlashAttention c
 parts may come from different kernels, and a third part (ReKV's released fixed-distance sink) is one
 more item of the merge.
 
+Long contexts with few queries (one frame, a decoding step) are cut into P key chunks (flash-decoding,
+`plan_chunks` / `context`): FlashAttention gives one thread block per (128 query rows, head), so 64
+queries of a 7B model over 15 000 keys would occupy 28 of an H200's 132 SMs. The chunks are ONE
+variable-length call with each chunk's valid length computed on the device, and the G query heads of a
+KV head are folded into its query rows (K/V read once per KV head). `merge_chunks` un-folds and merges;
+with `compile_glue` that glue is one or two Inductor kernels.
+
 Kernels:
 - "flash": `aten::_flash_attention_forward` in its variable-length form (FlashAttention-2, shipped with
   PyTorch CUDA builds): GQA native (Hq a multiple of Hkv, no K/V copies), the used length read on the
