@@ -78,3 +78,12 @@ def rekv():
     rekv.reference_logits(loaded, frames, prompt_text, init_prompt, generated=())."""
     return SimpleNamespace(loaded=tiny_loaded, host=make_host, video=video, config=tiny_config,
                            reference_logits=reference_logits)
+
+
+@pytest.fixture
+def exact_fp32_matmul():
+    """CUDA tests comparing fp32 paths: TF32 off for the test (restored afterwards)."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

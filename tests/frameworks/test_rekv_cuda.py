@@ -11,20 +11,13 @@ from stc import CacherConfig, PrunerConfig, STCConfig
 
 pytestmark = [
     pytest.mark.gpu,
+    pytest.mark.usefixtures("exact_fp32_matmul"),
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (GPU-only checks of the ReKV host)"),
 ]
 
 QUERY = Query(prompt="Question: what moves?\nOptions:\n(A) a\n(B) b", retrieval_text="what moves?",
               answer_prefix="Best option: (", max_new_tokens=6)
 PROMPT_TEXT = "\n" + QUERY.prompt + "<|im_end|><|im_start|>assistant\n" + QUERY.answer_prefix
-
-
-@pytest.fixture(autouse=True)
-def _no_tf32():
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def test_cuda_fp32_full_window_matches_stock_model(rekv):

@@ -11,19 +11,12 @@ from frameworks.protocol import Query
 
 pytestmark = [
     pytest.mark.gpu,
+    pytest.mark.usefixtures("exact_fp32_matmul"),
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (graphed ReKV step)"),
 ]
 
 QUERY = Query(prompt="Question: what moves?\nOptions:\n(A) a\n(B) b", retrieval_text="what moves?",
               answer_prefix="Best option: (", max_new_tokens=4)
-
-
-@pytest.fixture(autouse=True)
-def _no_tf32():
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 @pytest.mark.parametrize("count,capacity,used", [(64, 1000, 700), (7, 333, 1), (196, 15020, 15020)])
