@@ -49,6 +49,10 @@ class StaticDecode:
 class GraphedDecoder:
     """Greedy tokens after the first one, from an `AnswerCache`, captured per answer on CUDA."""
 
+    # A capture costs about three eager steps (two warm-ups + the capture), so answers of fewer steps
+    # (multiple-choice letters) decode eagerly on the static path instead.
+    min_graph_steps = 4
+
     def __init__(self, stack, attention: SplitAttention, cuda_graph: bool = True):
         self.stack, self.attention, self.cuda_graph = stack, attention, cuda_graph
         self.captures = self.replays = 0
@@ -73,7 +77,8 @@ class GraphedDecoder:
         token = torch.tensor([first], dtype=torch.long, device=device)
         position = torch.tensor([cache.length], dtype=torch.long, device=device)
         splits = context_splits(1, self.stack.q_heads, self.stack.kv_heads, cache.keys.shape[2], device)
-        run = self._graph(cache, token, position, splits) if self._graphable(device) else None
+        graphed = self._graphable(device) and steps >= self.min_graph_steps
+        run = self._graph(cache, token, position, splits) if graphed else None
         out: list[int] = []
         for _ in range(steps):
             if run is not None:
