@@ -6,7 +6,8 @@ buffers whose lengths live on the device (`static_window.StaticWindow`), the who
 for a given token count, so one graph per (token count, sink mode) replays every call of a stream, and
 of later streams (a reset only rewrites `meta`).
 
-Capture: the first call of a key warms up twice on a side stream and captures, then replays. Warm-ups
+Capture: the second call of a key (the first runs eagerly) warms up twice on a side stream and
+captures, then replays. Warm-ups
 really run the step, so what they change is put back after each: the device counters (`meta`) and the
 ring rows the step overwrites (saved before, restored after). The sink rows are rewritten identically
 by every run. Later calls copy the input into the graph's static buffer, replay, and advance the host's
@@ -21,6 +22,7 @@ this runner with one warning.
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from typing import Callable
 
 import torch
@@ -31,10 +33,16 @@ Step = Callable[[torch.Tensor, StaticPrefill], None]  # (inputs_embeds [S, hidde
 
 
 class GraphedSteps:
+    # A key is captured on its SECOND call: token counts seen once (the odd last chunk, every call of a
+    # method that keeps a variable number of tokens per frame) run eagerly instead of paying a capture
+    # (~3 steps) each. At most `max_graphs` graphs are kept (least recently used dropped).
+    max_graphs = 16
+
     def __init__(self, window: StaticWindow, run_stack: Step, cuda_graph: bool = True, warmups: int = 2):
         self.window, self.run_stack, self.warmups = window, run_stack, warmups
         self.enabled = cuda_graph and window.device.type == "cuda"
-        self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, tuple]] = {}
+        self.graphs: OrderedDict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, tuple]] = OrderedDict()
+        self.seen: set[tuple] = set()
         self.pool = None
         self.captures = self.replays = 0
 
@@ -42,18 +50,20 @@ class GraphedSteps:
         """Pre-fill `hidden` [S, hidden] into the window; returns pre-RoPE K/V [L, Hkv, S, D] each."""
         count = hidden.shape[0]
         key = (count, self.window.fixed_distance_sink, hidden.dtype)
-        if not self.enabled or self.window.n_init == 0:
+        entry = None
+        if self.enabled and self.window.n_init:
+            if key not in self.graphs and key in self.seen:
+                self._capture(key, hidden)
+            self.seen.add(key)
+            entry = self.graphs.get(key)
+        if entry is None or not self.enabled:  # not graphed (yet), or a capture failed: eager
             raw = self._step(hidden, host_lengths=True)
         else:
-            if key not in self.graphs:
-                self._capture(key, hidden)
-            graph, static_in, raw = self.graphs.get(key, (None, None, None))
-            if graph is None:  # capture failed: eager from now on
-                raw = self._step(hidden, host_lengths=True)
-            else:
-                static_in.copy_(hidden)
-                graph.replay()
-                self.replays += 1
+            graph, static_in, raw = entry
+            self.graphs.move_to_end(key)
+            static_in.copy_(hidden)
+            graph.replay()
+            self.replays += 1
         self.window.advanced(count)
         return raw
 
@@ -89,10 +99,11 @@ class GraphedSteps:
             self.pool = graph.pool()
             self.graphs[key] = (graph, static_in, raw)
             self.captures += 1
+            while len(self.graphs) > self.max_graphs:
+                self.graphs.popitem(last=False)
         except Exception as error:  # noqa: BLE001 - any capture failure means: run eager, say so once
             torch.cuda.synchronize(window.device)
             restore()
             self.enabled = False
-            self.graphs[key] = (None, None, None)
             warnings.warn(f"ReKV pre-fill step not graphed ({type(error).__name__}: {error}); running eager",
                           RuntimeWarning, stacklevel=3)

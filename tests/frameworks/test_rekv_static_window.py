@@ -203,3 +203,37 @@ def test_one_token_answer_runs_no_decoding_step(rekv, monkeypatch):
     monkeypatch.setattr(GraphedDecoder, "_step", lambda *a, **k: (_ for _ in ()).throw(AssertionError("decoded")))
     text = host.answer(Query(prompt="what moves?", max_new_tokens=1))
     assert isinstance(text, str) and host.timings.extra["generated_tokens"] <= 1
+
+
+def test_graphed_steps_capture_a_token_count_on_its_second_call(rekv, monkeypatch):
+    """Bookkeeping of GraphedSteps (capture itself needs CUDA: replaced by a recorder here): a token count
+    seen once runs eagerly, the second call captures, later calls replay; at most `max_graphs` are kept."""
+    from frameworks.rekv.graphed_step import GraphedSteps
+
+    host = rekv.host(n_local=10_000, llm_step="static")
+    steps = host.steps
+    steps.enabled, steps.max_graphs = True, 2
+    captured, replayed = [], []
+
+    class _Graph:
+        def __init__(self, key):
+            self.key = key
+
+        def replay(self):
+            replayed.append(self.key[0])
+
+    def fake_capture(self, key, hidden):
+        captured.append(key[0])
+        raw = self._step(hidden, host_lengths=True)  # a real step stands in for the (fake) replay that follows
+        self.graphs[key] = (_Graph(key), hidden.clone(), raw)
+        self.captures += 1
+        while len(self.graphs) > self.max_graphs:
+            self.graphs.popitem(last=False)
+
+    monkeypatch.setattr(GraphedSteps, "_capture", fake_capture)
+    hidden = torch.zeros(30, host.stack.hidden_size)
+    for count in (5, 5, 5, 7, 9, 7, 9, 5):
+        steps(hidden[:count])
+    assert captured == [5, 7, 9, 5]          # second sightings; 5 re-captured after being dropped (max 2)
+    assert replayed == [5, 5, 7, 9, 5]        # the capturing call and later calls of a kept key replay
+    assert list(steps.graphs) == [(9, False, torch.float32), (5, False, torch.float32)]
