@@ -176,8 +176,11 @@ def test_batched_streams_joining_and_leaving_equal_each_alone(tower, path):
 
 @pytest.mark.parametrize("tower,path", [c for c in cases() if c.values[0] == "qwen2_vl"])
 def test_interleaved_streams_joining_and_leaving_equal_each_alone(tower, path):
-    """Qwen2-VL (a call is one video): one stream per call, chunked, streams joining and leaving."""
-    _streams_case(tower, path, batched=False)
+    """Qwen2-VL (a call is one video): one stream per call, chunked, streams joining and leaving; each
+    stream's outputs equal it alone (asserted in `_streams_case`), and with one stream per call its
+    stored references are always read as one slice of the pool, never by index."""
+    slices = _streams_case(tower, path, batched=False)
+    assert slices["view"] > 0 and slices["index"] == 0, slices
 
 
 def test_mixed_call_runs_one_dense_and_one_selective_pass_per_layer(towers):
