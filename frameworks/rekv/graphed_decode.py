@@ -23,7 +23,7 @@ import torch
 
 from frameworks.common.split_attention import SplitAttention, context_splits
 from frameworks.rekv.backends import AnswerCache
-from frameworks.rekv.static_window import rotate, rotation_tables
+from frameworks.rekv.rope import rotate, rotation_tables
 
 
 class StaticDecode:

@@ -42,3 +42,21 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
     return x * cos + rotated * sin
+
+
+def rotation_tables(rope: RotaryTable, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos [N, 1, D] and sign-folded sin [N, 1, D] for `rotate` (token-major, broadcast over heads)."""
+    cos, sin = rope.cos_sin(positions)
+    half = sin.shape[-1] // 2
+    return cos[:, None], torch.cat([-sin[:, :half], sin[:, half:]], dim=-1)[:, None]
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """`apply_rotary` in three kernels: x·cos + roll(x, D/2)·[-sin1, sin2] (roll(x) = [x2, x1], so
+    the product is rotate_half(x)·sin)."""
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), signed_sin)
+
+
+def rope_pair(queries: torch.Tensor, keys: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Pre-RoPE queries [Hq, S, D] and keys [Hkv, S, D] -> rotated, token-major [S, Hq + Hkv, D]."""
+    return rotate(torch.cat([queries, keys]).transpose(0, 1), cos, signed_sin)

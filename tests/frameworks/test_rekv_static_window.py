@@ -237,3 +237,15 @@ def test_graphed_steps_capture_a_token_count_on_its_second_call(rekv, monkeypatc
     assert captured == [5, 7, 9, 5]          # second sightings; 5 re-captured after being dropped (max 2)
     assert replayed == [5, 5, 7, 9, 5]        # the capturing call and later calls of a kept key replay
     assert list(steps.graphs) == [(9, False, torch.float32), (5, False, torch.float32)]
+
+
+def test_fused_rotation_equals_apply_rotary():
+    """`rope.rotate` (roll + addcmul, sign folded into sin) is `apply_rotary`, at large odd positions."""
+    from frameworks.rekv.rope import apply_rotary, rotate, rotation_tables
+
+    rope = RotaryTable(_Rotary(), torch.float64)
+    positions = torch.tensor([0, 7, 12_345, 99_999])
+    x = torch.randn(4, 3, D, generator=torch.Generator().manual_seed(4), dtype=torch.float64)  # [N, H, D]
+    cos, sin = rope.cos_sin(positions)
+    expected = apply_rotary(x.transpose(0, 1), cos, sin).transpose(0, 1)
+    torch.testing.assert_close(rotate(x, *rotation_tables(rope, positions)), expected, rtol=0, atol=1e-12)
