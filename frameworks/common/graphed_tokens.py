@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from frameworks.common.compression import HostCompression
+from frameworks.common.cuda_graphs import capture
 from frameworks.common.timing import EventTimer
 from stc.compression import TokenSide
 
@@ -68,7 +69,6 @@ class GraphedTokenStage:
         self._seen: set[tuple] = set()
         self._graphs: OrderedDict[tuple, _Captured] = OrderedDict()
         self._pool_handle = None
-        self._warmup_stream = None
 
     @property
     def stage_name(self) -> str:
@@ -149,30 +149,17 @@ class GraphedTokenStage:
             for buffer, value in zip(buffers, saved):
                 buffer.copy_(value)
 
-        current = torch.cuda.current_stream(device)
         try:
             with torch.cuda.device(device):
                 with torch.inference_mode(False):  # a normal tensor: later copies into it work in any mode
                     static_input = torch.empty_like(selected)
                 static_input.copy_(selected)
-                if self._warmup_stream is None:
-                    self._warmup_stream = torch.cuda.Stream(device)
-                warmup = self._warmup_stream
-                warmup.wait_stream(current)
-                with torch.cuda.stream(warmup):
-                    for _ in range(2):  # the methods write their state: put it back after each run
-                        self._device_half(static_input, side, plans)
-                        restore()
-                current.wait_stream(warmup)
                 if self._pool_handle is None:
                     self._pool_handle = torch.cuda.graph_pool_handle()
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=self._pool_handle):  # records only: no state changes
-                    static_output = self._device_half(static_input, side, plans)
+                # the methods write their state during the warm-ups: `restore` puts it back after each
+                graph, static_output = capture(lambda: self._device_half(static_input, side, plans), restore,
+                                               device, self._pool_handle)
         except Exception as error:  # any capture problem: eager from now on, said once
-            torch.cuda.set_stream(current)  # a failed capture_end skips the capture stream's exit
-            torch.cuda.synchronize(device)
-            restore()
             self.enabled = False
             self._graphs.clear()
             warnings.warn(f"token-stage CUDA graph capture failed ({error!r}); projector and TOKENS methods "

@@ -9,9 +9,10 @@ the static token buffer and advances the position, so consecutive replays need n
 the host reads one int per token (to stop at an end-of-sequence token).
 
 `StaticDecode` is the per-layer backend (runs eagerly on CPU, tested against `backends.AnswerAttention`);
-`GraphedDecoder.generate` captures it on CUDA (warm-ups really run; the position is put back after each,
-and the cache column they write is rewritten by the real step). Only `AnswerCache` (one length for all
-layers) is served; the layered cache of variable-size blocks / decode-time key selection stays eager.
+`GraphedDecoder.generate` captures it on CUDA (`frameworks/common/cuda_graphs.py`; warm-ups really run:
+the token and position are put back after each, the cache column they write is rewritten by the real
+step). Only `AnswerCache` (one length for all layers) is served; the layered cache of variable-size
+blocks / decode-time key selection stays eager.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from frameworks.common.cuda_graphs import capture
 from frameworks.common.split_attention import SplitAttention, context_splits
 from frameworks.rekv.backends import AnswerCache
 from frameworks.rekv.rope import rotate, rotation_tables
@@ -98,27 +100,17 @@ class GraphedDecoder:
 
     def _graph(self, cache, token, position, splits):
         saved = (token.clone(), position.clone())
+
+        def restore():  # warm-ups really decode; the cache column they write is rewritten by the real step
+            token.copy_(saved[0])
+            position.copy_(saved[1])
+
         try:
-            side = torch.cuda.Stream(device=token.device)
-            side.wait_stream(torch.cuda.current_stream(token.device))
-            with torch.cuda.stream(side):
-                for _ in range(2):
-                    self._step(cache, token, position, splits)
-                    token.copy_(saved[0])
-                    position.copy_(saved[1])
-            torch.cuda.current_stream(token.device).wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                self._step(cache, token, position, splits)
-            token.copy_(saved[0])
-            position.copy_(saved[1])
-            self.captures += 1
-            return graph.replay
+            graph, _ = capture(lambda: self._step(cache, token, position, splits), restore, token.device)
         except Exception as error:  # noqa: BLE001 - decode eagerly, say so once
-            torch.cuda.synchronize(token.device)
-            token.copy_(saved[0])
-            position.copy_(saved[1])
             self.disabled = True
             warnings.warn(f"ReKV decoding steps not graphed ({type(error).__name__}: {error}); running eager",
                           RuntimeWarning, stacklevel=3)
             return None
+        self.captures += 1
+        return graph.replay

@@ -6,11 +6,10 @@ buffers whose lengths live on the device (`static_window.StaticWindow`), the who
 for a given token count, so one graph per (token count, sink mode) replays every call of a stream, and
 of later streams (a reset only rewrites `meta`).
 
-Capture: the second call of a key (the first runs eagerly) warms up twice on a side stream and
-captures, then replays. Warm-ups
-really run the step, so what they change is put back after each: the device counters (`meta`) and the
-ring rows the step overwrites (saved before, restored after). The sink rows are rewritten identically
-by every run. Later calls copy the input into the graph's static buffer, replay, and advance the host's
+Capture: the second call of a key (the first runs eagerly) is captured (`frameworks/common/cuda_graphs.py`),
+then replays. Warm-ups really run the step, so what they change is put back after each: the device
+counters (`meta`) and the ring rows the step overwrites (saved before, restored after); the sink rows are
+rewritten identically by every run. Later calls copy the input into the graph's static buffer, replay, and advance the host's
 counter mirrors. The pre-RoPE K/V for the block store are graph outputs, valid until the next replay
 (the host writes them to the store right after).
 
@@ -27,6 +26,7 @@ from typing import Callable
 
 import torch
 
+from frameworks.common.cuda_graphs import capture
 from frameworks.rekv.static_window import StaticPrefill, StaticWindow
 
 Step = Callable[[torch.Tensor, StaticPrefill], None]  # (inputs_embeds [S, hidden], backend) -> runs the stack
@@ -85,25 +85,15 @@ class GraphedSteps:
 
         static_in = hidden.clone()
         try:
-            side = torch.cuda.Stream(device=window.device)
-            side.wait_stream(torch.cuda.current_stream(window.device))
-            with torch.cuda.stream(side):
-                for _ in range(self.warmups):
-                    self._step(static_in, host_lengths=False)
-                    restore()
-            torch.cuda.current_stream(window.device).wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self.pool):
-                raw = self._step(static_in, host_lengths=False)
-            restore()
-            self.pool = graph.pool()
-            self.graphs[key] = (graph, static_in, raw)
-            self.captures += 1
-            while len(self.graphs) > self.max_graphs:
-                self.graphs.popitem(last=False)
+            graph, raw = capture(lambda: self._step(static_in, host_lengths=False), restore, window.device,
+                                 self.pool, self.warmups)
         except Exception as error:  # noqa: BLE001 - any capture failure means: run eager, say so once
-            torch.cuda.synchronize(window.device)
-            restore()
             self.enabled = False
             warnings.warn(f"ReKV pre-fill step not graphed ({type(error).__name__}: {error}); running eager",
                           RuntimeWarning, stacklevel=3)
+            return
+        self.pool = graph.pool()
+        self.graphs[key] = (graph, static_in, raw)
+        self.captures += 1
+        while len(self.graphs) > self.max_graphs:
+            self.graphs.popitem(last=False)

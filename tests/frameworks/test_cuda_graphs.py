@@ -1,0 +1,80 @@
+"""The hosts' shared capture protocol (frameworks/common/cuda_graphs.py), on CPU with the torch.cuda
+calls replaced by recorders: warm-ups run the step and restore the state after each, the recording runs
+inside the graph context and the state is restored once more; a failure sets the stream back,
+synchronises, restores and re-raises. (Real captures are exercised by the GPU tests of each runner.)"""
+
+import contextlib
+
+import pytest
+import torch
+
+from frameworks.common import cuda_graphs
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    log = []
+
+    class Stream:
+        def __init__(self, device=None):
+            self.name = "side"
+
+        def wait_stream(self, other):
+            log.append(f"{self.name} waits")
+
+    class Graph:
+        def pool(self):
+            return "pool"
+
+    @contextlib.contextmanager
+    def on_stream(stream):
+        log.append("on side")
+        yield
+
+    @contextlib.contextmanager
+    def recording(graph, pool=None):
+        log.append(f"record pool={pool}")
+        yield
+        log.append("recorded")
+
+    current = Stream()
+    current.name = "current"
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: current)
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "stream", on_stream)
+    monkeypatch.setattr(torch.cuda, "graph", recording)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    monkeypatch.setattr(torch.cuda, "set_stream", lambda stream: log.append(f"set {stream.name}"))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: log.append("sync"))
+    return log
+
+
+def test_warmups_restore_after_each_run_and_after_the_recording(fake_cuda):
+    state = {"counter": 0}
+
+    def step():
+        state["counter"] += 1
+        fake_cuda.append(f"step {state['counter']}")
+        return state["counter"]
+
+    def restore():
+        state["counter"] = 0
+        fake_cuda.append("restore")
+
+    graph, out = cuda_graphs.capture(step, restore, torch.device("cpu"), pool="p", warmups=2)
+    assert out == 1 and state["counter"] == 0
+    assert fake_cuda == ["side waits", "on side", "step 1", "restore", "step 1", "restore", "current waits",
+                         "record pool=p", "step 1", "recorded", "restore"]
+
+
+def test_a_failing_capture_sets_the_stream_back_restores_and_reraises(fake_cuda):
+    calls = []
+
+    def step():
+        calls.append(1)
+        if len(calls) == 3:  # the recorded run fails (e.g. a host sync under capture)
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+    with pytest.raises(RuntimeError, match="capturing"):
+        cuda_graphs.capture(step, lambda: fake_cuda.append("restore"), torch.device("cpu"))
+    assert fake_cuda[-4:] == ["record pool=None", "set current", "sync", "restore"]
