@@ -142,6 +142,8 @@ def _measure(ctx: RunContext, host, v: Variant, chunk: int, frames: torch.Tensor
         params["k"] = cfg.stc.tokens_per_frame
     if v.interval is not None:
         params.update(N=v.interval, r=cfg.stc.update_ratio, fused=is_fused(ctx, v.mode))
+    if v.host_mode is not None:
+        params["host_mode"] = v.host_mode
     extra = {"host_timings": timings, "answer_ms": summarize(answers).to_dict() if answers else None,
              "answer_samples_ms": answers}
     return Row("e2e", f"{v.label} {cfg.e2e.host} c={chunk}", "baseline" if v.kind == "baseline" else "stc",
@@ -205,7 +207,7 @@ def _compare(ctx: RunContext, rows: list[Row], todo: list[Variant]) -> None:
     base = next((r for r in rows if r.method == "baseline"), None)
     if base is None:
         return
-    graph_base = next((r for r in rows if r.method == "baseline" and "host=graph" in r.name.split()), None)
+    graph_base = next((r for r in rows if r.method == "baseline" and r.params.get("host_mode") == "graph"), None)
     knobs, chunk = ctx.cfg.stc, base.params["frames_per_chunk"]
     init = int(base.extra["host_timings"][-1].get("extra", {}).get("init_tokens", 0))
     pre_frac = flops.prefill_fraction(flops.llm_shape_from_config(ctx.spec.text_config), ctx.cfg.frames,

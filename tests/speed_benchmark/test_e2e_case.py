@@ -156,6 +156,7 @@ def test_host_mode_sweep_labels_rows_and_compares_with_both_baselines(tmp_path):
     graph_base = rows["baseline host=graph rekv c=2"]["stats"]["median"]
     eager_base = rows["baseline host=eager rekv c=2"]["stats"]["median"]
     pruner = rows["pruner host=graph rekv c=2"]
+    assert {row["params"]["host_mode"] for row in rows.values()} == {"eager", "graph"}
     assert pruner["extra"]["fraction_vs_graph_baseline"] == pytest.approx(pruner["stats"]["median"] / graph_base)
     assert pruner["measured_fraction"] == pytest.approx(pruner["stats"]["median"] / eager_base)
     token_stage = rows["pruner host=graph rekv c=2"]["extra"]["host_timings"][-1]["extra"]["token_stage"]
