@@ -1,7 +1,8 @@
 """The ReKV streaming pre-fill step (a chunk of new tokens through every decoder layer) as CUDA graphs.
 
-Why: one frame's pre-fill at 7B is ~28 layers x ~15 kernels; eager, the host's Python and launch time
-(~20 ms) dwarf the GPU time (~4 ms, weight-bandwidth bound at 64-196 tokens). With the window in fixed
+Why: one frame's pre-fill at 7B is ~28 layers x ~40 kernels; eager, the step took 22-29 ms on an H200
+against a floor of ~3.3 ms (the 13 GB of decoder weights read once) — host time of the Python path.
+Graphed it takes 7-9 ms (docs/rekv/graphed-step.md has the kernel profile). With the window in fixed
 buffers whose lengths live on the device (`static_window.StaticWindow`), the whole step is shape-static
 for a given token count, so one graph per (token count, sink mode) replays every call of a stream, and
 of later streams (a reset only rewrites `meta`).
