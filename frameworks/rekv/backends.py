@@ -106,6 +106,25 @@ class RetrievalPass(WindowPrefill):
         return super().__call__(layer, queries, keys, values, scale)
 
 
+class EagerSteps:
+    """The plain streaming step (`ReKVConfig.llm_step="eager"`): a `WindowPrefill` over the growable
+    `LocalWindow`, run from Python on every call. Same interface as `graphed_step.GraphedSteps`, so the
+    host never branches on the mode: calling it pre-fills a chunk and returns the pre-RoPE K/V
+    [L, Hkv, S, D] for the block store; `retrieval` makes the question's backend."""
+
+    def __init__(self, window: LocalWindow, rope: RotaryTable, run_stack):
+        self.window, self.rope, self.run_stack = window, rope, run_stack
+
+    def __call__(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        backend = WindowPrefill(self.window, self.rope, hidden.shape[0])
+        self.run_stack(hidden, backend)
+        self.window.commit(hidden.shape[0])
+        return backend.raw()
+
+    def retrieval(self, num_new: int, store: BlockStore, topk: int | None) -> RetrievalPass:
+        return RetrievalPass(self.window, self.rope, num_new, store, topk)
+
+
 class AnswerCache:
     """Per-layer context for answering: rotated keys/values [L, Hkv, capacity, D], positions 0..length-1."""
 

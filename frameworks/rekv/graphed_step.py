@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 
 from frameworks.common.cuda_graphs import capture
-from frameworks.rekv.static_window import StaticPrefill, StaticWindow
+from frameworks.rekv.static_window import StaticPrefill, StaticRetrieval, StaticWindow
 
 Step = Callable[[torch.Tensor, StaticPrefill], None]  # (inputs_embeds [S, hidden], backend) -> runs the stack
 
@@ -67,6 +67,10 @@ class GraphedSteps:
             self.replays += 1
         self.window.advanced(count)
         return raw
+
+    def retrieval(self, num_new: int, store, topk) -> StaticRetrieval:
+        """The question's retrieval pass over this window (eager: once per question)."""
+        return StaticRetrieval(self.window, num_new, store, topk)
 
     def _step(self, hidden: torch.Tensor, host_lengths: bool) -> tuple[torch.Tensor, torch.Tensor]:
         backend = StaticPrefill(self.window, hidden.shape[0], host_lengths=host_lengths)

@@ -32,21 +32,21 @@ from frameworks.common.graphed_tokens import GraphedTokenStage
 from frameworks.common.host_checks import check_ingest, peak_memory_mb, reset_peak_memory
 from frameworks.common.llava_loading import LoadedLlava
 from frameworks.common.llava_video import pool_2x, pooled_grid_tokens, preprocess_frames, tower_features
+from frameworks.common.split_attention import SplitAttention, pick_kernel
 from frameworks.common.timing import EventTimer
 from frameworks.common.vision_side import SIDE_FIELDS, tower_side
 from frameworks.protocol import Query, StageTimings
 from frameworks.rekv.answer_context import LayeredAnswerAttention, LayeredAnswerCache
 from frameworks.rekv.answer_loading import BlockLoader, LoadBeforeAttention
-from frameworks.rekv.backends import AnswerAttention, AnswerCache, RetrievalPass, SinkEncoding, WindowPrefill
+from frameworks.rekv.backends import AnswerAttention, AnswerCache, EagerSteps, SinkEncoding
 from frameworks.rekv.block_store import BlockStore
 from frameworks.rekv.config import ReKVConfig
 from frameworks.rekv.decoder import DecoderStack
-from frameworks.common.split_attention import SplitAttention, pick_kernel
 from frameworks.rekv.graphed_decode import GraphedDecoder
 from frameworks.rekv.graphed_step import GraphedSteps
 from frameworks.rekv.local_window import LocalWindow
 from frameworks.rekv.rope import RotaryTable
-from frameworks.rekv.static_window import StaticRetrieval, StaticWindow
+from frameworks.rekv.static_window import StaticWindow
 from stc.compression import TokenSide
 
 
@@ -78,22 +78,7 @@ class ReKVHost:
         self.grid = (int(round(self.pooled_tokens ** 0.5)),) * 2 if self.pools else None
         self.block_tokens = self._block_tokens()
         shape = (self.stack.num_layers, self.stack.kv_heads, self.stack.head_dim)
-        self.static = self.config.llm_step != "eager"
-        if self.static:
-            probe = torch.empty(1, 1, self.stack.head_dim, dtype=self.dtype, device=self.device)
-            kernel = pick_kernel(probe, self.config.attention_kernel)
-            attention = SplitAttention(kernel, compile_glue=kernel == "flash" and self.config.compile_glue)
-            if attention.compile_glue:
-                self.stack.compile_glue()
-            self.window = StaticWindow(*shape, self.config.n_local, self.dtype, self.device, self.rope, attention,
-                                       self.config.sink_positions, q_heads=self.stack.q_heads)
-            self.steps = GraphedSteps(self.window, lambda hidden, backend: self.stack.run(hidden, backend, fused=True),
-                                      cuda_graph=self.config.llm_step == "graph")
-            self.decoder = GraphedDecoder(self.stack, attention, cuda_graph=self.config.llm_step == "graph")
-        else:
-            self.window = LocalWindow(*shape, self.config.n_local, self.dtype, self.device, self.rope,
-                                      self.config.sink_positions)
-            self.decoder = None
+        self.window, self.steps, self.decoder = self._llm_path(shape)
         self.store = BlockStore(*shape, self.block_tokens, self.dtype, self.device,
                                 offload=self.config.offload, page_blocks=self.config.page_blocks)
         self.loader = BlockLoader(self.store, self.config.gpu_cache_blocks, self.config.async_block_loading)
@@ -103,6 +88,25 @@ class ReKVHost:
                                              self.timer, graph=self.config.graph_token_stage)
         self._encode_sink()
         self.reset()
+
+    def _llm_path(self, shape: tuple[int, int, int]):
+        """(window, streaming steps, decoder) of `config.llm_step`: the growable window stepped from Python
+        with the eager decoding loop (decoder None), or the static window with its steps and decoder
+        (CUDA graphs for "graph"; frameworks/rekv/graphed_step.py, graphed_decode.py)."""
+        config = self.config
+        if config.llm_step == "eager":
+            window = LocalWindow(*shape, config.n_local, self.dtype, self.device, self.rope, config.sink_positions)
+            return window, EagerSteps(window, self.rope, self.stack.run), None
+        probe = torch.empty(1, 1, self.stack.head_dim, dtype=self.dtype, device=self.device)
+        kernel = pick_kernel(probe, config.attention_kernel)
+        attention = SplitAttention(kernel, compile_glue=kernel == "flash" and config.compile_glue)
+        if attention.compile_glue:
+            self.stack.compile_glue()
+        window = StaticWindow(*shape, config.n_local, self.dtype, self.device, self.rope, attention,
+                              config.sink_positions, q_heads=self.stack.q_heads)
+        graphs = config.llm_step == "graph"
+        steps = GraphedSteps(window, lambda hidden, backend: self.stack.run(hidden, backend, fused=True), graphs)
+        return window, steps, GraphedDecoder(self.stack, attention, cuda_graph=graphs)
 
     def _block_tokens(self) -> int:
         """Tokens per frame block: the compressed count, or (methods with a variable count per frame)
@@ -246,13 +250,7 @@ class ReKVHost:
             flat = tokens.reshape(-1, tokens.shape[-1]).to(self.dtype)
         frames = len(lengths) if lengths is not None else tokens.shape[0]
         with self.timer.stage("prefill"):
-            if self.static:
-                raw = self.steps(flat)
-            else:
-                backend = WindowPrefill(self.window, self.rope, flat.shape[0])
-                self.stack.run(flat, backend)
-                self.window.commit(flat.shape[0])
-                raw = backend.raw()
+            raw = self.steps(flat)
             evict = []
             if self.compression.context_methods:  # a bounded store evicts first, so its slots are reused
                 new_ids = list(range(self.store.next_id, self.store.next_id + frames))
@@ -335,10 +333,7 @@ class ReKVHost:
         ids = self.codec.encode(text)
         if not ids:
             raise ValueError("the retrieval text encodes to zero tokens")
-        if self.static:
-            backend = StaticRetrieval(self.window, len(ids), self.store, topk)
-        else:
-            backend = RetrievalPass(self.window, self.rope, len(ids), self.store, topk)
+        backend = self.steps.retrieval(len(ids), self.store, topk)
         self.stack.run(self.stack.embed(ids, self.device), backend)
         self._last_selection = backend.selected
         selected = torch.stack(backend.selected).tolist()  # the one sync (every layer selects topk blocks)

@@ -61,16 +61,9 @@ def _measure(host, tokens: int, context: int, repeats: int):
 
 
 def _step(host, chunk):
-    """One pre-fill step + its block-store write, exactly what `ReKVHost.prefill_tokens` runs per call
-    (tokens shaped as ONE frame block of len(chunk) tokens is not required here: the store is bypassed)."""
-    if host.static:
-        host.steps(chunk)
-    else:
-        from frameworks.rekv.backends import WindowPrefill
-
-        backend = WindowPrefill(host.window, host.rope, chunk.shape[0])
-        host.stack.run(chunk, backend)
-        host.window.commit(chunk.shape[0])
+    """One streaming pre-fill step as `ReKVHost.prefill_tokens` runs it (`host.steps`, any llm_step),
+    without the block-store write."""
+    host.steps(chunk)
 
 
 @torch.no_grad()
