@@ -18,6 +18,11 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from frameworks.common.timing import EventTimer  # noqa: E402
+from speed_benchmark.roofline import measure_peaks  # noqa: E402
+
 
 def _classify(name: str) -> str:
     low = name.lower()
@@ -39,7 +44,8 @@ def _host(mode: str, tokens: int, n_local: int):
 
 @torch.no_grad()
 def _measure(host, tokens: int, context: int, repeats: int):
-    """Fill the window to `context` tokens, then time `repeats` steps of `tokens` tokens (CUDA events)."""
+    """Fill the window to `context` tokens, then time `repeats` steps of `tokens` tokens (CUDA events).
+    -> (the chunk, ms per step, window length when timing started)."""
     hidden = host.stack.hidden_size
     gen = torch.Generator(device="cuda").manual_seed(0)
     chunk = torch.randn(tokens, hidden, device="cuda", generator=gen, dtype=torch.bfloat16) * 0.02
@@ -48,16 +54,11 @@ def _measure(host, tokens: int, context: int, repeats: int):
         _step(host, chunk)
     for _ in range(3):
         _step(host, chunk)
-    host.context_at_start = host.window.length
-    times = []
+    start = host.window.length
+    timer = EventTimer(host.device)
     for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        _step(host, chunk)
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return chunk, times
+        timer.call(lambda: _step(host, chunk))
+    return chunk, timer.finish(), start
 
 
 def _step(host, chunk):
@@ -97,30 +98,6 @@ def _floor(host, tokens: int, context: int, peak_tflops: float, bandwidth_gbs: f
     return max(flops / (peak_tflops * 1e12), (weight_bytes + kv_bytes) / (bandwidth_gbs * 1e9)) * 1e3
 
 
-def _peaks() -> tuple[float, float]:
-    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ a
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(10):
-        a @ a
-    end.record()
-    end.synchronize()
-    tflops = 10 * 2 * 8192 ** 3 / (start.elapsed_time(end) / 1e3) / 1e12
-    src = torch.empty(2 ** 30, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    dst.copy_(src)
-    start.record()
-    for _ in range(10):
-        dst.copy_(src)
-    end.record()
-    end.synchronize()
-    bandwidth = 10 * 2 * src.numel() / (start.elapsed_time(end) / 1e3) / 1e9
-    del a, src, dst
-    return tflops, bandwidth
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
@@ -134,17 +111,18 @@ def main(argv=None) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tflops, bandwidth = _peaks()
+    peaks = measure_peaks(torch.device("cuda"), torch.bfloat16)  # the harness's own GEMM / copy ceilings
+    tflops, bandwidth = peaks.flops_per_s / 1e12, peaks.bytes_per_s / 1e9
     rows = []
     for mode in args.modes:
         host = _host(mode, max(args.tokens), 15000)
         for context in args.context:
             for tokens in args.tokens:
-                chunk, times = _measure(host, tokens, context, args.repeats)
+                chunk, times, start = _measure(host, tokens, context, args.repeats)
                 median = statistics.median(times)
-                floor = _floor(host, tokens, (host.context_at_start + host.window.length) // 2, tflops, bandwidth)
+                floor = _floor(host, tokens, (start + host.window.length) // 2, tflops, bandwidth)
                 profile = _profile(host, chunk) if mode == "graph" or tokens == args.tokens[0] else {}
-                context_range = f"{host.context_at_start}-{host.window.length}"
+                context_range = f"{start}-{host.window.length}"
                 rows.append(dict(mode=mode, tokens=tokens, context=context_range, ms=median, floor_ms=floor,
                                  x_floor=median / floor, profile=profile))
                 print(f"{mode:6s} tokens={tokens:4d} context={context_range}: {median:7.2f} ms "
