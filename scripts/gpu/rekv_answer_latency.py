@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from frameworks.common.llava_loading import build_random_llava_onevision  # noqa: E402
 from frameworks.common.model_sizes import llava_onevision_config  # noqa: E402
+from frameworks.common.timing import EventTimer  # noqa: E402
 from frameworks.protocol import Query  # noqa: E402
 from frameworks.rekv import ReKVConfig, ReKVHost  # noqa: E402
 
@@ -79,16 +80,10 @@ class LegacyLoading:
 
 
 def timed(device, fn) -> float:
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end)
-    begin = time.perf_counter()
-    fn()
-    return (time.perf_counter() - begin) * 1000
+    """ms of one call of `fn` (the project's EventTimer: CUDA events on GPU, perf_counter on CPU)."""
+    timer = EventTimer(device)
+    timer.call(fn)
+    return timer.finish()[0]
 
 
 def copy_bandwidth(nbytes: int, device) -> float:
