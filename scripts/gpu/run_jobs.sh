@@ -2,7 +2,7 @@
 # Run several GPU jobs in one session on a bare machine, each under its own time limit, and pack every
 # output into ONE archive (the lab's device runner returns only a few files).
 #   OUT=/tmp/out bash scripts/gpu/run_jobs.sh tests:90 speed:300 dispider:150 ...
-# Jobs (name:seconds): tests, speed, streamforest, dispider, livecc, baselines, adaptive, step, tokens, eval2gpu, e2e_hosts, answer, mixed.
+# Jobs (name:seconds): tests, speed, streamforest, dispider, livecc, baselines, adaptive, step, tokens, eval2gpu, e2e_hosts, answer.
 # Wheels for hydra/omegaconf/antlr4/decord are installed from .whl/ when present (Python 3.12 machine).
 set -u
 OUT=${OUT:-results/gpu-run}
@@ -28,7 +28,6 @@ job() {
     step) python3 scripts/gpu/profile_rekv_step.py --out "$W/step" ${STEP_ARGS:-} ;;
     tokens) python3 scripts/gpu/token_stage_speed.py --out "$W/tokens" ;;
     answer) python3 scripts/gpu/rekv_answer_latency.py --out "$W/answer" ${ANSWER_ARGS:-} ;;
-    mixed) python3 scripts/gpu/diagnose_fused_mixed.py --out "$W/mixed" ;;
     eval2gpu) bash scripts/gpu/eval_two_gpu.sh "$W/eval2gpu" ;;
     e2e_hosts) for preset in livecc_7b streamforest_7b dispider; do
                  timeout ${E2E_SECONDS:-110} python3 -m speed_benchmark preset=$preset device=cuda progress=false vit.enabled=false \

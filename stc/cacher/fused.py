@@ -181,10 +181,8 @@ class FusedSelectiveLayer:
     fails, the handle warns once and falls back to the eager layers for good: a missing Triton never
     breaks a run. `compile=False` runs the same functions uncompiled on any device (tests)."""
 
-    def __init__(self, compile: bool = True, in_call_mixed: bool = False):
+    def __init__(self, compile: bool = True):
         self.compile = compile
-        # compiled mixed layer also for selective rows reading a reference row of the same call (see run)
-        self.in_call_mixed = in_call_mixed
         self._stacked: dict = {}  # per layer: stacked q/v and q/k/v weights, rebuilt if a weight changes
         self.failed = False
         self.calls = {"selective": 0, "reference": 0, "mixed": 0}  # layer calls per function (tests, reports)
@@ -222,12 +220,6 @@ class FusedSelectiveLayer:
                 return self.compiled("selective", pattern)(hidden, *stored, *selective_w, *constants)
             if not plan.selective_rows:
                 out, stores = self.compiled("reference", pattern)(hidden, index.store_pos, *reference_w, *constants)
-            elif not self.in_call_mixed and any(source is not None for source in plan.reference_source):
-                # Selective rows reading a reference row of the SAME call (several frames of one stream per
-                # call): the compiled mixed layer gave wrong rows on an H200 (2026-11-30: 4.5 % of elements
-                # off, tests/gpu/test_cuda_families.py), while the uncompiled function is exact on CPU. Until
-                # that is understood these calls take the batched eager/graphed layer (exact on the H200).
-                return None
             else:
                 out, stores = self.compiled("mixed", pattern)(
                     hidden, *stored, index.ref_rows, index.sel_rows, index.from_call, index.call_pos, index.store_pos,

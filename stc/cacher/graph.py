@@ -12,9 +12,11 @@ How it works: the runner replaces the tower's `forward` (instance attribute; rem
   consecutive frames of one stream (reference and selective rows chained inside the call) are graphed
   like any other: the key holds the per-row frame kinds, which fix the plan.
 - The first call of a new key runs eager (it IS the frame). Then the runner captures a graph by
-  re-running the same frame (2 warm-ups on a side stream + capture), with the streams' counters set
-  back to that frame for each run. Re-running a frame is harmless: a selective frame writes nothing,
-  a reference frame rewrites the same reference. Counters are restored afterwards.
+  re-running the same frame (2 warm-ups on a side stream + capture), with each stream set back to its
+  state before the call for each run (`CacherState.checkpoint`: counters and whether its reference is
+  valid, which decides the kind of an off-grid first frame). Re-running a frame is harmless: a
+  selective frame writes nothing, a reference frame rewrites the same reference. The state after the
+  call is restored afterwards, and a capture whose frame kinds differ from its key is refused.
 - Later calls copy the pixels into the static input, replay, advance the counters and return CLONES
   of the static outputs (cloning costs microseconds; aliased outputs that the next call overwrites
   are a trap). All graphs of a runner share one memory pool; they never run concurrently.
@@ -97,7 +99,7 @@ class CudaGraphRunner:
         key = self._key(states, modes, pixel_values, kwargs)
         if key in self._graphs:
             return self._replay(key, pixel_values)
-        before = [(s, s.frame_idx, copy.copy(s.stats)) for s in {s.id: s for s in states}.values()]
+        before = [(s, s.checkpoint()) for s in {s.id: s for s in states}.values()]
         output = self._eager(pixel_values, **kwargs)
         plan = self.handle._plan
         if plan is not None and plan.modes == modes:  # the runner predicted this call right: graph it
@@ -133,11 +135,11 @@ class CudaGraphRunner:
         return clone_outputs(captured.static_output)
 
     def _capture(self, key, pixel_values, kwargs, before) -> None:
-        after = [(s, s.frame_idx, s.stats) for s, _, _ in before]
+        after = [(s, s.checkpoint()) for s, _ in before]
 
-        def rewind():
-            for state, frame_idx, stats in before:
-                state.frame_idx, state.stats = frame_idx, copy.copy(stats)
+        def rewind():  # the streams as they were before the call: counters AND reference validity
+            for state, checkpoint in before:
+                state.restore(checkpoint)
 
         try:
             static_input = pixel_values.clone()
@@ -155,6 +157,8 @@ class CudaGraphRunner:
             with torch.cuda.graph(graph, pool=self._pool):
                 static_output = self._eager(static_input, **kwargs)
             plan = self.handle._plan
+            if plan.modes != key[1]:  # the graph would replay other frame kinds than its key says
+                raise RuntimeError(f"captured frame kinds {plan.modes} differ from the call's {key[1]}")
             signature = plan.states[0].reference_signature
         except Exception as error:  # any capture problem: fall back to eager for good, say so once
             self.enabled = False
@@ -162,8 +166,8 @@ class CudaGraphRunner:
             warnings.warn(f"STC-Cacher: CUDA graph capture failed ({error!r}); tower calls run eager from now on")
             return
         finally:
-            for state, frame_idx, stats in after:
-                state.frame_idx, state.stats = frame_idx, stats
+            for state, checkpoint in after:
+                state.restore(checkpoint)
         self._graphs[key] = _Captured(graph, static_input, static_output, plan, signature)
         self.captures += 1
         while len(self._graphs) > self.max_graphs:

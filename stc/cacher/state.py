@@ -13,6 +13,8 @@ only when its token count, width, dtype or device changes or when the pool grows
 
 from __future__ import annotations
 
+import copy
+
 import itertools
 import weakref
 from dataclasses import dataclass
@@ -184,6 +186,19 @@ class CacherState:
         for layer in self.layers:
             layer.selection = layer.value = layer.branch_sum = None
         self.version += 1
+
+    def checkpoint(self) -> tuple:
+        """What one tower call changes in this stream on the host: the frame counter, the stats and
+        whether a stored reference is valid. The CUDA-graph runner re-runs a call to capture it and
+        must put ALL of it back before each re-run: a stream whose first frame is off its refresh grid
+        plans that frame as a reference only while it has no valid reference (restoring the counter
+        alone captured a selective frame under a reference frame's key). The slot itself is not part
+        of it: a re-run writes the same slot."""
+        return self.frame_idx, copy.copy(self.stats), self._signature, self._pending
+
+    def restore(self, checkpoint: tuple) -> None:
+        self.frame_idx, stats, self._signature, self._pending = checkpoint
+        self.stats = copy.copy(stats)
 
     def is_scheduled_reference(self, frame: int, cache_interval: int) -> bool:
         return (frame - self.phase) % cache_interval == 0

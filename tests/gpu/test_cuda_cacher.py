@@ -147,7 +147,7 @@ def test_fused_chunked_calls_of_one_stream_match_eager_one_frame_per_call():
         stream.reset()
         with fused.use(stream):
             got = torch.cat([model(pixel_values=frames[i : i + 8]).last_hidden_state for i in (0, 8, 16)])
-    assert not fused.fused.failed, fused.fused.calls  # in-call references take the batched layer (fused.py)
+    assert not fused.fused.failed and fused.fused.calls["mixed"] > 0, fused.fused.calls  # the compiled mixed layer
     assert fused.graph_runner.replays >= 3
     close = torch.isclose(got, expected, rtol=2e-3, atol=2e-3).float().mean().item()
     print(f"chunked fused: {close:.5f} of elements close; calls {fused.fused.calls}")
