@@ -110,7 +110,7 @@ class EagerSteps:
     """The plain streaming step (`ReKVConfig.llm_step="eager"`): a `WindowPrefill` over the growable
     `LocalWindow`, run from Python on every call. Same interface as `graphed_step.GraphedSteps`, so the
     host never branches on the mode: calling it pre-fills a chunk and returns the pre-RoPE K/V
-    [L, Hkv, S, D] for the block store; `retrieval` makes the question's backend."""
+    [L, Hkv, S, D] for the block store; `select` runs the question's retrieval pass."""
 
     def __init__(self, window: LocalWindow, rope: RotaryTable, run_stack):
         self.window, self.rope, self.run_stack = window, rope, run_stack
@@ -121,8 +121,11 @@ class EagerSteps:
         self.window.commit(hidden.shape[0])
         return backend.raw()
 
-    def retrieval(self, num_new: int, store: BlockStore, topk: int | None) -> RetrievalPass:
-        return RetrievalPass(self.window, self.rope, num_new, store, topk)
+    def select(self, hidden: torch.Tensor, store: BlockStore, topk: int) -> torch.Tensor:
+        """The question's retrieval pass: every layer's top-k block indices [L, topk], ascending."""
+        backend = RetrievalPass(self.window, self.rope, hidden.shape[0], store, topk)
+        self.run_stack(hidden, backend)
+        return torch.stack(backend.selected)
 
 
 class AnswerCache:

@@ -171,6 +171,15 @@ class BlockStore:
         top = torch.topk(self.scores(layer, query_mean), topk).indices
         return torch.sort(top).values
 
+    def select_live(self, layer: int, query_mean: torch.Tensor, topk: int, live: torch.Tensor) -> torch.Tensor:
+        """`select` over the whole representative-key buffer with the blocks where `live` [capacity] is
+        False scored -inf: the same top-k (topk <= live blocks) from shapes that do not change as blocks
+        arrive, for a CUDA-graphed retrieval pass."""
+        groups = query_mean.shape[0] // self.kv_heads
+        grouped = query_mean.float().view(self.kv_heads, groups, self.head_dim).sum(1).reshape(-1)
+        scores = (self.rep_keys[layer] @ grouped).masked_fill(~live, float("-inf"))
+        return torch.sort(torch.topk(scores, topk).indices).values
+
     def block_keys(self, indices: list[int]) -> list[tuple[int, int]]:
         """(physical slot, write stamp) of live blocks `indices`: equal keys mean equal content."""
         return [(self.slots[i], self.stamps[self.slots[i]]) for i in indices]

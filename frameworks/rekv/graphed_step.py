@@ -14,6 +14,11 @@ rewritten identically by every run. Later calls copy the input into the graph's 
 counter mirrors. The pre-RoPE K/V for the block store are graph outputs, valid until the next replay
 (the host writes them to the store right after).
 
+The question's retrieval pass (`select`) is graphed the same way: right-padded to a bucket of tokens,
+scored over the whole key buffer of the block store with the live blocks counted on the device
+(`static_window.StaticRetrieval`), so questions of different lengths and a growing store replay one
+graph (until the store's key buffer is reallocated, which doubles it).
+
 Not graphed (the same step runs eagerly on the static window): CPU tensors, `cuda_graph=False`, or a
 window without sink tokens (an empty context at the first call). A capture error disables graphs for
 this runner with one warning.
@@ -38,6 +43,7 @@ class GraphedSteps:
     # method that keeps a variable number of tokens per frame) run eagerly instead of paying a capture
     # (~3 steps) each. At most `max_graphs` graphs are kept (least recently used dropped).
     max_graphs = 16
+    question_bucket = 16  # retrieval passes are padded to a multiple of this many tokens
 
     def __init__(self, window: StaticWindow, run_stack: Step, cuda_graph: bool = True, warmups: int = 2):
         self.window, self.run_stack, self.warmups = window, run_stack, warmups
@@ -45,6 +51,8 @@ class GraphedSteps:
         self.graphs: OrderedDict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, tuple]] = OrderedDict()
         self.seen: set[tuple] = set()
         self.pool = None
+        self.questions: OrderedDict[tuple, tuple] = OrderedDict()  # retrieval-pass graphs (`select`)
+        self.question_pool = None
         self.captures = self.replays = 0
 
     def __call__(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,9 +76,69 @@ class GraphedSteps:
         self.window.advanced(count)
         return raw
 
-    def retrieval(self, num_new: int, store, topk) -> StaticRetrieval:
-        """The question's retrieval pass over this window (eager: once per question)."""
-        return StaticRetrieval(self.window, num_new, store, topk)
+    def select(self, hidden: torch.Tensor, store, topk: int) -> torch.Tensor:
+        """The question's retrieval pass (`hidden` [S, hidden] embeddings, nothing written): every layer's
+        top-k block indices [L, topk], ascending. The question is right-padded to a multiple of
+        `question_bucket` and the store read through its whole key buffer (`StaticRetrieval`), so one
+        graph per (padded length, k, key buffer) serves every question (captured on its second call,
+        like the steps). The result is a copy (a graph's output is overwritten by its next replay)."""
+        count = hidden.shape[0]
+        padded = -(-count // self.question_bucket) * self.question_bucket
+        key = ("question", padded, topk, tuple(store.rep_keys.shape), store.rep_keys.data_ptr(),
+               self.window.fixed_distance_sink, hidden.dtype)
+        entry = None
+        if self.enabled and self.window.n_init:
+            if key not in self.questions and key in self.seen:
+                self._capture_question(key, store, topk, hidden)
+            self.seen.add(key)
+            entry = self.questions.get(key)
+        if entry is None or not self.enabled:
+            return self._question(self._question_inputs(hidden, padded, store), store, topk)
+        graph, inputs, selected = entry
+        self.questions.move_to_end(key)
+        self._fill_question(inputs, hidden, store)
+        graph.replay()
+        self.replays += 1
+        return selected.clone()
+
+    def _question_inputs(self, hidden: torch.Tensor, padded: int, store) -> tuple[torch.Tensor, ...]:
+        device = hidden.device
+        inputs = (hidden.new_zeros(padded, hidden.shape[1]), torch.zeros(1, dtype=torch.long, device=device),
+                  torch.zeros(1, dtype=torch.long, device=device))
+        self._fill_question(inputs, hidden, store)
+        return inputs
+
+    @staticmethod
+    def _fill_question(inputs, hidden: torch.Tensor, store) -> None:
+        """Static inputs of a question pass: embeddings (pads zero), real-token count, live blocks (no
+        host->device copy of data: two scalar fills)."""
+        rows, count, blocks = inputs
+        rows[:hidden.shape[0]].copy_(hidden)
+        rows[hidden.shape[0]:].zero_()
+        count.fill_(hidden.shape[0])
+        blocks.fill_(store.num_blocks)
+
+    def _question(self, inputs, store, topk: int) -> torch.Tensor:
+        rows, count, blocks = inputs
+        backend = StaticRetrieval(self.window, rows.shape[0], store, topk, count, blocks)
+        self.run_stack(rows, backend)
+        return torch.stack(backend.selected)
+
+    def _capture_question(self, key: tuple, store, topk: int, hidden: torch.Tensor) -> None:
+        inputs = self._question_inputs(hidden, key[1], store)
+        try:  # the pass writes nothing but the sink rows, rewritten identically from `meta`: no restore
+            graph, selected = capture(lambda: self._question(inputs, store, topk), lambda: None,
+                                      self.window.device, self.question_pool, self.warmups)
+        except Exception as error:  # noqa: BLE001 - run eager, say so once
+            self.enabled = False
+            warnings.warn(f"ReKV retrieval pass not graphed ({type(error).__name__}: {error}); running eager",
+                          RuntimeWarning, stacklevel=3)
+            return
+        self.question_pool = graph.pool()
+        self.questions[key] = (graph, inputs, selected)
+        self.captures += 1
+        while len(self.questions) > self.max_graphs:
+            self.questions.popitem(last=False)
 
     def _step(self, hidden: torch.Tensor, host_lengths: bool) -> tuple[torch.Tensor, torch.Tensor]:
         backend = StaticPrefill(self.window, hidden.shape[0], host_lengths=host_lengths)

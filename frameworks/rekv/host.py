@@ -333,10 +333,9 @@ class ReKVHost:
         ids = self.codec.encode(text)
         if not ids:
             raise ValueError("the retrieval text encodes to zero tokens")
-        backend = self.steps.retrieval(len(ids), self.store, topk)
-        self.stack.run(self.stack.embed(ids, self.device), backend)
-        self._last_selection = backend.selected
-        selected = torch.stack(backend.selected).tolist()  # the one sync (every layer selects topk blocks)
+        chosen = self.steps.select(self.stack.embed(ids, self.device), self.store, topk)  # [L, topk] on the device
+        self._last_selection = list(chosen.unbind(0))
+        selected = chosen.tolist()  # the one sync (every layer selects topk blocks)
         if self.compression.context_methods:  # e.g. a bounded store refreshing what was restored
             restored = sorted({self.store.ids[i] for layer in selected for i in layer})
             self.compression.blocks_restored(restored)

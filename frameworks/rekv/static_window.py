@@ -173,13 +173,25 @@ class StaticPrefill:
 
 class StaticRetrieval(StaticPrefill):
     """The question's retrieval pass over a `StaticWindow`: attend like a pre-fill (nothing written) and
-    select each layer's top-k blocks with the mean pre-RoPE query (as `backends.RetrievalPass`)."""
+    select each layer's top-k blocks with the mean pre-RoPE query of the question (as
+    `backends.RetrievalPass`). Shape-static, so one CUDA graph serves every question of a padded length
+    over a store of any size (`graphed_step.GraphedSteps.select`):
+    - the question is right-padded to `num_new` rows, the first `count` real (`count` [1], a device
+      tensor). Pads come after every real token, so causal attention keeps them out of the real tokens'
+      outputs (and nothing is written), and the mean query weighs only the real rows (float32);
+    - blocks are scored over the store's whole representative-key buffer, those at or past `num_blocks`
+      ([1], a device tensor) masked out (`BlockStore.select_live`)."""
 
-    def __init__(self, window: StaticWindow, num_new: int, store, topk: Optional[int]):
-        super().__init__(window, num_new, commit=False, keep_raw=False, host_lengths=True)
+    def __init__(self, window: StaticWindow, num_new: int, store, topk: int, count: torch.Tensor,
+                 num_blocks: torch.Tensor):
+        super().__init__(window, num_new, commit=False, keep_raw=False)
         self.blocks, self.topk = store, topk
+        device = window.device
+        self.weights = (torch.arange(num_new, device=device) < count).float() / count.float()   # [S]
+        self.live = torch.arange(store.rep_keys.shape[1], device=device) < num_blocks            # [capacity]
         self.selected: list[torch.Tensor] = []
 
     def __call__(self, layer, queries, keys, values, scale):
-        self.selected.append(self.blocks.select(layer, queries.mean(dim=1), self.topk))
+        mean = (queries.float() * self.weights[:, None]).sum(dim=1)  # [Hq, D]: real rows only
+        self.selected.append(self.blocks.select_live(layer, mean, self.topk, self.live))
         return super().__call__(layer, queries, keys, values, scale)

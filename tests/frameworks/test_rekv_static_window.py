@@ -249,3 +249,57 @@ def test_fused_rotation_equals_apply_rotary():
     cos, sin = rope.cos_sin(positions)
     expected = apply_rotary(x.transpose(0, 1), cos, sin).transpose(0, 1)
     torch.testing.assert_close(rotate(x, *rotation_tables(rope, positions)), expected, rtol=0, atol=1e-12)
+
+
+def test_question_pass_pads_to_a_bucket_and_replays_one_graph_per_bucket(rekv, monkeypatch):
+    """GraphedSteps.select (capture replaced by a recorder whose replay recomputes from the static inputs,
+    so a stale input - an embedding, the real-token count, the live-block count - would show): questions
+    of different lengths in one padded bucket share a graph captured on the bucket's second sighting;
+    every selection equals the UNPADDED pass over the live blocks only (which the host-level tests
+    compare with the eager retrieval pass). Blocks arrive between questions (the live count changes)."""
+    from frameworks.rekv.graphed_step import GraphedSteps
+    from frameworks.rekv.static_window import StaticRetrieval
+
+    host = rekv.host(n_local=60, retrieve_size=2, llm_step="static")
+    frames = rekv.video(9, seed=3)
+    host.ingest(frames[:4])
+    steps, store = host.steps, host.store
+    steps.enabled = True
+    captured = []
+
+    class _Graph:
+        def __init__(self, run, selected):
+            self.run, self.selected = run, selected
+
+        def replay(self):
+            self.selected.copy_(self.run())
+
+    def fake_capture(self, key, store, topk, hidden):
+        inputs = self._question_inputs(hidden, key[1], store)
+        run = lambda: self._question(inputs, store, topk)  # noqa: E731
+        selected = run()
+        captured.append(key[1])
+        self.questions[key] = (_Graph(run, selected), inputs, selected)
+
+    monkeypatch.setattr(GraphedSteps, "_capture_question", fake_capture)
+    monkeypatch.setattr(GraphedSteps, "_capture", lambda self, key, hidden: None)  # ingest steps stay eager
+    embed = lambda ids: host.stack.embed(ids, host.device)  # noqa: E731
+
+    def unpadded(ids):
+        rows = embed(ids)
+        backend = StaticRetrieval(host.window, len(ids), store, 2, torch.tensor([len(ids)]),
+                                  torch.tensor([store.num_blocks]))
+        host.stack.run(rows, backend)
+        return torch.stack(backend.selected)
+
+    generator = torch.Generator().manual_seed(0)
+    vocab = host.stack.language_model.embed_tokens.num_embeddings
+    for index, count in enumerate([3, 11, 7, 20, 2, 17]):  # buckets of 16: 16, 16, 16, 32, 16, 32
+        if index == 2:
+            host.ingest(frames[4:])  # more blocks: same key buffer, a larger live count
+        ids = torch.randint(0, vocab, (count,), generator=generator).tolist()
+        got = steps.select(embed(ids), store, 2)
+        assert torch.equal(got, unpadded(ids)), count
+        assert int(got.max()) < store.num_blocks
+    assert captured == [16, 32]  # each bucket on its second sighting
+    assert len(steps.questions) == 2
