@@ -5,8 +5,10 @@ pages; moving them one layer at a time with a host sync per layer left the copy 
 in turn. Here (docs/rekv/answer-path.md):
   1. the host knows every layer's selection after ONE `.tolist()` (host.py);
   2. `BlockLoader.start` plans every layer against the device LRU (`BlockCache`: hits are device-to-device
-     copies, misses come from the pinned pages, one copy per run of consecutive slots), then issues all
-     layers' copies on a dedicated side stream, recording one event per layer; no host sync;
+     copies, misses come from the pinned pages), then issues all layers' loads on a dedicated side
+     stream, recording one event per layer; no host sync. Misses of all layers move in one gather pass
+     (`BlockStore.gather_blocks`: two kernels per page touched, pinned pages read over UVA), or with
+     `gather=False` (ReKVConfig.block_loading="copies") one copy per run of consecutive slots per layer;
   3. `PendingBlocks.layer(l)` makes the current (compute) stream wait for layer l's event only, so the
      copies of later layers overlap with whatever the compute stream does with earlier ones: the loads
      into the answer cache, or (`load_during_prefill`, `LoadBeforeAttention`) the answer pre-fill itself,
@@ -39,6 +41,7 @@ class PendingBlocks:
         self.loader, self.staged, self.selection = loader, staged, selection
         self.plans, self.indices, self.events, self.ahead = plans, indices, events, ahead
         self.issued = 0
+        self.host_loaded = False  # every layer's blocks from the host pages already gathered (`gather`)
 
     def issue(self, upto: int) -> None:
         """Issue the copies of layers [issued, upto) (on the side stream, one event per layer)."""
@@ -50,7 +53,7 @@ class PendingBlocks:
             for layer in range(self.issued, upto):
                 loader.copy_layer(layer, self.selection[layer], self.staged[layer],
                                   self.plans[layer] if self.plans is not None else None,
-                                  self.indices[layer] if self.indices is not None else None)
+                                  self.indices[layer] if self.indices is not None else None, self.host_loaded)
                 if self.events is not None:
                     self.events[layer].record(loader.side)
         self.issued = upto
@@ -85,8 +88,8 @@ class BlockLoader:
     CUDA device, where a cache would only duplicate it; on CPU it is kept, so that CPU tests run the same
     path). `side_stream=False` issues the copies on the current stream (the synchronous reference)."""
 
-    def __init__(self, store: BlockStore, cache_blocks: int, side_stream: bool = True):
-        self.store = store
+    def __init__(self, store: BlockStore, cache_blocks: int, side_stream: bool = True, gather: bool = True):
+        self.store, self.gather = store, gather
         device = store.device
         offloaded = store.storage_device != device or device.type == "cpu"
         row = (2, store.kv_heads, store.block_tokens, store.head_dim)
@@ -126,16 +129,31 @@ class BlockLoader:
             with torch.cuda.stream(self.side) if self.side is not None else contextlib.nullcontext():
                 indices = self._upload_indices(plans)
         pending = PendingBlocks(self, staged, selection, plans, indices, events, ahead)
+        if self.gather and ahead is None:  # every layer's host blocks in one pass (two kernels per page)
+            with torch.cuda.stream(self.side) if self.side is not None else contextlib.nullcontext():
+                self.copies += self.store.gather_blocks(self._host_blocks(selection, plans), staged)
+            pending.host_loaded = True
         pending.issue(len(selection) if ahead is None else ahead)
         self.pending = pending if ahead is not None else None
         return pending
 
-    def copy_layer(self, layer: int, chosen: list[int], out: torch.Tensor, plan, indices) -> None:
-        """Layer `layer`'s blocks into `out` (current stream): from the host pages, or served by `plan`."""
+    @staticmethod
+    def _host_blocks(selection: list[list[int]], plans) -> list[list[tuple[int, int]]]:
+        """Per layer, (block index, staging row) of the blocks that come from the host pages: all of
+        them without an LRU, else the LRU plan's misses."""
+        if plans is None:
+            return [list(zip(chosen, range(len(chosen)))) for chosen in selection]
+        return [[(chosen[p], p) for p in plan.misses] for chosen, plan in zip(selection, plans)]
+
+    def copy_layer(self, layer: int, chosen: list[int], out: torch.Tensor, plan, indices,
+                   host_loaded: bool = False) -> None:
+        """Layer `layer`'s blocks into `out` (current stream): from the host pages (unless `host_loaded`:
+        gathered for all layers already), or served by `plan`."""
         if plan is None:
-            self.copies += self.store.copy_blocks(layer, chosen, out, range(len(chosen)))
+            if not host_loaded:
+                self.copies += self.store.copy_blocks(layer, chosen, out, range(len(chosen)))
             return
-        if plan.misses:  # misses from the host pages, hits from the LRU rows, then misses into their rows
+        if plan.misses and not host_loaded:  # misses from the host pages, hits from the LRU rows, then misses into their rows
             self.copies += self.store.copy_blocks(layer, [chosen[p] for p in plan.misses], out, plan.misses)
         rows = self.cache.storage()[layer]
         hit_positions, hit_rows, fill_positions, fill_rows = indices

@@ -23,9 +23,11 @@ every path is the original one. Every write into a slot also gets a store-lifeti
 `block_keys` names a block's content, not just its place: the answer path's device cache
 (block_cache.py) keys on it and never serves a slot that was evicted or cleared and rewritten.
 
-Reading back: `copy_blocks` issues one copy per run of blocks consecutive both in their slots (within a
-page) and in the output; `unstage` turns the copied rows into keys/values [Hkv, tokens, D]. `gather` is
-the two in a row (the synchronous path); the answer path issues them on a side stream (answer_loading.py).
+Reading back: `gather_blocks` moves the blocks of every layer with two kernels per page touched (pinned
+pages read directly over UVA); `copy_blocks` issues one copy per run of blocks consecutive both in their
+slots (within a page) and in the output (ReKVConfig.block_loading="copies"); `unstage` turns the copied
+rows into keys/values [Hkv, tokens, D]. `gather` is copy + unstage for one layer (the synchronous path);
+the answer path issues its loads on a side stream (answer_loading.py).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class BlockStore:
         self.rep_keys = torch.zeros(num_layers, 0, kv_heads * head_dim, dtype=torch.float32, device=device)
         self.lengths: list[int] = []  # tokens of every block (== block_tokens unless written with lengths)
         self.num_blocks = 0
+        self._aliases: dict[int, torch.Tensor] = {}  # page -> CUDA alias of its pinned memory (page_rows)
         self.stamps: list[int] = []  # write stamp of every physical slot (never reset: unique per write)
         self.writes = 0
         self.clear()
@@ -207,6 +210,52 @@ class BlockStore:
             torch._foreach_copy_(targets, sources, non_blocking=True)
         return len(targets)
 
+    def gather_blocks(self, wanted: list[list[tuple[int, int]]], out: torch.Tensor) -> int:
+        """Blocks of EVERY layer in one pass: `wanted[l]` = [(live block index, row of out[l])], `out`
+        [L, width, 2, Hkv, B, D] contiguous on the compute device (current stream). The blocks of one page
+        (all layers) move with one gather reading the page directly - pinned pages through their CUDA
+        alias (UVA: kernels read host memory over PCIe, `page_rows`) - and one scatter into `out`: two
+        kernels per page touched and one host->device copy of all indices, instead of one copy per run
+        of blocks (~1700 for 64 of 1800 blocks at 7B, whose per-copy cost, not the bandwidth, set the
+        time: docs/rekv/answer-path.md). Returns the number of pages read."""
+        width = out.shape[1]
+        by_page: dict[int, tuple[list[int], list[int]]] = {}
+        for layer, pairs in enumerate(wanted):
+            for block, row in pairs:
+                page, slot = divmod(self.slots[block], self.page_blocks)
+                sources, targets = by_page.setdefault(page, ([], []))
+                sources.append(layer * self.page_blocks + slot)
+                targets.append(layer * width + row)
+        if not by_page:
+            return 0
+        pages = sorted(by_page)
+        host = torch.tensor([i for page in pages for part in by_page[page] for i in part], dtype=torch.long)
+        if out.is_cuda:
+            host = host.pin_memory()
+        index = host.to(out.device, non_blocking=True)
+        rows = out.view(out.shape[0] * width, -1)
+        start = 0
+        for page in pages:
+            count = len(by_page[page][0])
+            sources, targets = index[start:start + count], index[start + count:start + 2 * count]
+            rows.index_copy_(0, targets, self.page_rows(page, out.device).index_select(0, sources))
+            start += 2 * count
+        return len(pages)
+
+    def page_rows(self, page: int, device: torch.device) -> torch.Tensor:
+        """Page `page` as rows [L * page_blocks, one block's elements] readable by kernels on `device`:
+        the page itself when it is there already (CPU, or offload=False), else (pinned host page, CUDA
+        device) a CUDA tensor aliasing the pinned memory (cached; the page outlives it: pages are never
+        freed)."""
+        tensor = self.pages[page]
+        if tensor.device == torch.device(device) or not self.pin:
+            return tensor.view(self.num_layers * self.page_blocks, -1)
+        alias = self._aliases.get(page)
+        if alias is None:
+            alias = cuda_alias(tensor, device).view(self.num_layers * self.page_blocks, -1)
+            self._aliases[page] = alias
+        return alias
+
     def unstage(self, staged: torch.Tensor, sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Copied rows [n, 2, Hkv, B, D] of blocks holding `sizes` tokens -> keys, values [Hkv, tokens, D]."""
         if any(size != self.block_tokens for size in sizes):  # variable frames: only the valid rows
@@ -252,6 +301,22 @@ class BlockStore:
                                 dtype=torch.float32, device=self.device)
             grown[:, :self.num_blocks] = self.rep_keys[:, :self.num_blocks]
             self.rep_keys = grown
+
+
+def cuda_alias(pinned: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CUDA tensor over the memory of a pinned host tensor (same shape and dtype). With unified
+    addressing (every 64-bit CUDA platform), memory from cudaHostAlloc - PyTorch's pinned allocator - is
+    addressable by kernels at its host address, so torch can wrap it through `__cuda_array_interface__`
+    (as bytes: the interface has no bfloat16). The alias does not keep `pinned` alive."""
+    flat = pinned.view(torch.uint8).view(-1)
+
+    class _Interface:
+        __cuda_array_interface__ = {"shape": (flat.numel(),), "typestr": "|u1", "data": (flat.data_ptr(), False),
+                                    "version": 3, "strides": None}
+
+    with torch.cuda.device(device):
+        alias = torch.as_tensor(_Interface(), device=device)
+    return alias.view(pinned.dtype).view(pinned.shape)
 
 
 def _runs(indices: list[int]):

@@ -37,6 +37,10 @@ class ReKVConfig:
         unused when offload=False on CUDA (the blocks are already on the device). Memory: L x this x one block.
     async_block_loading: issue the question's block copies on a side CUDA stream, the compute stream
         waiting per layer (docs/rekv/answer-path.md); False = the same copies on the compute stream.
+    block_loading: how retrieved blocks leave the host pages. "gather" (default): every layer's blocks in
+        one pass, two kernels per page touched, kernels reading the pinned pages directly (UVA);
+        "copies": one host->device copy per run of consecutive blocks per layer (the path before
+        2026-11-30; also used by `load_during_prefill`, which loads layer by layer).
     load_during_prefill: load each layer's retrieved blocks right before that layer attends in the answer
         pre-fill, issuing copies LOAD_AHEAD layers ahead, so copies overlap the pre-fill. Same outputs;
         `retrieval_ms` then holds the selection and the first copies, the rest is in `answer_prefill_ms`
@@ -75,6 +79,7 @@ class ReKVConfig:
     page_blocks: int = 16
     gpu_cache_blocks: int = 128
     async_block_loading: bool = True
+    block_loading: str = "gather"
     load_during_prefill: bool = False
     init_prompt: str = INIT_PROMPT
     question_template: str = QUESTION_TEMPLATE
@@ -94,6 +99,7 @@ class ReKVConfig:
             ("retrieve_size", self.retrieve_size is None or self.retrieve_size >= 1, "must be >= 1 or null (all blocks)"),
             ("frames_per_chunk", self.frames_per_chunk >= 1, "must be >= 1"),
             ("page_blocks", self.page_blocks >= 1, "must be >= 1"),
+            ("block_loading", self.block_loading in ("gather", "copies"), "must be gather | copies"),
             ("gpu_cache_blocks", self.gpu_cache_blocks >= 0, "must be >= 0 (0 disables the device block cache)"),
             ("question_template", "{prompt}" in self.question_template, "must contain '{prompt}'"),
         ]

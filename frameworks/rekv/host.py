@@ -81,7 +81,8 @@ class ReKVHost:
         self.window, self.steps, self.decoder = self._llm_path(shape)
         self.store = BlockStore(*shape, self.block_tokens, self.dtype, self.device,
                                 offload=self.config.offload, page_blocks=self.config.page_blocks)
-        self.loader = BlockLoader(self.store, self.config.gpu_cache_blocks, self.config.async_block_loading)
+        self.loader = BlockLoader(self.store, self.config.gpu_cache_blocks, self.config.async_block_loading,
+                                  gather=self.config.block_loading == "gather")
         self.compression.attach(self.vision_tower)
         self.timer = EventTimer(self.device)
         self.token_stage = GraphedTokenStage(self.projector, pool_2x if self.pools else None, self.compression,

@@ -10,9 +10,11 @@ Random-weight LLaVA-OV (latency does not depend on weight values) through the Re
 `answer` with max_new_tokens=1, CUDA events; stage splits from `host.timings`):
 
   legacy      the path before issue 14: one `store.gather` per layer (a host sync per layer), compute stream
-  sync        all layers planned after ONE sync, copies on the compute stream, no LRU
-  side        the same copies on a side stream, one event per layer (no LRU)
+  sync        all layers planned after ONE sync, loads on the compute stream, no LRU
+  side        the same loads on a side stream, one event per layer (no LRU)
   side+lru    side stream + the 128-block device LRU, cold (LRU cleared before every answer)
+  ...:copies  the same with one host->device copy per run of blocks (block_loading="copies"); the other
+              modes use block_loading="gather" (all layers in one pass, pinned pages read over UVA)
   side+lru:repeat   the same question again (every block a hit: device copies only)
   side+lru:next     a different question (its overlap with the previous selection is what random
                     representative keys give; real questions about one video overlap more)
@@ -176,6 +178,7 @@ def micro(args, block_tokens: int, device, zero_copy: bool) -> list[dict]:
 def measure(host: ReKVHost, mode: str, repeats: int, device) -> dict:
     """Median first-token latency and stage splits of `repeats` answers in `mode`."""
     host.loader.side = host._side if mode != "sync" else None
+    host.loader.gather = not mode.endswith(":copies")
     cache = host._cache if mode.startswith("side+lru") else None
     host.loader.cache = cache
     config = host.config
@@ -193,7 +196,7 @@ def measure(host: ReKVHost, mode: str, repeats: int, device) -> dict:
     try:
         host.answer(query(0))  # warm-up (allocator, copy engine, LRU rows)
         for repeat in range(repeats):
-            if mode in ("side+lru", "side+lru:repeat", "side+lru+overlap"):
+            if mode in ("side+lru", "side+lru:copies", "side+lru:repeat", "side+lru+overlap"):
                 host.loader.cache.clear()
                 if mode == "side+lru:repeat":
                     host.answer(query(0))
@@ -250,8 +253,8 @@ def main() -> None:
         moved = args.retrieve * store.num_layers * 2 * store.kv_heads * store.block_tokens * store.head_dim \
             * torch.empty((), dtype=store.dtype).element_size()
         bandwidth = copy_bandwidth(moved, device)
-        for mode in ("legacy", "sync", "side", "side+lru", "side+lru:repeat", "side+lru:next", "side+overlap",
-                     "side+lru+overlap"):
+        for mode in ("legacy", "sync", "side:copies", "side", "side+lru:copies", "side+lru", "side+lru:repeat",
+                     "side+lru:next", "side+overlap", "side+lru+overlap"):
             result = measure(host, mode, args.repeats, device)
             rows.append({"block_tokens": store.block_tokens, "blocks": store.num_blocks, "encoded_frames": encoded,
                          "mode": mode, "bytes_moved": moved, "one_copy_gb_per_s": bandwidth,

@@ -65,11 +65,32 @@ def test_copy_blocks_issues_one_copy_per_run_of_consecutive_slots_and_positions(
     assert torch.equal(out[[0, 2, 3]].permute(1, 2, 0, 3, 4).reshape(2, KV_HEADS, -1, DIM)[0], keys)
 
 
+def test_gather_blocks_moves_every_layers_blocks_with_one_gather_per_page():
+    """`gather_blocks` (all layers at once, rows grouped by page) fills exactly what per-layer
+    `copy_blocks` fills, at positions that are not in order and across evicted/reused slots."""
+    generator = torch.Generator().manual_seed(6)
+    store = _store(page_blocks=3)
+    _write(store, 8, generator)
+    store.evict([store.ids[1]])
+    _write(store, 2, generator)                     # slot 1 reused: live blocks no longer slot-ordered
+    wanted = [[(0, 2), (4, 0), (8, 1)], [(3, 1), (2, 0)]]   # (block, row); layer 1 fills 2 of 3 rows
+    out = torch.full((LAYERS, 3, 2, KV_HEADS, BLOCK, DIM), float("nan"))
+    expected = out.clone()
+    for layer, pairs in enumerate(wanted):
+        for block, row in pairs:
+            store.copy_blocks(layer, [block], expected[layer], [row])
+    pages = {store.slots[block] // 3 for pairs in wanted for block, _ in pairs}
+    assert store.gather_blocks(wanted, out) == len(pages)
+    assert torch.equal(out[:, :3].nan_to_num(7.0), expected.nan_to_num(7.0))  # untouched rows stay untouched
+    assert store.gather_blocks([[], []], out) == 0
+
+
+@pytest.mark.parametrize("gather", [True, False])
 @pytest.mark.parametrize("capacity", [0, 2, 3, 128])
-def test_loader_serves_exactly_what_gather_returns_through_hits_evictions_and_slot_reuse(capacity):
+def test_loader_serves_exactly_what_gather_returns_through_hits_evictions_and_slot_reuse(capacity, gather):
     generator = torch.Generator().manual_seed(4)
     store = _store(page_blocks=3)
-    loader = BlockLoader(store, cache_blocks=capacity)
+    loader = BlockLoader(store, cache_blocks=capacity, gather=gather)
     _write(store, 7, generator)
     selections = [
         [[0, 2, 3], [1, 2, 6]],

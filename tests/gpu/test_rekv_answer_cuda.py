@@ -31,26 +31,31 @@ def test_side_stream_loading_equals_synchronous_loading_on_the_host(dtype):
     loaded = tiny_loaded(seed=3, device="cuda", dtype=dtype, num_hidden_layers=4)
     frames = video(14, seed=2)
     results = {}
-    modes = [(False, 0, False), (False, 3, False), (True, 0, False), (True, 3, False), (True, 3, True), (True, 0, True)]
-    for side_stream, capacity, lazy in modes:  # (side stream, LRU rows, load inside the answer pre-fill)
+    modes = [(False, 0, False, "copies"), (False, 3, False, "copies"), (True, 0, False, "copies"),
+             (True, 3, False, "copies"), (True, 3, True, "copies"), (True, 0, True, "copies"),
+             (False, 0, False, "gather"), (True, 0, False, "gather"), (True, 3, False, "gather")]
+    # (side stream, LRU rows, load inside the answer pre-fill, block loading: gather reads pinned pages over UVA)
+    for side_stream, capacity, lazy, loading in modes:
         host = make_host(loaded, dtype=dtype, device="cuda", n_local=60, retrieve_size=4, page_blocks=3,
-                         gpu_cache_blocks=capacity, async_block_loading=side_stream, load_during_prefill=lazy)
+                         gpu_cache_blocks=capacity, async_block_loading=side_stream, load_during_prefill=lazy,
+                         block_loading=loading)
         assert (host.loader.side is not None) == side_stream
         host.ingest(frames)
         assert host.store.pages and all(page.is_pinned() for page in host.store.pages)
         outputs = [(host.prompt_logits(query), host.answer(query)) for query in QUESTIONS]
         if capacity:
             assert host.timings.extra["gpu_cache_hits"] > 0
-        results[side_stream, capacity, lazy] = outputs
-    reference = results[False, 0, False]
+        results[side_stream, capacity, lazy, loading] = outputs
+    reference = results[False, 0, False, "copies"]
     for key, outputs in results.items():
         for (logits, text), (want_logits, want_text) in zip(outputs, reference):
             assert torch.equal(logits, want_logits), key
             assert text == want_text, key
 
 
+@pytest.mark.parametrize("gather", [True, False])
 @pytest.mark.parametrize("capacity", [0, 5])
-def test_side_stream_blocks_read_immediately_equal_gather(capacity):
+def test_side_stream_blocks_read_immediately_equal_gather(capacity, gather):
     """Large pinned blocks (copies take far longer than issuing them) consumed as soon as `layer(l)`
     returns: any missing wait on layer l's event would read unfinished rows."""
     generator = torch.Generator().manual_seed(0)
@@ -61,7 +66,7 @@ def test_side_stream_blocks_read_immediately_equal_gather(capacity):
     store.commit(count)
     torch.cuda.synchronize()
     assert all(page.is_pinned() for page in store.pages)
-    loader = BlockLoader(store, cache_blocks=capacity)
+    loader = BlockLoader(store, cache_blocks=capacity, gather=gather)
     picks = [sorted(torch.randperm(count, generator=generator)[:12].tolist()) for _ in range(3)]
     for question in range(3):
         selection = [picks[(question + layer) % 3] for layer in range(layers)]  # overlapping across questions
@@ -75,3 +80,5 @@ def test_side_stream_blocks_read_immediately_equal_gather(capacity):
             assert torch.equal(sums[layer], torch.stack([want_k, want_v]).float().sum(dim=(1, 2, 3)))
     if capacity:
         assert loader.cache.hits > 0
+    if gather:  # the pinned pages were read through their CUDA aliases
+        assert store._aliases and all(alias.is_cuda for alias in store._aliases.values())
