@@ -135,6 +135,7 @@ class AnswerCache:
         self.keys = torch.empty(num_layers, kv_heads, capacity, head_dim, dtype=dtype, device=device)
         self.values = torch.empty_like(self.keys)
         self.rope, self.device, self.length = rope, device, 0
+        self.pending_load = None  # load_during_prefill: loads layer l right before layer l attends (host.py)
 
     def load(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> None:
         """Place pre-RoPE context keys/values [Hkv, n, D] of one layer at positions 0..n-1 (all layers

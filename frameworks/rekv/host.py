@@ -42,6 +42,7 @@ from frameworks.rekv.backends import AnswerAttention, AnswerCache, EagerSteps, S
 from frameworks.rekv.block_store import BlockStore
 from frameworks.rekv.config import ReKVConfig
 from frameworks.rekv.decoder import DecoderStack
+from frameworks.rekv.graphed_answer import GraphedAnswerPrefill
 from frameworks.rekv.graphed_decode import GraphedDecoder
 from frameworks.rekv.graphed_step import GraphedSteps
 from frameworks.rekv.local_window import LocalWindow
@@ -78,7 +79,8 @@ class ReKVHost:
         self.grid = (int(round(self.pooled_tokens ** 0.5)),) * 2 if self.pools else None
         self.block_tokens = self._block_tokens()
         shape = (self.stack.num_layers, self.stack.kv_heads, self.stack.head_dim)
-        self.window, self.steps, self.decoder = self._llm_path(shape)
+        self.window, self.steps, self.decoder, self.answer_prefill = self._llm_path(shape)
+        self._answer_cache: AnswerCache | None = None  # kept across questions when the pre-fill is graphed
         self.store = BlockStore(*shape, self.block_tokens, self.dtype, self.device,
                                 offload=self.config.offload, page_blocks=self.config.page_blocks)
         self.loader = BlockLoader(self.store, self.config.gpu_cache_blocks, self.config.async_block_loading,
@@ -91,13 +93,14 @@ class ReKVHost:
         self.reset()
 
     def _llm_path(self, shape: tuple[int, int, int]):
-        """(window, streaming steps, decoder) of `config.llm_step`: the growable window stepped from Python
-        with the eager decoding loop (decoder None), or the static window with its steps and decoder
-        (CUDA graphs for "graph"; frameworks/rekv/graphed_step.py, graphed_decode.py)."""
+        """(window, streaming steps, decoder, answer pre-fill) of `config.llm_step`: the growable window
+        stepped from Python with the eager answer pre-fill and decoding loop (decoder and answer pre-fill
+        None), or the static window with its steps, decoder and answer pre-fill (CUDA graphs for "graph";
+        frameworks/rekv/graphed_step.py, graphed_decode.py, graphed_answer.py)."""
         config = self.config
         if config.llm_step == "eager":
             window = LocalWindow(*shape, config.n_local, self.dtype, self.device, self.rope, config.sink_positions)
-            return window, EagerSteps(window, self.rope, self.stack.run), None
+            return window, EagerSteps(window, self.rope, self.stack.run), None, None
         probe = torch.empty(1, 1, self.stack.head_dim, dtype=self.dtype, device=self.device)
         kernel = pick_kernel(probe, config.attention_kernel)
         attention = SplitAttention(kernel, compile_glue=kernel == "flash" and config.compile_glue)
@@ -107,7 +110,8 @@ class ReKVHost:
                               config.sink_positions, q_heads=self.stack.q_heads)
         graphs = config.llm_step == "graph"
         steps = GraphedSteps(window, lambda hidden, backend: self.stack.run(hidden, backend, fused=True), graphs)
-        return window, steps, GraphedDecoder(self.stack, attention, cuda_graph=graphs)
+        return (window, steps, GraphedDecoder(self.stack, attention, cuda_graph=graphs),
+                GraphedAnswerPrefill(self.stack, attention, cuda_graph=graphs))
 
     def _block_tokens(self) -> int:
         """Tokens per frame block: the compressed count, or (methods with a variable count per frame)
@@ -295,8 +299,10 @@ class ReKVHost:
             visual = [chosen * self.block_tokens]
         context = self.window.n_init + max(visual)
         capacity = context + len(self._prompt_ids(query)) + query.max_new_tokens + 1
-        cache = (LayeredAnswerCache if layered else AnswerCache)(*self._shape(), capacity, self.dtype, self.device,
-                                                                 self.rope)
+        if layered:
+            cache = LayeredAnswerCache(*self._shape(), capacity, self.dtype, self.device, self.rope)
+        else:
+            cache = self._plain_answer_cache(capacity, context, len(self._prompt_ids(query)))
         lazy = self.config.load_during_prefill and chosen
         pending = self.loader.start(selected, LOAD_AHEAD if lazy else None) if chosen else None
 
@@ -319,6 +325,21 @@ class ReKVHost:
             self.compression.start_answer([(self.window.n_init, self.window.n_init + count) for count in visual])
         else:
             cache.loaded(context)
+        return cache
+
+    def _plain_answer_cache(self, capacity: int, context: int, prompt: int) -> AnswerCache:
+        """A fresh cache of `capacity` rows (eager path), or - with the static answer pre-fill - the host's
+        persistent cache, grown (rounded up to 1024 rows) when a question needs more, so its address and
+        shape stay the same across questions and one captured pre-fill graph replays for all of them. Its
+        room includes the prompt's padding (graphed_answer.py)."""
+        if self.answer_prefill is None:
+            return AnswerCache(*self._shape(), capacity, self.dtype, self.device, self.rope)
+        needed = max(capacity, context + self.answer_prefill.padded(prompt))
+        cache = self._answer_cache
+        if cache is None or cache.keys.shape[2] < needed:
+            cache = AnswerCache(*self._shape(), -(-needed // 1024) * 1024, self.dtype, self.device, self.rope)
+            self._answer_cache = cache
+        cache.length, cache.pending_load = 0, None
         return cache
 
     def _select_blocks(self, text: str) -> list[list[int]]:
@@ -350,7 +371,7 @@ class ReKVHost:
         layered = isinstance(cache, LayeredAnswerCache)
         backend = (LayeredAnswerAttention(cache, len(ids), self.compression.decode_keys) if layered
                    else AnswerAttention(cache, len(ids)))
-        load = getattr(cache, "pending_load", None)
+        load = cache.pending_load
         if load is not None:  # load_during_prefill: blocks arrive layer by layer inside this call
             cache.pending_load = None
             backend = LoadBeforeAttention(backend, load)
@@ -363,7 +384,13 @@ class ReKVHost:
 
     def _generate(self, cache: AnswerCache, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
         with self.timer.stage("answer_prefill"):
-            logits = self.stack.logits(self._forward_answer(cache, prompt_ids)[-1])
+            logits = None
+            if self.answer_prefill is not None and type(cache) is AnswerCache and cache.pending_load is None:
+                logits = self.answer_prefill.prefill(cache, self.stack.embed(prompt_ids, self.device))
+                if logits is not None:  # static / graphed pre-fill (graphed_answer.py)
+                    cache.length += len(prompt_ids)
+            if logits is None:
+                logits = self.stack.logits(self._forward_answer(cache, prompt_ids)[-1])
         eos = set(self.codec.eos_token_ids)
         first = self._pick(logits, eos, first=True)
         if self.decoder is not None and type(cache) is AnswerCache and first not in eos:

@@ -73,8 +73,15 @@ def test_graphed_step_equals_eager_fp32(rekv, mode):
     assert graphed_sel == eager_sel
     eager_host = _stream(rekv, loaded, "eager", mode, 3)[0]
     query = Query(prompt=QUERY.prompt, retrieval_text=QUERY.retrieval_text, max_new_tokens=6, answer_prefix="(")
-    assert host.answer(query) == eager_host.answer(query)       # graphed decoding steps, same tokens
+    expected = eager_host.answer(query)
+    for _ in range(3):  # the answer pre-fill: eager, captured on the 2nd call, replayed on the 3rd
+        assert host.answer(query) == expected                   # graphed decoding steps, same tokens
     assert host.decoder.captures >= 1 and host.decoder.replays >= 1
+    assert host.answer_prefill.captures == 1 and host.answer_prefill.replays == 2
+    graphed_logits = host.answer_prefill.prefill(host._retrieve(query), host.stack.embed(host._prompt_ids(query), "cuda"))
+    plain = eager_host._retrieve(query)
+    want = eager_host.stack.logits(eager_host._forward_answer(plain, eager_host._prompt_ids(query))[-1])
+    torch.testing.assert_close(graphed_logits, want, rtol=1e-4, atol=1e-4)
     host.reset()  # a second stream replays the same graphs from reset counters
     frames = rekv.video(9, seed=6)
     host.ingest(frames[:1], [0.0])

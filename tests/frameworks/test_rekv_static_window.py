@@ -303,3 +303,56 @@ def test_question_pass_pads_to_a_bucket_and_replays_one_graph_per_bucket(rekv, m
         assert int(got.max()) < store.num_blocks
     assert captured == [16, 32]  # each bucket on its second sighting
     assert len(steps.questions) == 2
+
+
+def test_static_answer_prefill_equals_the_eager_prompt_pass_and_replays_per_bucket(rekv, monkeypatch):
+    """graphed_answer.GraphedAnswerPrefill (capture replaced by a recorder whose replay recomputes from the
+    static inputs, so a stale input would show): the last prompt token's logits and the prompt's K/V in
+    the answer cache equal the eager host's, for prompts of different lengths sharing a padded bucket
+    (captured on its second sighting, then replayed); the host keeps ONE answer cache across questions."""
+    from frameworks.protocol import Query
+    from frameworks.rekv.graphed_answer import GraphedAnswerPrefill
+
+    loaded = rekv.loaded(seed=5)
+    frames = rekv.video(6, seed=5)
+    eager = rekv.host(loaded, n_local=60, retrieve_size=2, llm_step="eager")
+    static = rekv.host(loaded, n_local=60, retrieve_size=2, llm_step="static")
+    for host in (eager, static):
+        host.ingest(frames)
+    prefill = static.answer_prefill
+    captured = []
+
+    class _Graph:
+        def __init__(self, run, logits):
+            self.run, self.logits = run, logits
+
+        def replay(self):
+            self.logits.copy_(self.run())
+
+    def fake_capture(self, key, cache, hidden):
+        inputs = self._inputs(cache, hidden, key[0])
+        run = lambda: self._run(cache, inputs)  # noqa: E731
+        captured.append(key[0])
+        logits = run()
+        self.graphs[key] = (_Graph(run, logits), inputs, logits)
+
+    monkeypatch.setattr(GraphedAnswerPrefill, "_capture", fake_capture)
+    monkeypatch.setattr(GraphedAnswerPrefill, "_graphable", lambda self, device: True)
+    caches, buckets = set(), []
+    for prompt in ("what moves?", "who is there now?", "what moves here?", "and what is red in the last frames?"):
+        query = Query(prompt=prompt, retrieval_text=prompt)
+        ids = static._prompt_ids(query)
+        buckets.append(prefill.padded(len(ids)))
+        plain = eager._retrieve(query)
+        want = eager.stack.logits(eager._forward_answer(plain, ids)[-1])
+        cache = static._retrieve(query)
+        caches.add(cache.keys.data_ptr())
+        end = cache.length + len(ids)
+        got = prefill.prefill(cache, static.stack.embed(ids, static.device))
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(cache.keys[:, :, :end], plain.keys[:, :, :end], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(cache.values[:, :, :end], plain.values[:, :, :end], rtol=1e-5, atol=1e-5)
+    assert len(caches) == 1  # one persistent answer cache
+    repeated = [b for i, b in enumerate(buckets) if b in buckets[:i]]
+    assert repeated and captured == sorted(set(repeated), key=repeated.index)  # second sightings only
+    assert prefill.replays == len(repeated)

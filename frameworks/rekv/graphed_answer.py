@@ -1,0 +1,142 @@
+"""The ReKV answer pre-fill (the templated prompt over [sink + retrieved blocks]) as CUDA graphs.
+
+Why: after the retrieval pass and the block loading, the prompt's pre-fill is the last stage before the
+first answer token. Eager it costs ~22-39 ms on an H200 at 7B (host time of ~28 x 30 small kernels,
+scripts/gpu/rekv_answer_latency.py, 2026-11-30), for a GPU floor of ~3.5 ms (the weights read once).
+
+What makes it shape-static:
+- the answer cache persists across questions at a fixed capacity (the host keeps one, `ReKVHost`), so a
+  graph can hold its address; its context length (sink + retrieved blocks, `start`) is a device tensor;
+- the prompt is right-padded to a bucket of `bucket` tokens. Pads come after every real token, so causal
+  attention keeps them out of the real tokens' outputs; their K/V land in cache rows past the prompt,
+  which the decoding steps overwrite one by one before any query can see them (a decoding step attends
+  to rows < its own position + 1);
+- attention is split (frameworks/common/split_attention.py): the prompt over the context in key chunks
+  with the length read on the device, plus the prompt over itself (causal), merged by log-sum-exp;
+- the logits of the last REAL token (`last`, a device index) are a graph output.
+One graph per (padded length, cache) is captured on the key's second call (the first runs the same code
+eagerly) and replayed by later questions. `StaticAnswerPrefill` runs eagerly on CPU and is tested there
+against the plain `backends.AnswerAttention`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+from typing import Optional
+
+import torch
+
+from frameworks.common.cuda_graphs import capture
+from frameworks.common.split_attention import SplitAttention, context_splits
+from frameworks.rekv.backends import AnswerCache
+from frameworks.rekv.rope import rotate, rotation_tables
+
+
+class StaticAnswerPrefill:
+    """Backend for `DecoderStack.run` of `num_new` prompt rows written at cache rows start..start+num_new-1
+    (`start` [1] int64 on the device): attention over cache rows < start plus the rows themselves, causal."""
+
+    def __init__(self, cache: AnswerCache, start: torch.Tensor, num_new: int, attention: SplitAttention, splits: int):
+        self.cache, self.attention = cache, attention
+        self.rows = start + torch.arange(num_new, device=start.device)
+        self.cos, self.sin = rotation_tables(cache.rope, self.rows)
+        self.plan = attention.plan_chunks(cache.keys.shape[2], splits, start, start.device)
+
+    def __call__(self, layer, queries, keys, values, scale):
+        """queries [Hq, S, D], keys/values [Hkv, S, D] without RoPE -> [S, Hq·D]."""
+        cache, attention = self.cache, self.attention
+        q = rotate(queries.transpose(0, 1), self.cos, self.sin)   # [S, Hq, D]
+        k = rotate(keys.transpose(0, 1), self.cos, self.sin)      # [S, Hkv, D]
+        v = values.transpose(0, 1)
+        own = attention(q, k, v, scale, causal=True)
+        context = attention.context(q, cache.keys[layer].transpose(0, 1), cache.values[layer].transpose(0, 1),
+                                    scale, self.plan)
+        out = attention.merge_chunks(context, [own], queries.dtype)
+        cache.keys[layer].index_copy_(1, self.rows, k.transpose(0, 1))
+        cache.values[layer].index_copy_(1, self.rows, v.transpose(0, 1))
+        return out
+
+
+class GraphedAnswerPrefill:
+    """`prefill(cache, hidden)` -> logits [vocab] of the prompt's last token; writes the prompt's K/V."""
+
+    bucket = 16       # prompts are padded to a multiple of this many tokens
+    max_graphs = 8
+
+    def __init__(self, stack, attention: SplitAttention, cuda_graph: bool = True, warmups: int = 2):
+        self.stack, self.attention, self.cuda_graph, self.warmups = stack, attention, cuda_graph, warmups
+        self.graphs: OrderedDict[tuple, tuple] = OrderedDict()
+        self.seen: set[tuple] = set()
+        self.pool = None
+        self.captures = self.replays = 0
+        self.disabled = False
+
+    def padded(self, count: int) -> int:
+        return -(-count // self.bucket) * self.bucket
+
+    @torch.no_grad()
+    def prefill(self, cache: AnswerCache, hidden: torch.Tensor) -> Optional[torch.Tensor]:
+        """Pre-fill `hidden` [P, hidden] after the cache's context; None when the cache lacks the room for
+        the padded prompt or has no context (the caller then runs the plain path)."""
+        count, device = hidden.shape[0], hidden.device
+        padded = self.padded(count)
+        if cache.length == 0 or cache.length + padded > cache.keys.shape[2]:
+            return None
+        key = (padded, tuple(cache.keys.shape), cache.keys.data_ptr(), hidden.dtype)
+        graphable = self._graphable(device)
+        if graphable and key not in self.graphs and key in self.seen:
+            self._capture(key, cache, hidden)
+        self.seen.add(key)
+        entry = self.graphs.get(key) if graphable else None
+        if entry is None:
+            return self._run(cache, self._inputs(cache, hidden, padded))
+        graph, inputs, logits = entry
+        self.graphs.move_to_end(key)
+        self._fill(inputs, cache, hidden)
+        graph.replay()
+        self.replays += 1
+        return logits.clone()
+
+    def _graphable(self, device: torch.device) -> bool:
+        return self.cuda_graph and not self.disabled and device.type == "cuda"
+
+    def _inputs(self, cache: AnswerCache, hidden: torch.Tensor, padded: int) -> tuple[torch.Tensor, ...]:
+        device = hidden.device
+        inputs = (hidden.new_zeros(padded, hidden.shape[1]), torch.zeros(1, dtype=torch.long, device=device),
+                  torch.zeros(1, dtype=torch.long, device=device))
+        self._fill(inputs, cache, hidden)
+        return inputs
+
+    @staticmethod
+    def _fill(inputs, cache: AnswerCache, hidden: torch.Tensor) -> None:
+        """Static inputs: embeddings (pads zero), the context length, the last real row (scalar fills)."""
+        rows, start, last = inputs
+        rows[:hidden.shape[0]].copy_(hidden)
+        rows[hidden.shape[0]:].zero_()
+        start.fill_(cache.length)
+        last.fill_(hidden.shape[0] - 1)
+
+    def _run(self, cache: AnswerCache, inputs) -> torch.Tensor:
+        rows, start, last = inputs
+        splits = context_splits(rows.shape[0], self.stack.q_heads, self.stack.kv_heads, cache.keys.shape[2],
+                                rows.device)
+        backend = StaticAnswerPrefill(cache, start, rows.shape[0], self.attention, splits)
+        out = self.stack.run(rows, backend, fused=True)
+        return self.stack.logits(out.index_select(0, last))[0]
+
+    def _capture(self, key: tuple, cache: AnswerCache, hidden: torch.Tensor) -> None:
+        inputs = self._inputs(cache, hidden, key[0])
+        try:  # warm-ups write the prompt rows of the cache, which the replay that follows rewrites: no restore
+            graph, logits = capture(lambda: self._run(cache, inputs), lambda: None, hidden.device, self.pool,
+                                    self.warmups)
+        except Exception as error:  # noqa: BLE001 - run eager, say so once
+            self.disabled = True
+            warnings.warn(f"ReKV answer pre-fill not graphed ({type(error).__name__}: {error}); running eager",
+                          RuntimeWarning, stacklevel=3)
+            return
+        self.pool = graph.pool()
+        self.graphs[key] = (graph, inputs, logits)
+        self.captures += 1
+        while len(self.graphs) > self.max_graphs:
+            self.graphs.popitem(last=False)
