@@ -1,4 +1,4 @@
-"""Greedy decoding steps of a ReKV answer as one CUDA graph per answer (issue 14 §2, answer path).
+"""Greedy decoding steps of a ReKV answer as a CUDA graph per answer cache (issue 14 §2, answer path).
 
 Why: a decoding step is one token through 28 layers + lm_head; eager, it costs ~20 ms of host time for
 ~4 ms of weight reads. Everything a step needs is shape-static once the answer cache exists: the token
@@ -11,13 +11,16 @@ the host reads one int per token (to stop at an end-of-sequence token).
 `StaticDecode` is the per-layer backend (runs eagerly on CPU, tested against `backends.AnswerAttention`);
 `GraphedDecoder.generate` captures it on CUDA (`frameworks/common/cuda_graphs.py`; warm-ups really run:
 the token and position are put back after each, the cache column they write is rewritten by the real
-step). Only `AnswerCache` (one length for all layers) is served; the layered cache of variable-size
-blocks / decode-time key selection stays eager.
+step). The graph holds the cache's address and reads the token and position from its static inputs, so
+with the host's persistent answer cache ONE capture serves every later answer (each answer only fills
+the token and position: two scalar fills). Only `AnswerCache` (one length for all layers) is served;
+the layered cache of variable-size blocks / decode-time key selection stays eager.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from typing import Callable
 
 import torch
@@ -49,16 +52,21 @@ class StaticDecode:
 
 
 class GraphedDecoder:
-    """Greedy tokens after the first one, from an `AnswerCache`, captured per answer on CUDA."""
+    """Greedy tokens after the first one, from an `AnswerCache`; on CUDA one captured graph per answer
+    cache, replayed by every later answer (the host keeps its answer cache across questions)."""
 
-    # A capture costs about three eager steps (two warm-ups + the capture), so answers of fewer steps
-    # (multiple-choice letters) decode eagerly on the static path instead.
+    # A capture costs about three eager steps (two warm-ups + the capture), so it is made only for an
+    # answer of at least this many steps (multiple-choice letters decode eagerly on the static path);
+    # once a graph exists, answers of any length replay it.
     min_graph_steps = 4
+    max_graphs = 4  # graphs kept (least recently used dropped): one per answer cache in practice
 
     def __init__(self, stack, attention: SplitAttention, cuda_graph: bool = True):
         self.stack, self.attention, self.cuda_graph = stack, attention, cuda_graph
         self.captures = self.replays = 0
         self.disabled = False
+        # cache key -> (token [1], position [1], splits, replay or None): the static inputs of a cache's graph
+        self.graphs: OrderedDict[tuple, tuple] = OrderedDict()
 
     def _step(self, cache: AnswerCache, token: torch.Tensor, position: torch.Tensor, splits: int) -> None:
         """token [1] -> next greedy token (in place), position += 1 (device); writes the token's K/V."""
@@ -76,11 +84,22 @@ class GraphedDecoder:
         device = cache.keys.device
         if cache.length + steps > cache.keys.shape[2]:
             raise RuntimeError(f"answer cache capacity {cache.keys.shape[2]} exceeded")
-        token = torch.tensor([first], dtype=torch.long, device=device)
-        position = torch.tensor([cache.length], dtype=torch.long, device=device)
-        splits = context_splits(1, self.stack.q_heads, self.stack.kv_heads, cache.keys.shape[2], device)
-        graphed = self._graphable(device) and steps >= self.min_graph_steps
-        run = self._graph(cache, token, position, splits) if graphed else None
+        key = (cache.keys.data_ptr(), tuple(cache.keys.shape), cache.keys.dtype, device)
+        entry = self.graphs.get(key)
+        if entry is None:
+            splits = context_splits(1, self.stack.q_heads, self.stack.kv_heads, cache.keys.shape[2], device)
+            entry = (torch.zeros(1, dtype=torch.long, device=device), torch.zeros(1, dtype=torch.long, device=device),
+                     splits, None)
+        token, position, splits, run = entry
+        token.fill_(first)
+        position.fill_(cache.length)
+        if run is None and self._graphable(device) and steps >= self.min_graph_steps:
+            run = self._graph(cache, token, position, splits)
+        if run is not None or self._graphable(device):  # keep the static inputs (and graph) of this cache
+            self.graphs[key] = (token, position, splits, run)
+            self.graphs.move_to_end(key)
+            while len(self.graphs) > self.max_graphs:
+                self.graphs.popitem(last=False)
         out: list[int] = []
         for _ in range(steps):
             if run is not None:

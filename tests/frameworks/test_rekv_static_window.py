@@ -356,3 +356,35 @@ def test_static_answer_prefill_equals_the_eager_prompt_pass_and_replays_per_buck
     repeated = [b for i, b in enumerate(buckets) if b in buckets[:i]]
     assert repeated and captured == sorted(set(repeated), key=repeated.index)  # second sightings only
     assert prefill.replays == len(repeated)
+
+
+def test_one_decoding_graph_serves_every_answer_of_the_persistent_answer_cache(rekv, monkeypatch):
+    """GraphedDecoder with capture replaced by a recorder whose replay runs the step on the graph's static
+    token/position (a stale token or position on reuse would change the text): the first long-enough
+    answer captures, every later answer - also a 2-step one - replays the same graph; texts equal the
+    eager loop's."""
+    from frameworks.protocol import Query
+    from frameworks.rekv import graphed_decode
+    from frameworks.rekv.graphed_decode import GraphedDecoder
+
+    recorded = []
+
+    def fake_capture(step, restore, device, pool=None, warmups=2):
+        recorded.append(device)
+        return type("Graph", (), {"replay": staticmethod(step)})(), None
+
+    loaded = rekv.loaded(seed=9)
+    frames = rekv.video(6, seed=9)
+    questions = [("what moves?", 7), ("who?", 3), ("what is red?", 9), ("what moves?", 5)]
+    texts = {}
+    for step in ("eager", "static"):
+        host = rekv.host(loaded, n_local=60, retrieve_size=2, llm_step=step, forbid_eos_first=True)
+        host.ingest(frames)
+        if step == "static":
+            monkeypatch.setattr(graphed_decode, "capture", fake_capture)
+            monkeypatch.setattr(GraphedDecoder, "_graphable", lambda self, device: True)
+        texts[step] = [host.answer(Query(prompt=p, retrieval_text=p, max_new_tokens=n)) for p, n in questions]
+    assert texts["static"] == texts["eager"]
+    decoder = host.decoder
+    assert len(recorded) == decoder.captures == 1 and len(decoder.graphs) == 1
+    assert decoder.replays >= 6 + 2 + 8 + 4 - 3  # every step of every answer (minus early stops) replayed
