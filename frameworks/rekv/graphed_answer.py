@@ -15,21 +15,21 @@ What makes it shape-static:
   with the length read on the device, plus the prompt over itself (causal), merged by log-sum-exp;
 - the logits of the last REAL token (`last`, a device index) are a graph output.
 One graph per (padded length, cache) is captured on the key's second call (the first runs the same code
-eagerly) and replayed by later questions. `StaticAnswerPrefill` runs eagerly on CPU and is tested there
-against the plain `backends.AnswerAttention`.
+eagerly; `frameworks/common/cuda_graphs.GraphTable`) and replayed by later questions.
+`StaticAnswerPrefill` runs eagerly on CPU and is tested there against the plain
+`backends.AnswerAttention`.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections import OrderedDict
 from typing import Optional
 
 import torch
 
-from frameworks.common.cuda_graphs import capture
+from frameworks.common.cuda_graphs import GraphTable, capture
 from frameworks.common.split_attention import SplitAttention, context_splits
 from frameworks.rekv.backends import AnswerCache
+from frameworks.rekv.padded_inputs import fill_rows, padded_length, static_inputs
 from frameworks.rekv.rope import rotate, rotation_tables
 
 
@@ -59,52 +59,48 @@ class StaticAnswerPrefill:
 
 
 class GraphedAnswerPrefill:
-    """`prefill(cache, hidden)` -> logits [vocab] of the prompt's last token; writes the prompt's K/V."""
+    """`prefill(cache, hidden)` -> logits [vocab] of the prompt's last token; writes the prompt's K/V.
+    Graphs per (padded length, cache) in a `GraphTable` (captured on a key's second call)."""
 
     bucket = 16       # prompts are padded to a multiple of this many tokens
     max_graphs = 8
 
     def __init__(self, stack, attention: SplitAttention, cuda_graph: bool = True, warmups: int = 2):
         self.stack, self.attention, self.cuda_graph, self.warmups = stack, attention, cuda_graph, warmups
-        self.graphs: OrderedDict[tuple, tuple] = OrderedDict()
-        self.seen: set[tuple] = set()
-        self.pool = None
-        self.captures = self.replays = 0
-        self.disabled = False
+        self.graphs = GraphTable("ReKV answer pre-fill", self.max_graphs, cuda_graph)
+        self.replays = 0
+
+    @property
+    def captures(self) -> int:
+        return self.graphs.captures
 
     def padded(self, count: int) -> int:
-        return -(-count // self.bucket) * self.bucket
+        return padded_length(count, self.bucket)
 
     @torch.no_grad()
     def prefill(self, cache: AnswerCache, hidden: torch.Tensor) -> Optional[torch.Tensor]:
         """Pre-fill `hidden` [P, hidden] after the cache's context; None when the cache lacks the room for
         the padded prompt or has no context (the caller then runs the plain path)."""
-        count, device = hidden.shape[0], hidden.device
-        padded = self.padded(count)
+        padded = self.padded(hidden.shape[0])
         if cache.length == 0 or cache.length + padded > cache.keys.shape[2]:
             return None
         key = (padded, tuple(cache.keys.shape), cache.keys.data_ptr(), hidden.dtype)
-        graphable = self._graphable(device)
-        if graphable and key not in self.graphs and key in self.seen:
-            self._capture(key, cache, hidden)
-        self.seen.add(key)
-        entry = self.graphs.get(key) if graphable else None
+        entry = (self.graphs.get(key, lambda pool: self._record(cache, hidden, padded, pool))
+                 if self._graphable(hidden.device) else None)
         if entry is None:
             return self._run(cache, self._inputs(cache, hidden, padded))
         graph, inputs, logits = entry
-        self.graphs.move_to_end(key)
         self._fill(inputs, cache, hidden)
         graph.replay()
         self.replays += 1
         return logits.clone()
 
-    def _graphable(self, device: torch.device) -> bool:
-        return self.cuda_graph and not self.disabled and device.type == "cuda"
+    @staticmethod
+    def _graphable(device: torch.device) -> bool:
+        return device.type == "cuda"
 
     def _inputs(self, cache: AnswerCache, hidden: torch.Tensor, padded: int) -> tuple[torch.Tensor, ...]:
-        device = hidden.device
-        inputs = (hidden.new_zeros(padded, hidden.shape[1]), torch.zeros(1, dtype=torch.long, device=device),
-                  torch.zeros(1, dtype=torch.long, device=device))
+        inputs = static_inputs(hidden, padded, scalars=2)  # rows, context length, last real row
         self._fill(inputs, cache, hidden)
         return inputs
 
@@ -112,8 +108,7 @@ class GraphedAnswerPrefill:
     def _fill(inputs, cache: AnswerCache, hidden: torch.Tensor) -> None:
         """Static inputs: embeddings (pads zero), the context length, the last real row (scalar fills)."""
         rows, start, last = inputs
-        rows[:hidden.shape[0]].copy_(hidden)
-        rows[hidden.shape[0]:].zero_()
+        fill_rows(rows, hidden)
         start.fill_(cache.length)
         last.fill_(hidden.shape[0] - 1)
 
@@ -125,18 +120,8 @@ class GraphedAnswerPrefill:
         out = self.stack.run(rows, backend, fused=True)
         return self.stack.logits(out.index_select(0, last))[0]
 
-    def _capture(self, key: tuple, cache: AnswerCache, hidden: torch.Tensor) -> None:
-        inputs = self._inputs(cache, hidden, key[0])
-        try:  # warm-ups write the prompt rows of the cache, which the replay that follows rewrites: no restore
-            graph, logits = capture(lambda: self._run(cache, inputs), lambda: None, hidden.device, self.pool,
-                                    self.warmups)
-        except Exception as error:  # noqa: BLE001 - run eager, say so once
-            self.disabled = True
-            warnings.warn(f"ReKV answer pre-fill not graphed ({type(error).__name__}: {error}); running eager",
-                          RuntimeWarning, stacklevel=3)
-            return
-        self.pool = graph.pool()
-        self.graphs[key] = (graph, inputs, logits)
-        self.captures += 1
-        while len(self.graphs) > self.max_graphs:
-            self.graphs.popitem(last=False)
+    def _record(self, cache: AnswerCache, hidden: torch.Tensor, padded: int, pool):
+        inputs = self._inputs(cache, hidden, padded)
+        # warm-ups write the prompt rows of the cache, which the replay that follows rewrites: no restore
+        graph, logits = capture(lambda: self._run(cache, inputs), lambda: None, hidden.device, pool, self.warmups)
+        return graph, (graph, inputs, logits)

@@ -7,11 +7,12 @@ buffers whose lengths live on the device (`static_window.StaticWindow`), the who
 for a given token count, so one graph per (token count, sink mode) replays every call of a stream, and
 of later streams (a reset only rewrites `meta`).
 
-Capture: the second call of a key (the first runs eagerly) is captured (`frameworks/common/cuda_graphs.py`),
-then replays. Warm-ups really run the step, so what they change is put back after each: the device
-counters (`meta`) and the ring rows the step overwrites (saved before, restored after); the sink rows are
-rewritten identically by every run. Later calls copy the input into the graph's static buffer, replay, and advance the host's
-counter mirrors. The pre-RoPE K/V for the block store are graph outputs, valid until the next replay
+Capture: the second call of a key (the first runs eagerly) is captured (`frameworks/common/cuda_graphs.py`:
+`capture` and the `GraphTable` policy), then replays. Warm-ups really run the step, so what they change
+is put back after each: the device counters (`meta`) and the ring rows the step overwrites (saved
+before, restored after); the sink rows are rewritten identically by every run. Later calls copy the
+input into the graph's static buffer, replay, and advance the host's counter mirrors. The pre-RoPE K/V
+for the block store are graph outputs, valid until the next replay
 (the host writes them to the store right after).
 
 The question's retrieval pass (`select`) is graphed the same way: right-padded to a bucket of tokens,
@@ -20,56 +21,50 @@ scored over the whole key buffer of the block store with the live blocks counted
 graph (until the store's key buffer is reallocated, which doubles it).
 
 Not graphed (the same step runs eagerly on the static window): CPU tensors, `cuda_graph=False`, or a
-window without sink tokens (an empty context at the first call). A capture error disables graphs for
-this runner with one warning.
+window without sink tokens (an empty context at the first call). A capture error disables that table's
+graphs (steps or questions) with one warning.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections import OrderedDict
 from typing import Callable
 
 import torch
 
-from frameworks.common.cuda_graphs import capture
+from frameworks.common.cuda_graphs import GraphTable, capture
+from frameworks.rekv.padded_inputs import fill_rows, padded_length, static_inputs
 from frameworks.rekv.static_window import StaticPrefill, StaticRetrieval, StaticWindow
 
 Step = Callable[[torch.Tensor, StaticPrefill], None]  # (inputs_embeds [S, hidden], backend) -> runs the stack
 
 
 class GraphedSteps:
-    # A key is captured on its SECOND call: token counts seen once (the odd last chunk, every call of a
-    # method that keeps a variable number of tokens per frame) run eagerly instead of paying a capture
-    # (~3 steps) each. At most `max_graphs` graphs are kept (least recently used dropped).
+    """The streaming pre-fill steps and the question's retrieval pass of one host, graphed per key
+    (`GraphTable`: captured on a key's second call, at most `max_graphs` kept per table)."""
+
     max_graphs = 16
     question_bucket = 16  # retrieval passes are padded to a multiple of this many tokens
 
     def __init__(self, window: StaticWindow, run_stack: Step, cuda_graph: bool = True, warmups: int = 2):
         self.window, self.run_stack, self.warmups = window, run_stack, warmups
-        self.enabled = cuda_graph and window.device.type == "cuda"
-        self.graphs: OrderedDict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, tuple]] = OrderedDict()
-        self.seen: set[tuple] = set()
-        self.pool = None
-        self.questions: OrderedDict[tuple, tuple] = OrderedDict()  # retrieval-pass graphs (`select`)
-        self.question_pool = None
-        self.captures = self.replays = 0
+        graphs = cuda_graph and window.device.type == "cuda"
+        self.step_graphs = GraphTable("ReKV pre-fill step", self.max_graphs, graphs)
+        self.question_graphs = GraphTable("ReKV retrieval pass", self.max_graphs, graphs)
+        self.replays = 0
+
+    @property
+    def captures(self) -> int:
+        return self.step_graphs.captures + self.question_graphs.captures
 
     def __call__(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-fill `hidden` [S, hidden] into the window; returns pre-RoPE K/V [L, Hkv, S, D] each."""
         count = hidden.shape[0]
         key = (count, self.window.fixed_distance_sink, hidden.dtype)
-        entry = None
-        if self.enabled and self.window.n_init:
-            if key not in self.graphs and key in self.seen:
-                self._capture(key, hidden)
-            self.seen.add(key)
-            entry = self.graphs.get(key)
-        if entry is None or not self.enabled:  # not graphed (yet), or a capture failed: eager
+        entry = self.step_graphs.get(key, lambda pool: self._record_step(hidden, pool)) if self.window.n_init else None
+        if entry is None:  # not graphed (yet, or at all): the same step, eagerly
             raw = self._step(hidden, host_lengths=True)
         else:
             graph, static_in, raw = entry
-            self.graphs.move_to_end(key)
             static_in.copy_(hidden)
             graph.replay()
             self.replays += 1
@@ -80,31 +75,23 @@ class GraphedSteps:
         """The question's retrieval pass (`hidden` [S, hidden] embeddings, nothing written): every layer's
         top-k block indices [L, topk], ascending. The question is right-padded to a multiple of
         `question_bucket` and the store read through its whole key buffer (`StaticRetrieval`), so one
-        graph per (padded length, k, key buffer) serves every question (captured on its second call,
-        like the steps). The result is a copy (a graph's output is overwritten by its next replay)."""
-        count = hidden.shape[0]
-        padded = -(-count // self.question_bucket) * self.question_bucket
-        key = ("question", padded, topk, tuple(store.rep_keys.shape), store.rep_keys.data_ptr(),
-               self.window.fixed_distance_sink, hidden.dtype)
-        entry = None
-        if self.enabled and self.window.n_init:
-            if key not in self.questions and key in self.seen:
-                self._capture_question(key, store, topk, hidden)
-            self.seen.add(key)
-            entry = self.questions.get(key)
-        if entry is None or not self.enabled:
+        graph per (padded length, k, key buffer) serves every question. The result is a copy (a graph's
+        output is overwritten by its next replay)."""
+        padded = padded_length(hidden.shape[0], self.question_bucket)
+        key = (padded, topk, tuple(store.rep_keys.shape), store.rep_keys.data_ptr(), self.window.fixed_distance_sink,
+               hidden.dtype)
+        record = lambda pool: self._record_question(hidden, padded, store, topk, pool)  # noqa: E731
+        entry = self.question_graphs.get(key, record) if self.window.n_init else None
+        if entry is None:
             return self._question(self._question_inputs(hidden, padded, store), store, topk)
         graph, inputs, selected = entry
-        self.questions.move_to_end(key)
         self._fill_question(inputs, hidden, store)
         graph.replay()
         self.replays += 1
         return selected.clone()
 
     def _question_inputs(self, hidden: torch.Tensor, padded: int, store) -> tuple[torch.Tensor, ...]:
-        device = hidden.device
-        inputs = (hidden.new_zeros(padded, hidden.shape[1]), torch.zeros(1, dtype=torch.long, device=device),
-                  torch.zeros(1, dtype=torch.long, device=device))
+        inputs = static_inputs(hidden, padded, scalars=2)  # rows, real-token count, live blocks
         self._fill_question(inputs, hidden, store)
         return inputs
 
@@ -113,8 +100,7 @@ class GraphedSteps:
         """Static inputs of a question pass: embeddings (pads zero), real-token count, live blocks (no
         host->device copy of data: two scalar fills)."""
         rows, count, blocks = inputs
-        rows[:hidden.shape[0]].copy_(hidden)
-        rows[hidden.shape[0]:].zero_()
+        fill_rows(rows, hidden)
         count.fill_(hidden.shape[0])
         blocks.fill_(store.num_blocks)
 
@@ -124,21 +110,12 @@ class GraphedSteps:
         self.run_stack(rows, backend)
         return torch.stack(backend.selected)
 
-    def _capture_question(self, key: tuple, store, topk: int, hidden: torch.Tensor) -> None:
-        inputs = self._question_inputs(hidden, key[1], store)
-        try:  # the pass writes nothing but the sink rows, rewritten identically from `meta`: no restore
-            graph, selected = capture(lambda: self._question(inputs, store, topk), lambda: None,
-                                      self.window.device, self.question_pool, self.warmups)
-        except Exception as error:  # noqa: BLE001 - run eager, say so once
-            self.enabled = False
-            warnings.warn(f"ReKV retrieval pass not graphed ({type(error).__name__}: {error}); running eager",
-                          RuntimeWarning, stacklevel=3)
-            return
-        self.question_pool = graph.pool()
-        self.questions[key] = (graph, inputs, selected)
-        self.captures += 1
-        while len(self.questions) > self.max_graphs:
-            self.questions.popitem(last=False)
+    def _record_question(self, hidden: torch.Tensor, padded: int, store, topk: int, pool):
+        inputs = self._question_inputs(hidden, padded, store)
+        # the pass writes nothing but the sink rows, rewritten identically from `meta`: nothing to restore
+        graph, selected = capture(lambda: self._question(inputs, store, topk), lambda: None, self.window.device,
+                                  pool, self.warmups)
+        return graph, (graph, inputs, selected)
 
     def _step(self, hidden: torch.Tensor, host_lengths: bool) -> tuple[torch.Tensor, torch.Tensor]:
         backend = StaticPrefill(self.window, hidden.shape[0], host_lengths=host_lengths)
@@ -146,7 +123,7 @@ class GraphedSteps:
         backend.advance()
         return backend.raw()
 
-    def _capture(self, key: tuple, hidden: torch.Tensor) -> None:
+    def _record_step(self, hidden: torch.Tensor, pool):
         window = self.window
         rows = torch.tensor(window.slots(hidden.shape[0]), device=window.device)
         saved = (window.meta.clone(), window.keys[:, rows].clone(), window.values[:, rows].clone())
@@ -157,16 +134,6 @@ class GraphedSteps:
             window.values[:, rows] = saved[2]
 
         static_in = hidden.clone()
-        try:
-            graph, raw = capture(lambda: self._step(static_in, host_lengths=False), restore, window.device,
-                                 self.pool, self.warmups)
-        except Exception as error:  # noqa: BLE001 - any capture failure means: run eager, say so once
-            self.enabled = False
-            warnings.warn(f"ReKV pre-fill step not graphed ({type(error).__name__}: {error}); running eager",
-                          RuntimeWarning, stacklevel=3)
-            return
-        self.pool = graph.pool()
-        self.graphs[key] = (graph, static_in, raw)
-        self.captures += 1
-        while len(self.graphs) > self.max_graphs:
-            self.graphs.popitem(last=False)
+        graph, raw = capture(lambda: self._step(static_in, host_lengths=False), restore, window.device, pool,
+                             self.warmups)
+        return graph, (graph, static_in, raw)

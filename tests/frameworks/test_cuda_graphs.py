@@ -78,3 +78,38 @@ def test_a_failing_capture_sets_the_stream_back_restores_and_reraises(fake_cuda)
     with pytest.raises(RuntimeError, match="capturing"):
         cuda_graphs.capture(step, lambda: fake_cuda.append("restore"), torch.device("cpu"))
     assert fake_cuda[-4:] == ["record pool=None", "set current", "sync", "restore"]
+
+
+def test_graph_table_captures_on_the_second_call_keeps_the_newest_and_shares_one_pool():
+    table = cuda_graphs.GraphTable("test runner", limit=2)
+    pools = []
+
+    class Graph:
+        def pool(self):
+            return "pool"
+
+    def record(name):
+        def run(pool):
+            pools.append(pool)
+            return Graph(), f"entry {name}"
+        return run
+
+    got = [table.get(key, record(key)) for key in ("a", "a", "a", "b", "c", "b", "c", "a", "a")]
+    assert got == [None, "entry a", "entry a", None, None, "entry b", "entry c", "entry a", "entry a"]
+    assert pools == [None, "pool", "pool", "pool"]      # a, b, c, then a again after being dropped
+    assert list(table.entries) == ["c", "a"] and table.captures == 4
+
+
+def test_graph_table_failure_warns_once_and_disables():
+    table = cuda_graphs.GraphTable("test runner", limit=4)
+
+    def failing(pool):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    assert table.get("k", failing) is None
+    with pytest.warns(RuntimeWarning, match="test runner not graphed .*capturing"):
+        assert table.get("k", failing) is None
+    assert not table.enabled and table.captures == 0
+    assert table.get("k", lambda pool: pytest.fail("a disabled table captures nothing")) is None
+    off = cuda_graphs.GraphTable("off", limit=4, enabled=False)
+    assert [off.get("k", failing) for _ in range(3)] == [None] * 3

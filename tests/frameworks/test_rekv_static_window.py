@@ -206,37 +206,41 @@ def test_one_token_answer_runs_no_decoding_step(rekv, monkeypatch):
 
 
 def test_graphed_steps_capture_a_token_count_on_its_second_call(rekv, monkeypatch):
-    """Bookkeeping of GraphedSteps (capture itself needs CUDA: replaced by a recorder here): a token count
-    seen once runs eagerly, the second call captures, later calls replay; at most `max_graphs` are kept."""
+    """GraphedSteps through its GraphTable (capture itself needs CUDA: replaced by a recorder here): a
+    token count seen once runs eagerly, the second call captures, later calls replay; at most
+    `max_graphs` are kept; every capture gets the table's one memory pool."""
     from frameworks.rekv.graphed_step import GraphedSteps
 
     host = rekv.host(n_local=10_000, llm_step="static")
     steps = host.steps
-    steps.enabled, steps.max_graphs = True, 2
-    captured, replayed = [], []
+    steps.step_graphs.enabled, steps.step_graphs.limit = True, 2
+    captured, replayed, pools = [], [], []
 
     class _Graph:
-        def __init__(self, key):
-            self.key = key
+        def __init__(self, count):
+            self.count = count
 
         def replay(self):
-            replayed.append(self.key[0])
+            replayed.append(self.count)
 
-    def fake_capture(self, key, hidden):
-        captured.append(key[0])
+        def pool(self):
+            return "pool"
+
+    def fake_record(self, hidden, pool):
+        captured.append(hidden.shape[0])
+        pools.append(pool)
         raw = self._step(hidden, host_lengths=True)  # a real step stands in for the (fake) replay that follows
-        self.graphs[key] = (_Graph(key), hidden.clone(), raw)
-        self.captures += 1
-        while len(self.graphs) > self.max_graphs:
-            self.graphs.popitem(last=False)
+        graph = _Graph(hidden.shape[0])
+        return graph, (graph, hidden.clone(), raw)
 
-    monkeypatch.setattr(GraphedSteps, "_capture", fake_capture)
+    monkeypatch.setattr(GraphedSteps, "_record_step", fake_record)
     hidden = torch.zeros(30, host.stack.hidden_size)
     for count in (5, 5, 5, 7, 9, 7, 9, 5):
         steps(hidden[:count])
     assert captured == [5, 7, 9, 5]          # second sightings; 5 re-captured after being dropped (max 2)
     assert replayed == [5, 5, 7, 9, 5]        # the capturing call and later calls of a kept key replay
-    assert list(steps.graphs) == [(9, False, torch.float32), (5, False, torch.float32)]
+    assert list(steps.step_graphs.entries) == [(9, False, torch.float32), (5, False, torch.float32)]
+    assert pools == [None, "pool", "pool", "pool"] and steps.captures == 4
 
 
 def test_fused_rotation_equals_apply_rotary():
@@ -264,25 +268,18 @@ def test_question_pass_pads_to_a_bucket_and_replays_one_graph_per_bucket(rekv, m
     frames = rekv.video(9, seed=3)
     host.ingest(frames[:4])
     steps, store = host.steps, host.store
-    steps.enabled = True
+    steps.question_graphs.enabled = True  # (the ingest steps stay eager: their table is off on CPU)
     captured = []
 
-    class _Graph:
-        def __init__(self, run, selected):
-            self.run, self.selected = run, selected
-
-        def replay(self):
-            self.selected.copy_(self.run())
-
-    def fake_capture(self, key, store, topk, hidden):
-        inputs = self._question_inputs(hidden, key[1], store)
+    def fake_record(self, hidden, padded, store, topk, pool):
+        inputs = self._question_inputs(hidden, padded, store)
         run = lambda: self._question(inputs, store, topk)  # noqa: E731
         selected = run()
-        captured.append(key[1])
-        self.questions[key] = (_Graph(run, selected), inputs, selected)
+        captured.append(padded)
+        graph = _RecomputingGraph(run, selected)
+        return graph, (graph, inputs, selected)
 
-    monkeypatch.setattr(GraphedSteps, "_capture_question", fake_capture)
-    monkeypatch.setattr(GraphedSteps, "_capture", lambda self, key, hidden: None)  # ingest steps stay eager
+    monkeypatch.setattr(GraphedSteps, "_record_question", fake_record)
     embed = lambda ids: host.stack.embed(ids, host.device)  # noqa: E731
 
     def unpadded(ids):
@@ -302,7 +299,7 @@ def test_question_pass_pads_to_a_bucket_and_replays_one_graph_per_bucket(rekv, m
         assert torch.equal(got, unpadded(ids)), count
         assert int(got.max()) < store.num_blocks
     assert captured == [16, 32]  # each bucket on its second sighting
-    assert len(steps.questions) == 2
+    assert len(steps.question_graphs.entries) == 2
 
 
 def test_static_answer_prefill_equals_the_eager_prompt_pass_and_replays_per_bucket(rekv, monkeypatch):
@@ -322,22 +319,17 @@ def test_static_answer_prefill_equals_the_eager_prompt_pass_and_replays_per_buck
     prefill = static.answer_prefill
     captured = []
 
-    class _Graph:
-        def __init__(self, run, logits):
-            self.run, self.logits = run, logits
-
-        def replay(self):
-            self.logits.copy_(self.run())
-
-    def fake_capture(self, key, cache, hidden):
-        inputs = self._inputs(cache, hidden, key[0])
+    def fake_record(self, cache, hidden, padded, pool):
+        inputs = self._inputs(cache, hidden, padded)
         run = lambda: self._run(cache, inputs)  # noqa: E731
-        captured.append(key[0])
+        captured.append(padded)
         logits = run()
-        self.graphs[key] = (_Graph(run, logits), inputs, logits)
+        graph = _RecomputingGraph(run, logits)
+        return graph, (graph, inputs, logits)
 
-    monkeypatch.setattr(GraphedAnswerPrefill, "_capture", fake_capture)
-    monkeypatch.setattr(GraphedAnswerPrefill, "_graphable", lambda self, device: True)
+    monkeypatch.setattr(GraphedAnswerPrefill, "_record", fake_record)
+    monkeypatch.setattr(GraphedAnswerPrefill, "_graphable", staticmethod(lambda device: True))
+    prefill.graphs.enabled = True
     caches, buckets = set(), []
     for prompt in ("what moves?", "who is there now?", "what moves here?", "and what is red in the last frames?"):
         query = Query(prompt=prompt, retrieval_text=prompt)
@@ -388,3 +380,17 @@ def test_one_decoding_graph_serves_every_answer_of_the_persistent_answer_cache(r
     decoder = host.decoder
     assert len(recorded) == decoder.captures == 1 and len(decoder.graphs) == 1
     assert decoder.replays >= 6 + 2 + 8 + 4 - 3  # every step of every answer (minus early stops) replayed
+
+
+class _RecomputingGraph:
+    """Stands in for a captured CUDA graph on CPU: `replay` recomputes `run()` (reading the runner's static
+    inputs) into the static output, so a static input left stale by the runner changes the result."""
+
+    def __init__(self, run, output):
+        self.run, self.output = run, output
+
+    def replay(self):
+        self.output.copy_(self.run())
+
+    def pool(self):
+        return None
