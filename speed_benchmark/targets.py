@@ -5,6 +5,16 @@
     ViT, 8 streams batched:        STC throughput >= 1.8x the baseline (best mode of each)
     Pre-fill 196 -> 64 tokens, frames_per_chunk >= 8:  STC (+ its pruner) <= 0.40x the baseline
 
+Issue 14 (near the GPU's floor; graphed = the CUDA-graphed tower, unfused or fused, and host=graph):
+
+    ViT, one stream:               best graphed STC <= 0.60x the graphed baseline
+    ViT, 8 frames of one stream per call:  best graphed STC <= 0.65x the graphed baseline at c=8
+    ViT, 16 streams batched:       STC throughput >= 1.8x the baseline (best mode of each)
+    ReKV + STC ingest per frame (host=graph): <= 10 ms at 1 frame per call, <= 3 ms at 8
+    ReKV + STC at 1 frame per call: <= 0.35x the ingest of ReKV as HF code runs it (host=eager)
+    Pre-fill stage 196 -> 64 at 8 frames per call (host=graph): <= 0.45x the baseline's
+    First answer token after a long stream (STC): <= 50 ms (median)
+
 A target whose rows are absent from the run (other N/r/k, CPU without graphs, ...) is "n/a" with why.
 """
 
@@ -68,5 +78,69 @@ def _prefill(rows: list[Row], cfg: SpeedConfig) -> dict:
     return _result("prefill", text, "<=", 0.40, max(fracs) if fracs else None, "needs frames_per_chunk >= 8")
 
 
+def _best(rows: list[Row], case: str, names: list[str]) -> Optional[float]:
+    found = [r.stats["median"] for r in rows if r.case == case and r.name in names]
+    return min(found) if found else None
+
+
+def _ratio(numerator: Optional[float], denominator: Optional[Row]) -> Optional[float]:
+    return numerator / denominator.stats["median"] if (numerator is not None and denominator) else None
+
+
+def _stc_e2e(rows: list[Row], chunk: int, host_mode: str = "graph") -> list[Row]:
+    """STC (cacher + pruner, N=4) end-to-end rows of one chunk size and host mode (rows of runs without
+    host modes are the host's default, graph)."""
+    return [r for r in rows if r.case == "e2e" and r.method == "stc" and r.params.get("N") == 4
+            and r.params.get("frames_per_chunk") == chunk and r.params.get("host_mode", "graph") == host_mode]
+
+
+def _e2e_base(rows: list[Row], chunk: int, host_mode: str) -> Optional[Row]:
+    return next((r for r in rows if r.case == "e2e" and r.method == "baseline"
+                 and r.params.get("frames_per_chunk") == chunk and r.params.get("host_mode", "graph") == host_mode), None)
+
+
+def _stage_per_frame(row: Row, stage: str) -> Optional[float]:
+    """Median over the row's passes of a host stage's ms per frame (`extra.host_timings`)."""
+    passes = [t for t in row.extra.get("host_timings", []) if t.get("frames")]
+    values = sorted(t[stage] / t["frames"] for t in passes if stage in t)
+    return values[len(values) // 2] if values else None
+
+
+def _issue14(rows: list[Row], cfg: SpeedConfig) -> list[dict]:
+    out = []
+    base = _find(rows, "vit", "baseline graph")
+    best = _best(rows, "vit", ["stc graph N=4", "stc graph+fused N=4"])
+    out.append(_result("vit_graphed", "ViT 1 stream N=4 r=0.25: best graphed STC / graphed baseline", "<=", 0.60,
+                       _ratio(best, base), "needs CUDA graphs and N=4 rows"))
+    base8 = _find(rows, "vit", "baseline graph c=8")
+    best8 = _best(rows, "vit", ["stc graph N=4 c=8", "stc graph+fused N=4 c=8"])
+    out.append(_result("vit_chunk8", "ViT 8 frames of one stream per call: best graphed STC / graphed baseline", "<=",
+                       0.65, _ratio(best8, base8), "needs vit.frames_per_call with 8 and CUDA graphs"))
+    base16 = [r.stats["median"] for r in rows if r.case == "multistream" and r.method == "baseline" and r.params["S"] == 16]
+    stc16 = [r.stats["median"] for r in rows if r.case == "multistream" and r.method == "stc" and r.params["S"] == 16
+             and r.params.get("N") == 4]
+    out.append(_result("multistream_16", "ViT 16 streams batched: STC / baseline throughput (best mode each)", ">=", 1.8,
+                       max(stc16) / max(base16) if (base16 and stc16) else None, "needs S=16 with N=4"))
+    for chunk, goal in ((1, 10.0), (8, 3.0)):
+        stc = _stc_e2e(rows, chunk)
+        out.append(_result(f"ingest_c{chunk}_ms", f"ReKV+STC ingest ms/frame, {chunk} frame(s) per call, host=graph",
+                           "<=", goal, min(r.stats["median"] for r in stc) if stc else None,
+                           f"needs e2e rows of STC N=4 at frames_per_chunk={chunk}"))
+    stc1 = _stc_e2e(rows, 1)
+    out.append(_result("ingest_vs_eager", "ReKV+STC (host=graph) / ReKV host=eager, ingest at 1 frame per call", "<=",
+                       0.35, _ratio(min(r.stats["median"] for r in stc1) if stc1 else None, _e2e_base(rows, 1, "eager")),
+                       "needs the host=eager baseline (+e2e.host_modes)"))
+    stc8, base8e = _stc_e2e(rows, 8), _e2e_base(rows, 8, "graph")
+    stages = [v for v in (_stage_per_frame(r, "prefill_ms") for r in stc8) if v is not None]
+    base_stage = _stage_per_frame(base8e, "prefill_ms") if base8e else None
+    out.append(_result("prefill_stage_c8", "Pre-fill stage 196->64 at 8 frames per call, host=graph: STC / baseline",
+                       "<=", 0.45, min(stages) / base_stage if (stages and base_stage) else None,
+                       "needs e2e rows at frames_per_chunk=8 with host timings"))
+    long_stc = [r.stats["median"] for r in rows if r.case == "long" and r.method == "stc"]
+    out.append(_result("first_token_ms", "First answer token after a long stream (STC), ms", "<=", 50.0,
+                       min(long_stc) if long_stc else None, "needs e2e.long_frames"))
+    return out
+
+
 def evaluate(rows: list[Row], cfg: SpeedConfig) -> list[dict]:
-    return _vit(rows, cfg) + [_streams(rows), _prefill(rows, cfg)]
+    return _vit(rows, cfg) + [_streams(rows), _prefill(rows, cfg)] + _issue14(rows, cfg)

@@ -47,7 +47,10 @@ def test_outputs_and_top_level_fields(tiny_run):
     floors = {r["name"]: r["extra"]["floor"] for r in on_disk["rows"]}
     assert floors["pruner c=1"] is None and floors["baseline eager"]["x_floor"] is None
     assert floors["stc eager N=4"]["flops"] < floors["baseline eager"]["flops"]
-    assert {t["id"] for t in on_disk["targets"]} == {"vit_graph", "vit_eager", "multistream_8", "prefill"}
+    assert {t["id"] for t in on_disk["targets"]} == {
+        "vit_graph", "vit_eager", "multistream_8", "prefill",                          # issue 4
+        "vit_graphed", "vit_chunk8", "multistream_16", "ingest_c1_ms", "ingest_c8_ms",  # issue 14
+        "ingest_vs_eager", "prefill_stage_c8", "first_token_ms"}
 
 
 def test_every_row_has_every_field_and_all_samples(tiny_run):
