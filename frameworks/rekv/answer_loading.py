@@ -68,6 +68,16 @@ class PendingBlocks:
         return store.unstage(self.staged[layer, :len(chosen)], [store.lengths[i] for i in chosen])
 
 
+    def all_layers(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every layer's blocks at once (all issued; every layer selected the same number of full blocks):
+        pre-RoPE keys, values [L, Hkv, tokens, D]. The compute stream waits for the last layer's event: the
+        side stream records them in order."""
+        self.issue(len(self.selection))
+        if self.events is not None:
+            torch.cuda.current_stream(self.staged.device).wait_event(self.events[-1])
+        return self.loader.store.unstage_all(self.staged)
+
+
 class LoadBeforeAttention:
     """Attention backend wrapper for the answer pre-fill: layer l's retrieved blocks are loaded into the
     answer cache (`load(l)`) right before layer l attends, so the copies of later layers (issued while

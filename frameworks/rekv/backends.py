@@ -145,6 +145,14 @@ class AnswerCache:
         self.keys[layer, :, :count] = apply_rotary(keys, cos, sin)
         self.values[layer, :, :count] = values
 
+    def load_all(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """`load` for every layer at once: pre-RoPE keys/values [L, Hkv, n, D] (one rotation and two copies
+        for the whole context instead of a handful of kernels per layer)."""
+        count = keys.shape[2]
+        cos, sin = self.rope.cos_sin(torch.arange(count, device=self.device))
+        self.keys[:, :, :count] = apply_rotary(keys, cos, sin)
+        self.values[:, :, :count] = values
+
     def loaded(self, count: int) -> None:
         self.length = count
 

@@ -264,6 +264,14 @@ class BlockStore:
         joined = staged.permute(1, 2, 0, 3, 4).reshape(2, self.kv_heads, -1, self.head_dim)
         return joined[0], joined[1]
 
+    def unstage_all(self, staged: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`unstage` of full blocks for every layer at once: [L, n, 2, Hkv, B, D] -> keys, values
+        [L, Hkv, n·B, D]."""
+        layers, count = staged.shape[0], staged.shape[1]
+        joined = staged.permute(2, 0, 3, 1, 4, 5).reshape(2, layers, self.kv_heads, count * self.block_tokens,
+                                                           self.head_dim)
+        return joined[0], joined[1]
+
     def _paired_runs(self, slots: list[int], positions: list[int]):
         """(page, slot, position, size) runs where slots and positions both step by one, within a page."""
         start = 0

@@ -315,8 +315,15 @@ class ReKVHost:
             if keys is not None:
                 cache.load(layer, keys, values)
 
+        uniform = not layered and all(len(layer) == chosen for layer in selected)
         if lazy:  # the answer pre-fill loads layer l right before layer l attends (`_forward_answer`)
             cache.pending_load = load
+        elif chosen and uniform:  # every layer in one pass: one unstage, one rotation, two copies
+            keys, values = pending.all_layers()
+            if self.window.n_init:
+                keys = torch.cat([self.window.init_keys, keys], dim=2)
+                values = torch.cat([self.window.init_values, values], dim=2)
+            cache.load_all(keys, values)
         else:
             for layer in range(self.stack.num_layers):
                 load(layer)

@@ -166,3 +166,35 @@ def _check(store, loader, selection):
         keys, values = pending.layer(layer)
         want_keys, want_values = store.gather(layer, torch.tensor(chosen))
         assert torch.equal(keys, want_keys) and torch.equal(values, want_values), (layer, chosen)
+
+
+@pytest.mark.parametrize("capacity", [0, 2])
+def test_all_layers_at_once_equals_layer_by_layer(capacity):
+    """`PendingBlocks.all_layers` (one unstage for every layer) == `layer(l)` stacked, with and without the
+    LRU; `AnswerCache.load_all` (one rotation) == `load` per layer."""
+    from frameworks.rekv.backends import AnswerCache
+    from frameworks.rekv.rope import RotaryTable
+
+    generator = torch.Generator().manual_seed(7)
+    store = _store(page_blocks=3)
+    _write(store, 7, generator)
+    loader = BlockLoader(store, cache_blocks=capacity)
+    for selection in ([[0, 2, 5], [1, 2, 6]], [[2, 5, 6], [0, 1, 3]]):
+        every = loader.start(selection).all_layers()
+        one_by_one = [loader.start(selection).layer(layer) for layer in range(LAYERS)]
+        assert torch.equal(every[0], torch.stack([k for k, _ in one_by_one]))
+        assert torch.equal(every[1], torch.stack([v for _, v in one_by_one]))
+
+    class _Rotary(torch.nn.Module):
+        inv_freq = 1.0 / (10000 ** (torch.arange(0, DIM, 2).float() / DIM))
+        attention_scaling = 1.0
+
+    rope = RotaryTable(_Rotary(), torch.float32)
+    whole, per_layer = (AnswerCache(LAYERS, KV_HEADS, DIM, 20, torch.float32, torch.device("cpu"), rope) for _ in range(2))
+    keys, values = every
+    whole.load_all(keys, values)
+    for layer in range(LAYERS):
+        per_layer.load(layer, keys[layer], values[layer])
+    count = keys.shape[2]
+    assert torch.equal(whole.keys[:, :, :count], per_layer.keys[:, :, :count])
+    assert torch.equal(whole.values[:, :, :count], per_layer.values[:, :, :count])
