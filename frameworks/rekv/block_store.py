@@ -78,14 +78,6 @@ class BlockStore:
             self.writes += 1
         return slots
 
-    def _slot_segments(self, slots: list[int]):
-        """(page, slot, offset, size) pieces covering physical `slots` (offset = index into `slots`)."""
-        done = 0
-        for first, size in _runs(slots):
-            for page, slot, offset, part in self._segments(first, size):
-                yield page, slot, done + offset, part
-            done += size
-
     def evict(self, ids) -> None:
         """Drop the live blocks with these stream-wide ids; their slots are reused by later writes."""
         drop = set(int(i) for i in ids)
@@ -118,7 +110,7 @@ class BlockStore:
         blocks = torch.stack([keys, values], dim=1).view(layers, 2, heads, count, self.block_tokens, dim)
         blocks = blocks.permute(0, 3, 1, 2, 4, 5).contiguous()  # [L, n, 2, Hkv, B, D]
         self._ensure_capacity(self.num_blocks + count)
-        for page, slot, first, size in self._slot_segments(self._allocate(count)):
+        for page, slot, first, size in self._paired_runs(self._allocate(count)):
             for layer in range(layers):
                 self.pages[page][layer, slot:slot + size].copy_(blocks[layer, first:first + size], non_blocking=True)
         sums = keys.float().view(layers, heads, count, self.block_tokens, dim).sum(3)  # [L, Hkv, n, D] (pads are 0)
@@ -153,7 +145,7 @@ class BlockStore:
         self._ensure_capacity(self.num_blocks + count)
         slots = self._allocate(count)
         template = torch.randn(self.pages[0].shape, dtype=torch.float32).to(self.dtype)
-        for page, slot, _, size in self._slot_segments(slots):
+        for page, slot, _, size in self._paired_runs(slots):
             self.pages[page][:, slot:slot + size].copy_(template[:, slot:slot + size])
         new = torch.randn(self.num_layers, count, self.kv_heads * self.head_dim, device=self.device)
         self.rep_keys[:, self.num_blocks:self.num_blocks + count] = new
@@ -272,8 +264,10 @@ class BlockStore:
                                                            self.head_dim)
         return joined[0], joined[1]
 
-    def _paired_runs(self, slots: list[int], positions: list[int]):
-        """(page, slot, position, size) runs where slots and positions both step by one, within a page."""
+    def _paired_runs(self, slots: list[int], positions: list[int] | None = None):
+        """(page, slot, position, size) runs where slots and positions (default: 0, 1, 2, ...) both step
+        by one, within a page."""
+        positions = list(range(len(slots))) if positions is None else positions
         start = 0
         for index in range(1, len(slots) + 1):
             if (index == len(slots) or slots[index] != slots[index - 1] + 1
@@ -289,15 +283,6 @@ class BlockStore:
         if tokens % self.block_tokens:
             raise ValueError(f"{tokens} tokens is not a whole number of {self.block_tokens}-token frame blocks")
         return tokens // self.block_tokens
-
-    def _segments(self, first_block: int, count: int):
-        """(page, slot, offset, size) pieces covering blocks [first_block, first_block + count)."""
-        block, done = first_block, 0
-        while done < count:
-            page, slot = divmod(block, self.page_blocks)
-            size = min(self.page_blocks - slot, count - done)
-            yield page, slot, done, size
-            block, done = block + size, done + size
 
     def _ensure_capacity(self, blocks: int) -> None:
         while len(self.pages) * self.page_blocks < blocks:
@@ -326,15 +311,3 @@ def cuda_alias(pinned: torch.Tensor, device: torch.device) -> torch.Tensor:
         alias = torch.as_tensor(_Interface(), device=device)
     return alias.view(pinned.dtype).view(pinned.shape)
 
-
-def _runs(indices: list[int]):
-    """Ints -> (first, length) runs of consecutive increasing values, in order."""
-    if not indices:
-        return
-    first = previous = indices[0]
-    for value in indices[1:]:
-        if value != previous + 1:
-            yield first, previous - first + 1
-            first = value
-        previous = value
-    yield first, previous - first + 1
