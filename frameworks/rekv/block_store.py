@@ -155,9 +155,12 @@ class BlockStore:
     # ---- retrieval -----------------------------------------------------------------------------
     def scores(self, layer: int, query_mean: torch.Tensor) -> torch.Tensor:
         """query_mean [Hq, D] (mean pre-RoPE question query) -> score of every block [num_blocks]."""
+        return self.rep_keys[layer, :self.num_blocks] @ self._grouped(query_mean)
+
+    def _grouped(self, query_mean: torch.Tensor) -> torch.Tensor:
+        """[Hq, D] -> [Hkv·D] float32: the query summed over each KV head's group (see the module doc)."""
         groups = query_mean.shape[0] // self.kv_heads
-        grouped = query_mean.float().view(self.kv_heads, groups, self.head_dim).sum(1).reshape(-1)
-        return self.rep_keys[layer, :self.num_blocks] @ grouped
+        return query_mean.float().view(self.kv_heads, groups, self.head_dim).sum(1).reshape(-1)
 
     def select(self, layer: int, query_mean: torch.Tensor, topk: int | None) -> torch.Tensor:
         """Indices of the top-k blocks for this layer, in temporal (ascending) order; all if k >= count."""
@@ -170,9 +173,7 @@ class BlockStore:
         """`select` over the whole representative-key buffer with the blocks where `live` [capacity] is
         False scored -inf: the same top-k (topk <= live blocks) from shapes that do not change as blocks
         arrive, for a CUDA-graphed retrieval pass."""
-        groups = query_mean.shape[0] // self.kv_heads
-        grouped = query_mean.float().view(self.kv_heads, groups, self.head_dim).sum(1).reshape(-1)
-        scores = (self.rep_keys[layer] @ grouped).masked_fill(~live, float("-inf"))
+        scores = (self.rep_keys[layer] @ self._grouped(query_mean)).masked_fill(~live, float("-inf"))
         return torch.sort(torch.topk(scores, topk).indices).values
 
     def block_keys(self, indices: list[int]) -> list[tuple[int, int]]:
