@@ -109,8 +109,7 @@ class BlockStore:
             raise ValueError(f"expected keys for {layers} layers, got {keys.shape[0]}")
         blocks = torch.stack([keys, values], dim=1).view(layers, 2, heads, count, self.block_tokens, dim)
         blocks = blocks.permute(0, 3, 1, 2, 4, 5).contiguous()  # [L, n, 2, Hkv, B, D]
-        self._ensure_capacity(self.num_blocks + count)
-        for page, slot, first, size in self._paired_runs(self._allocate(count)):
+        for page, slot, first, size in self._paired_runs(self._allocate(count)):  # grows pages and rep_keys
             for layer in range(layers):
                 self.pages[page][layer, slot:slot + size].copy_(blocks[layer, first:first + size], non_blocking=True)
         sums = keys.float().view(layers, heads, count, self.block_tokens, dim).sum(3)  # [L, Hkv, n, D] (pads are 0)
@@ -142,8 +141,7 @@ class BlockStore:
         """Append `count` blocks of random data to every layer (latency simulation of a long stream
         without encoding it). One random page is generated and copied (memcpy speed, not RNG speed);
         representative keys are random."""
-        self._ensure_capacity(self.num_blocks + count)
-        slots = self._allocate(count)
+        slots = self._allocate(count)  # grows pages and rep_keys
         template = torch.randn(self.pages[0].shape, dtype=torch.float32).to(self.dtype)
         for page, slot, _, size in self._paired_runs(slots):
             self.pages[page][:, slot:slot + size].copy_(template[:, slot:slot + size])
