@@ -156,9 +156,10 @@ class ReKVHost:
 
     @torch.no_grad()
     def answer(self, query: Query) -> str:
-        cache = self._retrieve(query)
+        prompt_ids = self._prompt_ids(query)  # encoded once per question
+        cache = self._retrieve(query, prompt_ids)
         with self.timer.stage("decode"):
-            ids = self._generate(cache, self._prompt_ids(query), query.max_new_tokens)
+            ids = self._generate(cache, prompt_ids, query.max_new_tokens)
         self._counts["answers"] += 1
         self._counts["generated_tokens"] += len(ids)
         return self.codec.decode(ids)
@@ -277,19 +278,22 @@ class ReKVHost:
             raise ValueError("the question prompt encodes to zero tokens")
         return ids
 
-    def _retrieve(self, query: Query) -> AnswerCache:
+    def _retrieve(self, query: Query, prompt_ids: list[int] | None = None) -> AnswerCache:
         """Per-layer top-k frame blocks for the bare question, loaded with the sink into an answer cache
-        (capacity for the prompt and `max_new_tokens`). Timed as "retrieval" = "retrieval_select" (the
-        retrieval pass, one host sync for every layer's selection) + "retrieval_load" (answer_loading.py:
-        copies on a side stream, the compute stream waiting on one layer's event at a time)."""
+        (capacity for the prompt `prompt_ids`, encoded here when not given, and `max_new_tokens`). Timed
+        as "retrieval" = "retrieval_select" (the retrieval pass, one host sync for every layer's
+        selection) + "retrieval_load" (answer_loading.py: copies on a side stream, the compute stream
+        waiting on one layer's event at a time)."""
+        prompt = len(self._prompt_ids(query) if prompt_ids is None else prompt_ids)
         with self.timer.stage("retrieval"):
             with self.timer.stage("retrieval_select"):
                 selected = self._select_blocks(query.retrieval_text if query.retrieval_text is not None else query.prompt)
             with self.timer.stage("retrieval_load"):
-                cache = self._load_blocks(selected, query)
+                cache = self._load_blocks(selected, prompt, query.max_new_tokens)
         return cache
 
-    def _load_blocks(self, selected: list[list[int]], query: Query) -> AnswerCache:
+    def _load_blocks(self, selected: list[list[int]], prompt: int, max_new_tokens: int) -> AnswerCache:
+        """Answer cache with room for [sink + `selected` blocks + `prompt` tokens + `max_new_tokens`]."""
         chosen = len(selected[0]) if selected else 0
         layered = self.variable_blocks or bool(self.compression.context_methods)
         lengths = self.store.lengths
@@ -298,11 +302,11 @@ class ReKVHost:
         else:
             visual = [chosen * self.block_tokens]
         context = self.window.n_init + max(visual)
-        capacity = context + len(self._prompt_ids(query)) + query.max_new_tokens + 1
+        capacity = context + prompt + max_new_tokens + 1
         if layered:
             cache = LayeredAnswerCache(*self._shape(), capacity, self.dtype, self.device, self.rope)
         else:
-            cache = self._plain_answer_cache(capacity, context, len(self._prompt_ids(query)))
+            cache = self._plain_answer_cache(capacity, context, prompt)
         lazy = self.config.load_during_prefill and chosen
         pending = self.loader.start(selected, LOAD_AHEAD if lazy else None) if chosen else None
 
@@ -423,5 +427,6 @@ class ReKVHost:
     @torch.no_grad()
     def prompt_logits(self, query: Query) -> torch.Tensor:
         """Logits [P, vocab] at every prompt position after retrieval (for equivalence checks)."""
-        cache = self._retrieve(query)
-        return self.stack.logits(self._forward_answer(cache, self._prompt_ids(query))).float()
+        prompt_ids = self._prompt_ids(query)
+        cache = self._retrieve(query, prompt_ids)
+        return self.stack.logits(self._forward_answer(cache, prompt_ids)).float()
