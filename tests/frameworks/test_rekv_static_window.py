@@ -243,6 +243,59 @@ def test_graphed_steps_capture_a_token_count_on_its_second_call(rekv, monkeypatc
     assert pools == [None, "pool", "pool", "pool"] and steps.captures == 4
 
 
+@pytest.mark.parametrize("sink_positions", ["window", "released"])
+def test_captured_steps_with_their_warmups_restores_and_replays_equal_the_eager_static_steps(rekv, monkeypatch,
+                                                                                             sink_positions):
+    """GraphedSteps' real `_record_step` (its save/restore of `meta` and of the ring rows the step writes)
+    with `capture` stood in for on CPU as CUDA's protocol runs it: two warm-ups each followed by `restore`,
+    the recording run, `restore` again; a replay re-runs the step from the static input into the static
+    outputs. Step after step - counts that do not divide n_local (the ring wraps mid-chunk), a key
+    re-sighted after others, the released sink switching keys once tokens are evicted - the pre-RoPE K/V
+    returned and the window's buffers and device counters equal a host whose steps all run eagerly."""
+    from frameworks.rekv import graphed_step
+
+    replays = []
+
+    class _Graph:
+        def __init__(self, step, outputs):
+            self.step, self.outputs = step, outputs
+
+        def replay(self):
+            replays.append(self.outputs[0].shape[2])
+            for static, fresh in zip(self.outputs, self.step()):
+                static.copy_(fresh)
+
+        def pool(self):
+            return None
+
+    def fake_capture(step, restore, device, pool=None, warmups=2):
+        for _ in range(warmups):
+            step()
+            restore()
+        outputs = step()
+        restore()
+        return _Graph(step, outputs), outputs
+
+    monkeypatch.setattr(graphed_step, "capture", fake_capture)
+    loaded = rekv.loaded(seed=4)
+    graphed = rekv.host(loaded, n_local=30, llm_step="static", sink_positions=sink_positions)
+    eager = rekv.host(loaded, n_local=30, llm_step="static", sink_positions=sink_positions)
+    graphed.steps.step_graphs.enabled = True  # (off on CPU: capture is the stand-in above)
+    generator = torch.Generator().manual_seed(4)
+    for count in (7, 11, 7, 13, 11, 7, 13, 7, 11):  # 87 tokens through a 30-token ring
+        hidden = torch.randn(count, graphed.stack.hidden_size, generator=generator)
+        got, want = graphed.steps(hidden), eager.steps(hidden)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        for name in ("keys", "values"):
+            torch.testing.assert_close(getattr(graphed.window, name), getattr(eager.window, name),
+                                       rtol=1e-5, atol=1e-5)
+        assert torch.equal(graphed.window.meta, eager.window.meta)
+        assert graphed.window.fixed_distance_sink == eager.window.fixed_distance_sink
+    assert graphed.steps.step_graphs.captures >= 2 and replays  # the comparison covered replays
+    assert eager.steps.captures == 0
+
+
 def test_fused_rotation_equals_apply_rotary():
     """`rope.rotate` (roll + addcmul, sign folded into sin) is `apply_rotary`, at large odd positions."""
     from frameworks.rekv.rope import apply_rotary, rotate, rotation_tables
