@@ -5,8 +5,9 @@
     kept, indices = stage(selected, TokenSide(grid=(14, 14), frame_offset=n))   # the frame's tokens
 
 Why: at one frame per call the stage is ~50 small kernels (projector 3, pool 4, STC-Pruner ~40) on
-[1, 729, D] inputs; on an H200 that is launch time, not work (projector 0.06-0.17 ms, pruner 0.24-1.4 ms
-per frame, docs/speed/h200.md (4)). A replay is one launch.
+[1, 729, D] inputs (projector 0.06-0.17 ms, pruner 0.24-1.4 ms per frame on an H200, docs/speed/h200.md
+(4)), mostly launch time by inference (not profiled; graphed, the stage measured 4.7x faster at one frame
+per call, docs/rekv/token-stage-graph.md). A replay is one launch.
 
 How (same pattern as the ViT graph, stc/cacher/graph.py):
 - Eager everywhere except CUDA inputs with grad disabled, `graph=True`, and a graph-safe TOKENS stage

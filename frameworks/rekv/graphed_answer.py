@@ -1,8 +1,9 @@
 """The ReKV answer pre-fill (the templated prompt over [sink + retrieved blocks]) as CUDA graphs.
 
 Why: after the retrieval pass and the block loading, the prompt's pre-fill is the last stage before the
-first answer token. Eager it costs ~22-39 ms on an H200 at 7B (host time of ~28 x 30 small kernels,
-scripts/gpu/rekv_answer_latency.py, 2026-11-30), for a GPU floor of ~3.5 ms (the weights read once).
+first answer token. Eager it costs ~22-39 ms on an H200 at 7B (scripts/gpu/rekv_answer_latency.py,
+2026-11-30), for a GPU floor of ~3.5 ms (the weights read once); the gap is taken to be host time of
+~28 x 30 small kernels (inferred, not profiled; graphed, the harness measured 10.6-14.2 ms).
 
 What makes it shape-static:
 - the answer cache persists across questions at a fixed capacity (the host keeps one, `ReKVHost`), so a

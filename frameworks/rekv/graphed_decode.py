@@ -1,8 +1,9 @@
 """Greedy decoding steps of a ReKV answer as a CUDA graph per answer cache (issue 14 §2, answer path).
 
-Why: a decoding step is one token through 28 layers + lm_head; eager, it costs ~20 ms of host time for
-~4 ms of weight reads. Everything a step needs is shape-static once the answer cache exists: the token
-id and the cache length live in device tensors, the new key/value is written at the device position, and
+Why: a decoding step is one token through 28 layers + lm_head; eager, it costs ~20 ms for ~4 ms of weight
+reads, the rest taken to be host time (inferred, not profiled: graphed, the same kernels take 6.5-8 ms).
+Everything a step needs is shape-static once the answer cache exists: the token id and the cache length
+live in device tensors, the new key/value is written at the device position, and
 the attention over [sink + retrieved blocks + prompt + generated] reads the length on the device (split
 attention, flash-decoding chunks: frameworks/common/split_attention.py). The step ends with argmax into
 the static token buffer and advances the position, so consecutive replays need no host->device copy;
