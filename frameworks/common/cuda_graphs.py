@@ -47,7 +47,6 @@ def capture(step: Callable[[], T], restore: Callable[[], None], device: torch.de
         raise
 
 
-
 class GraphTable:
     """The captured graphs of one runner, by key. Policy shared by the ReKV pre-fill steps, question pass
     and answer pre-fill:

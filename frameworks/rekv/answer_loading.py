@@ -27,7 +27,7 @@ import contextlib
 import torch
 
 from frameworks.rekv.block_cache import BlockCache
-from frameworks.rekv.block_store import BlockStore
+from frameworks.rekv.block_store import BlockStore, upload_indices
 
 
 class PendingBlocks:
@@ -66,7 +66,6 @@ class PendingBlocks:
         chosen = self.selection[layer]
         store = self.loader.store
         return store.unstage(self.staged[layer, :len(chosen)], [store.lengths[i] for i in chosen])
-
 
     def all_layers(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every layer's blocks at once (all issued; every layer selected the same number of full blocks):
@@ -182,10 +181,7 @@ class BlockLoader:
             spans.append([len(part) for part in parts])
             for part in parts:
                 flat.extend(part)
-        host = torch.tensor(flat, dtype=torch.long)
-        if self.store.device.type == "cuda":
-            host = host.pin_memory()
-        device = host.to(self.store.device, non_blocking=True)
+        device = upload_indices(flat, self.store.device)
         out, start = [], 0
         for sizes in spans:
             pieces = []

@@ -220,10 +220,7 @@ class BlockStore:
         if not by_page:
             return 0
         pages = sorted(by_page)
-        host = torch.tensor([i for page in pages for part in by_page[page] for i in part], dtype=torch.long)
-        if out.is_cuda:
-            host = host.pin_memory()
-        index = host.to(out.device, non_blocking=True)
+        index = upload_indices([i for page in pages for part in by_page[page] for i in part], out.device)
         rows = out.view(out.shape[0] * width, -1)
         start = 0
         for page in pages:
@@ -293,6 +290,15 @@ class BlockStore:
                                 dtype=torch.float32, device=self.device)
             grown[:, :self.num_blocks] = self.rep_keys[:, :self.num_blocks]
             self.rep_keys = grown
+
+
+def upload_indices(values: list[int], device: torch.device) -> torch.Tensor:
+    """int64 indices on `device` in ONE host->device copy that does not block the host (pinned staging
+    on CUDA; the caching host allocator keeps the staging alive until the copy is done)."""
+    host = torch.tensor(values, dtype=torch.long)
+    if torch.device(device).type == "cuda":
+        host = host.pin_memory()
+    return host.to(device, non_blocking=True)
 
 
 def cuda_alias(pinned: torch.Tensor, device: torch.device) -> torch.Tensor:
