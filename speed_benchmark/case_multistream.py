@@ -15,7 +15,7 @@ import torch
 
 from frameworks.common.timing import EventTimer
 from speed_benchmark import flops
-from speed_benchmark.case_vit import baseline_graph, stc_handle, vit_shape
+from speed_benchmark.case_vit import baseline_graph, cuda_modes, stc_handle, vit_shape
 from speed_benchmark.models import synthetic_frames, vision_call
 from speed_benchmark.records import Row, RunContext, compare
 
@@ -28,14 +28,8 @@ def _videos(ctx: RunContext, streams: int, frames: int) -> torch.Tensor:
 
 
 def _modes(ctx: RunContext) -> list[str]:
-    modes = ["eager"]
-    wanted = ["graph"] * ctx.cfg.multistream.graph + ["graph+fused"] * ctx.cfg.multistream.fused
-    for mode in wanted:
-        if ctx.cuda:
-            modes.append(mode)
-        else:
-            ctx.skip("multistream", mode, "CUDA graphs and fused layers need a CUDA device (this is a CPU run)")
-    return modes
+    wanted = ["eager"] + ["graph"] * ctx.cfg.multistream.graph + ["graph+fused"] * ctx.cfg.multistream.fused
+    return cuda_modes(ctx, "multistream", wanted)
 
 
 def _callables(ctx: RunContext, streams: int, mode: str) -> list[tuple[str, str, object, list]]:
