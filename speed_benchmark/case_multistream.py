@@ -18,6 +18,7 @@ from speed_benchmark import flops
 from speed_benchmark.case_vit import baseline_graph, cuda_modes, stc_handle, vit_shape
 from speed_benchmark.models import synthetic_frames, vision_call
 from speed_benchmark.records import Row, RunContext, compare
+from speed_benchmark.timing import summarize
 
 
 def _videos(ctx: RunContext, streams: int, frames: int) -> torch.Tensor:
@@ -100,10 +101,9 @@ def run(ctx: RunContext, progress) -> list[Row]:
                 if states:
                     row.extra["cacher"] = {"reference_frames": sum(s.stats.reference_frames for s in states),
                                            "selective_frames": sum(s.stats.selective_frames for s in states)}
-                per_call = sorted(calls[name])
-                if per_call:
-                    row.extra["call_ms_median"] = per_call[len(per_call) // 2]
-                    row.extra["call_ms_p90"] = per_call[min(len(per_call) - 1, int(0.9 * len(per_call)))]
+                if calls[name]:
+                    per_call = summarize(calls[name])
+                    row.extra.update(call_ms_median=per_call.median, call_ms_p90=per_call.p90)
                 case_rows.append(row.finalize())
             base = next((row for row in case_rows + rows if row.method == "baseline" and row.params["S"] == streams
                          and row.mode == mode.split("+")[0]), None)
