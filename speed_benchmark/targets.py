@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Optional
 
 from speed_benchmark.config import SpeedConfig
-from speed_benchmark.records import Row
+from speed_benchmark.records import Row, stage_ms
 
 
 def _result(tid, text, op, goal, measured: Optional[float], why: str = "") -> dict:
@@ -99,13 +99,6 @@ def _e2e_base(rows: list[Row], chunk: int, host_mode: str) -> Optional[Row]:
                  and r.params.get("frames_per_chunk") == chunk and r.params.get("host_mode", "graph") == host_mode), None)
 
 
-def _stage_per_frame(row: Row, stage: str) -> Optional[float]:
-    """Median over the row's passes of a host stage's ms per frame (`extra.host_timings`)."""
-    passes = [t for t in row.extra.get("host_timings", []) if t.get("frames")]
-    values = sorted(t[stage] / t["frames"] for t in passes if stage in t)
-    return values[len(values) // 2] if values else None
-
-
 def _issue14(rows: list[Row], cfg: SpeedConfig) -> list[dict]:
     out = []
     base = _find(rows, "vit", "baseline graph")
@@ -131,8 +124,8 @@ def _issue14(rows: list[Row], cfg: SpeedConfig) -> list[dict]:
                        0.35, _ratio(min(r.stats["median"] for r in stc1) if stc1 else None, _e2e_base(rows, 1, "eager")),
                        "needs the host=eager baseline (+e2e.host_modes)"))
     stc8, base8e = _stc_e2e(rows, 8), _e2e_base(rows, 8, "graph")
-    stages = [v for v in (_stage_per_frame(r, "prefill_ms") for r in stc8) if v is not None]
-    base_stage = _stage_per_frame(base8e, "prefill_ms") if base8e else None
+    stages = [v for v in (stage_ms(r, "prefill_ms") for r in stc8) if v is not None]
+    base_stage = stage_ms(base8e, "prefill_ms") if base8e else None
     out.append(_result("prefill_stage_c8", "Pre-fill stage 196->64 at 8 frames per call, host=graph: STC / baseline",
                        "<=", 0.45, min(stages) / base_stage if (stages and base_stage) else None,
                        "needs e2e rows at frames_per_chunk=8 with host timings"))
