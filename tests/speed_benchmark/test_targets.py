@@ -103,3 +103,10 @@ def test_stage_ms_is_the_median_over_passes_per_frame_from_top_level_or_extra():
     assert stage_ms(row, "prefill_ms") == (10.0 / 4 + 14.0 / 4) / 2
     assert stage_ms(row, "retrieval_ms", per_frame=False) == 4.0
     assert stage_ms(row, "answer_ms") is None
+
+
+def test_multistream_16_needs_r_025_like_multistream_8():
+    rows = [_row("multistream", "b16", "baseline", "graph", 500.0, {"S": 16}, True),
+            _row("multistream", "s16", "stc", "graph", 950.0, {"S": 16, "N": 4, "r": 0.5}, True)]
+    v = _verdicts(rows)
+    assert v["multistream_16"]["status"] == "n/a" and "r=0.25" in v["multistream_16"]["detail"]
