@@ -55,6 +55,18 @@ def one_line(err: BaseException) -> str:
     return " ".join(lines) if lines else type(err).__name__
 
 
+def key_values(argv: Sequence[str], keys, defaults: Optional[dict] = None) -> dict[str, str]:
+    """The `key=value` arguments of the small entry points (score, tables, pareto) over `defaults`;
+    anything else, or a key not in `keys`, is a ValueError naming the argument and the known keys."""
+    args = dict(defaults or {})
+    for item in argv:
+        key, sep, value = item.partition("=")
+        if not sep or key not in keys:
+            raise ValueError(f"unknown argument {item!r}: expected key=value with key in {sorted(keys)}")
+        args[key] = value
+    return args
+
+
 @contextlib.contextmanager
 def user_errors(stream=None):
     """Turn validation errors raised inside the block into one line on stderr and exit code 2."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from evaluation.cli import key_values
 from evaluation.tables.collect import metric_value, read_json
 from evaluation.tables.spec import TableSpec, load_spec
 
@@ -140,12 +141,8 @@ def plot(path: Path, bench: str, axis: str, ours: list[Point], paper: list[Point
 
 
 def run(argv: list[str]) -> str:
-    args = {"results": "results/eval", "out": "results/pareto", "x": "latency", "paper": "rekv_main", "latency": "latency"}
-    for item in argv:
-        key, sep, value = item.partition("=")
-        if not sep or key not in args:
-            raise ValueError(f"argument {item!r}: expected key=value with key in {sorted(args)}")
-        args[key] = value
+    defaults = {"results": "results/eval", "out": "results/pareto", "x": "latency", "paper": "rekv_main", "latency": "latency"}
+    args = key_values(argv, defaults, defaults)
     if args["x"] not in X_AXES:
         raise ValueError(f"x={args['x']}: must be one of {X_AXES}")
     results, out, axis = Path(args["results"]), Path(args["out"]), args["x"]

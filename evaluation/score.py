@@ -20,7 +20,7 @@ from pathlib import Path
 
 from evaluation import detect
 from evaluation import predictions as P
-from evaluation.cli import user_errors
+from evaluation.cli import key_values, user_errors
 from evaluation.common.annotations import read_json
 from evaluation.config import BenchmarkConfig
 from evaluation.registry import get_benchmark
@@ -32,12 +32,7 @@ _KEYS = {"benchmark", "file", "scoring", "model_key", "out", "fps", "protocol", 
 
 
 def parse_args(argv: list[str]) -> dict:
-    args = {}
-    for item in argv:
-        key, sep, value = item.partition("=")
-        if not sep or key not in _KEYS:
-            raise ValueError(f"unknown argument {item!r}; expected key=value with key in {sorted(_KEYS)}")
-        args[key] = value
+    args = key_values(argv, _KEYS)
     for required in ("benchmark", "file"):
         if required not in args:
             raise ValueError(f"missing {required}=...; usage: python -m evaluation.score benchmark=NAME file=PATH")

@@ -15,9 +15,10 @@ import torch
 
 from frameworks.common.timing import EventTimer
 from speed_benchmark import flops
-from speed_benchmark.case_vit import baseline_graph, stc_handle, vit_shape
+from speed_benchmark.case_vit import baseline_graph, cuda_modes, stc_handle, vit_shape
 from speed_benchmark.models import synthetic_frames, vision_call
 from speed_benchmark.records import Row, RunContext, compare
+from speed_benchmark.timing import summarize
 
 
 def _videos(ctx: RunContext, streams: int, frames: int) -> torch.Tensor:
@@ -28,14 +29,8 @@ def _videos(ctx: RunContext, streams: int, frames: int) -> torch.Tensor:
 
 
 def _modes(ctx: RunContext) -> list[str]:
-    modes = ["eager"]
-    wanted = ["graph"] * ctx.cfg.multistream.graph + ["graph+fused"] * ctx.cfg.multistream.fused
-    for mode in wanted:
-        if ctx.cuda:
-            modes.append(mode)
-        else:
-            ctx.skip("multistream", mode, "CUDA graphs and fused layers need a CUDA device (this is a CPU run)")
-    return modes
+    wanted = ["eager"] + ["graph"] * ctx.cfg.multistream.graph + ["graph+fused"] * ctx.cfg.multistream.fused
+    return cuda_modes(ctx, "multistream", wanted)
 
 
 def _callables(ctx: RunContext, streams: int, mode: str) -> list[tuple[str, str, object, list]]:
@@ -106,10 +101,9 @@ def run(ctx: RunContext, progress) -> list[Row]:
                 if states:
                     row.extra["cacher"] = {"reference_frames": sum(s.stats.reference_frames for s in states),
                                            "selective_frames": sum(s.stats.selective_frames for s in states)}
-                per_call = sorted(calls[name])
-                if per_call:
-                    row.extra["call_ms_median"] = per_call[len(per_call) // 2]
-                    row.extra["call_ms_p90"] = per_call[min(len(per_call) - 1, int(0.9 * len(per_call)))]
+                if calls[name]:
+                    per_call = summarize(calls[name])
+                    row.extra.update(call_ms_median=per_call.median, call_ms_p90=per_call.p90)
                 case_rows.append(row.finalize())
             base = next((row for row in case_rows + rows if row.method == "baseline" and row.params["S"] == streams
                          and row.mode == mode.split("+")[0]), None)

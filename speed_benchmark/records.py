@@ -7,6 +7,7 @@ filled in beside it. Comparisons use medians (robust to DVFS/launch jitter).
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
@@ -61,6 +62,17 @@ class Row:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def stage_ms(row: Row, key: str, per_frame: bool = True) -> Optional[float]:
+    """Median over the row's passes of a host stage time (`extra.host_timings`: a top-level StageTimings
+    field or one of its `extra`), per ingested frame unless per_frame=False; None if no pass has it."""
+    values = []
+    for t in row.extra.get("host_timings", []):
+        value = t.get(key, t.get("extra", {}).get(key))
+        if value is not None and t.get("frames"):
+            values.append(value / t["frames"] if per_frame else value)
+    return statistics.median(values) if values else None
 
 
 def compare(row: Row, base: Row, theory: Optional[float]) -> None:

@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Optional
 
-from speed_benchmark.records import Row
+from speed_benchmark.records import Row, stage_ms
 
 
 def _f(x: Optional[float], fmt: str = "{:.2f}") -> str:
@@ -91,16 +91,6 @@ def _prefill_table(rows: list[Row]) -> list[str]:
     return out
 
 
-def _stage(row: Row, key: str, per_frame: bool = True) -> Optional[float]:
-    """Median over repeats of a host stage time (top-level StageTimings field or `extra`), per frame."""
-    vals = []
-    for t in row.extra.get("host_timings", []):
-        value = t.get(key, t.get("extra", {}).get(key))
-        if value is not None and t.get("frames"):
-            vals.append(value / t["frames"] if per_frame else value)
-    return statistics.median(vals) if vals else None
-
-
 def _e2e_table(rows: list[Row]) -> list[str]:
     out = ["| Variant | ms/frame median | min | p90 | x base | red. | x graph base | theory | eff. | x floor | ViT ms | "
            "projector ms | pruner ms | pre-fill ms | retrieval ms | answer ms | refs/sel | tokens kept/in |",
@@ -110,8 +100,8 @@ def _e2e_table(rows: list[Row]) -> list[str]:
         answer = r.extra.get("answer_ms")
         out.append(f"| {r.name} | {r.stats['median']:.2f} | {r.stats['min']:.2f} | {r.stats['p90']:.2f} | "
                    f"{_f(r.measured_fraction)} | {_red(r)} | {_f(r.extra.get('fraction_vs_graph_baseline'))} | "
-                   f"{_f(r.theory_fraction, '{:.3f}')} | {_f(r.efficiency)} | {_x_floor(r)} | {_f(_stage(r, 'vit_ms'))} | {_f(_stage(r, 'projector_ms'))} | {_f(_stage(r, 'pruner_ms'))} | "
-                   f"{_f(_stage(r, 'prefill_ms'))} | {_f(_stage(r, 'retrieval_ms', per_frame=False))} | "
+                   f"{_f(r.theory_fraction, '{:.3f}')} | {_f(r.efficiency)} | {_x_floor(r)} | {_f(stage_ms(r, 'vit_ms'))} | {_f(stage_ms(r, 'projector_ms'))} | {_f(stage_ms(r, 'pruner_ms'))} | "
+                   f"{_f(stage_ms(r, 'prefill_ms'))} | {_f(stage_ms(r, 'retrieval_ms', per_frame=False))} | "
                    f"{_f(answer and answer['median'])} | {last.get('vit_reference_frames', '–')}/{last.get('vit_selective_frames', '–')} | "
                    f"{last.get('visual_tokens_kept', '–')}/{last.get('visual_tokens_in', '–')} |")
     return out

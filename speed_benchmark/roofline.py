@@ -23,6 +23,7 @@ import torch
 
 from frameworks.common.timing import EventTimer
 from speed_benchmark import flops
+from speed_benchmark.case_vit import vit_shape
 from speed_benchmark.records import Row, RunContext
 
 
@@ -88,7 +89,7 @@ class _Work:
 
 def _vit_model(ctx: RunContext):
     """(FLOPs of a dense frame, FLOPs of a selective frame at r, weight bytes of the tower)."""
-    shape = flops.vit_shape_from_config(ctx.spec.vision_config, ctx.spec.vit_tokens)
+    shape = vit_shape(ctx)
     element = torch.empty((), dtype=ctx.dtype).element_size()
     dense = shape.layers * flops.vit_layer_flops_full(shape)
     selective = dense * flops.f_sel(shape, ctx.cfg.stc.update_ratio, exact_k=True)
@@ -108,6 +109,15 @@ def _vit_stream(work: _Work, ctx: RunContext, frames: int, interval: Optional[in
     work.call(batch * selective, weights, frames - refs)
 
 
+def _vit_chunks(work: _Work, ctx: RunContext, frames: int, chunk: int, interval: Optional[int],
+                update_ratio: Optional[float]) -> None:
+    """ceil(frames / chunk) calls of `chunk` frames mixing both kinds: each call does the stream's
+    average FLOP fraction F(N, r) of a dense call (None = all dense) and reads the weights once."""
+    dense, _, weights = _vit_model(ctx)
+    fraction = 1.0 if interval is None else flops.vit_stream_fraction(vit_shape(ctx), interval, update_ratio, frames)
+    work.call(chunk * dense * fraction, weights, math.ceil(frames / chunk))
+
+
 def _prefill_stream(work: _Work, ctx: RunContext, frames: int, k: int, chunk: int, context: int) -> None:
     shape, weights = flops.llm_shape_from_config(ctx.spec.text_config), _llm_weight_bytes(ctx)
     left = frames
@@ -121,12 +131,8 @@ def _row_work(row: Row, ctx: RunContext) -> Optional[tuple[_Work, float]]:
     """(work of the row, how many units one sample covers) or None when the row has no work model."""
     work, p = _Work(), row.params
     if row.case == "vit" and p.get("frames_per_call", 1) > 1:  # calls of c frames mixing both kinds
-        chunk, frames = p["frames_per_call"], p["frames"]
-        dense, _, weights = _vit_model(ctx)
-        fraction = flops.vit_stream_fraction(flops.vit_shape_from_config(ctx.spec.vision_config, ctx.spec.vit_tokens),
-                                             p["N"], p["r"], frames) if "N" in p else 1.0
-        work.call(chunk * dense * fraction, weights, math.ceil(frames / chunk))
-        return work, frames
+        _vit_chunks(work, ctx, p["frames"], p["frames_per_call"], p.get("N"), p.get("r"))
+        return work, p["frames"]
     if row.case == "vit":
         _vit_stream(work, ctx, p["frames"], p.get("N"))
         return work, p["frames"]
@@ -138,10 +144,7 @@ def _row_work(row: Row, ctx: RunContext) -> Optional[tuple[_Work, float]]:
         return work, 1
     if row.case == "e2e":
         chunk, frames = p["frames_per_chunk"], p["frames"]
-        dense, selective, weights = _vit_model(ctx)
-        fraction = flops.vit_stream_fraction(flops.vit_shape_from_config(ctx.spec.vision_config, ctx.spec.vit_tokens),
-                                             p["N"], p["r"], frames) if "N" in p else 1.0
-        work.call(chunk * dense * fraction, weights, math.ceil(frames / chunk))
+        _vit_chunks(work, ctx, frames, chunk, p.get("N"), p.get("r"))
         init = int((row.extra.get("host_timings") or [{}])[-1].get("extra", {}).get("init_tokens", 0))
         _prefill_stream(work, ctx, frames, p.get("k", ctx.cfg.preset.llm_tokens_per_frame), chunk, init)
         return work, frames

@@ -47,7 +47,8 @@ def _notes(ctx: RunContext) -> list[str]:
     else:
         notes.append("Read each pre-fill row against its floor (max of FLOPs/peak and weight bytes/bandwidth, "
                      "measured in this run): at one frame per call the eager decoder step sits far above it "
-                     "(host-side time, not weight reads), so pruning 196->64 pays only with several frames per call.")
+                     "(that the excess is host-side time is inferred, not profiled), so pruning 196->64 pays "
+                     "only with several frames per call.")
     if ctx.cfg.model.path is None:
         notes.append("Random weights at the released sizes (latency does not depend on weight values).")
     return notes

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from evaluation.cli import key_values
 from evaluation.tables.spec import list_tables, load_spec
 
 KEYS = {"table", "results", "speed", "out", "framework", "action", "data", "ngpu", "parity"}
@@ -20,13 +21,8 @@ ACTIONS = ("table", "plan", "list")
 
 
 def parse(argv: list[str]) -> dict[str, str]:
-    args = {"results": "results/eval", "speed": "results/speed", "out": "results/tables", "action": "table",
-            "data": "$DATA", "ngpu": "$NGPU", "parity": "1"}
-    for item in argv:
-        key, sep, value = item.partition("=")
-        if not sep or key not in KEYS:
-            raise ValueError(f"argument {item!r}: expected key=value with key in {sorted(KEYS)}")
-        args[key] = value
+    args = key_values(argv, KEYS, {"results": "results/eval", "speed": "results/speed", "out": "results/tables",
+                                   "action": "table", "data": "$DATA", "ngpu": "$NGPU", "parity": "1"})
     if args["action"] not in ACTIONS:
         raise ValueError(f"action={args['action']}: must be one of {ACTIONS}")
     if args["action"] != "list" and not args.get("table"):

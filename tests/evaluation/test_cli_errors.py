@@ -136,3 +136,12 @@ def test_score_ovo_result_file_with_irregular_items(ev, tmp_path):
     tasks = {r["task"]: r for r in metrics["tables"]["per task"]}
     assert tasks["EPM"]["correct"] == 1 and tasks["REC"]["correct"] == 2 and tasks["REC"]["n"] == 2
     assert "realtime record 2" in metrics["error_examples"][0]["error"]
+
+
+def test_key_values_reads_known_keys_over_defaults_and_names_a_bad_argument():
+    from evaluation.cli import key_values
+
+    assert key_values(["b=2", "a=x=y"], {"a", "b"}, {"a": "1", "c": "3"}) == {"a": "x=y", "b": "2", "c": "3"}
+    for bad in ("z=1", "a"):
+        with pytest.raises(ValueError, match=rf"unknown argument '{bad}': expected key=value with key in \['a', 'b'\]"):
+            key_values([bad], {"a", "b"})

@@ -67,3 +67,25 @@ def test_rows_without_a_model_and_cpu_runs_read_none(ctx):
                                                             flops.vit_shape_from_config(ctx.spec.vision_config, 81)))
     assert measure_peaks(torch.device("cpu"), torch.float32) is None
     assert not math.isnan(vit.extra["floor"]["bytes"])
+
+
+def test_chunked_vit_and_e2e_floors_count_ceil_frames_over_chunk_calls(ctx):
+    """7 frames at 3 per call = 3 calls (the last one short counts as full: the floor stays a bound
+    on the work modelled); e2e adds the pre-fill calls of 3, 3 and 1 frames after init tokens."""
+    shape = flops.vit_shape_from_config(ctx.spec.vision_config, ctx.spec.vit_tokens)
+    dense = shape.layers * flops.vit_layer_flops_full(shape)
+    weights = shape.layers * (4 * shape.d**2 + 2 * shape.d * shape.m) * 4
+    fraction = flops.vit_stream_fraction(shape, 4, 0.25, 7)
+    vit_call = max(3 * dense * fraction / 1e9, weights / 1e8)
+    vit = _row("vit", {"frames": 7, "frames_per_call": 3, "N": 4, "r": 0.25}, [2.0], unit="ms/frame")
+    dense_vit = _row("vit", {"frames": 7, "frames_per_call": 3}, [2.0], unit="ms/frame")
+    e2e = _row("e2e", {"frames": 7, "frames_per_chunk": 3, "N": 4, "r": 0.25, "k": 8}, [2.0], unit="ms/frame")
+    e2e.extra["host_timings"] = [{"frames": 7, "extra": {"init_tokens": 5}}]
+    annotate([vit, dense_vit, e2e], ctx, PEAKS)
+    assert vit.extra["floor"]["floor"] == pytest.approx(3 * vit_call / 7 * 1e3)
+    assert dense_vit.extra["floor"]["flops"] == pytest.approx(3 * 3 * dense)
+    llm = flops.llm_shape_from_config(ctx.spec.text_config)
+    llm_weights = llm.layers * llm.linear_flops_per_token / 2 * 4
+    prefill = [flops.prefill_flops(llm, 24, 5), flops.prefill_flops(llm, 24, 29), flops.prefill_flops(llm, 8, 53)]
+    expected = 3 * vit_call + sum(max(f / 1e9, llm_weights / 1e8) for f in prefill)
+    assert e2e.extra["floor"]["floor"] == pytest.approx(expected / 7 * 1e3)

@@ -90,3 +90,23 @@ def test_issue14_targets_are_na_with_reasons_when_rows_are_absent():
     for key in ("vit_graphed", "vit_chunk8", "multistream_16", "ingest_c1_ms", "ingest_c8_ms", "ingest_vs_eager",
                 "prefill_stage_c8", "first_token_ms"):
         assert v[key]["status"] == "n/a" and v[key]["detail"], key
+
+
+def test_stage_ms_is_the_median_over_passes_per_frame_from_top_level_or_extra():
+    from speed_benchmark.records import stage_ms
+
+    row = _row("e2e", "stc", "stc", "graph", 1.0)
+    row.extra["host_timings"] = [{"frames": 4, "prefill_ms": 10.0, "extra": {"retrieval_ms": 3.0}},
+                                 {"frames": 4, "prefill_ms": 14.0, "extra": {"retrieval_ms": 5.0}},
+                                 {"frames": 0, "prefill_ms": 99.0},      # a pass without frames: left out
+                                 {"frames": 4, "extra": {}}]             # a pass without the stage: left out
+    assert stage_ms(row, "prefill_ms") == (10.0 / 4 + 14.0 / 4) / 2
+    assert stage_ms(row, "retrieval_ms", per_frame=False) == 4.0
+    assert stage_ms(row, "answer_ms") is None
+
+
+def test_multistream_16_needs_r_025_like_multistream_8():
+    rows = [_row("multistream", "b16", "baseline", "graph", 500.0, {"S": 16}, True),
+            _row("multistream", "s16", "stc", "graph", 950.0, {"S": 16, "N": 4, "r": 0.5}, True)]
+    v = _verdicts(rows)
+    assert v["multistream_16"]["status"] == "n/a" and "r=0.25" in v["multistream_16"]["detail"]
