@@ -43,9 +43,11 @@ def plot(rows: list[Row], title: str, path: Path) -> Path | None:
         ax.legend(fontsize=8)
     if ms:
         ax = axes[2]
-        for key in sorted({(r.method, r.mode) for r in ms}):
-            sub = sorted([r for r in ms if (r.method, r.mode) == key], key=lambda r: r.params["S"])
-            ax.plot([r.params["S"] for r in sub], [r.stats["median"] for r in sub], marker="o", label=f"{key[0]} {key[1]}")
+        line = lambda r: (r.method, r.mode, bool(r.params.get("stagger")))  # noqa: E731 (lockstep and staggered apart)
+        for key in sorted({line(r) for r in ms}):
+            sub = sorted([r for r in ms if line(r) == key], key=lambda r: r.params["S"])
+            label = f"{key[0]} {key[1]}" + (" staggered" if key[2] else "")
+            ax.plot([r.params["S"] for r in sub], [r.stats["median"] for r in sub], marker="o", label=label)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("concurrent streams S")
         ax.set_ylabel("frames/s (median)")
