@@ -61,3 +61,16 @@ def declares_speed_config(factory: Callable) -> Callable[[SpeedConfigHook], Spee
 def speed_config_hook(factory: Callable) -> Optional[SpeedConfigHook]:
     """The factory's declared hook, or None when the host has not declared one."""
     return getattr(factory, "speed_config", None)
+
+
+def released_model_settings(request: SpeedRequest, presets: Mapping[Any, str], runs: str) -> dict[str, Any]:
+    """The usual hook body: device, dtype and seed of `request`, then its local checkpoint when it names one,
+    else random weights at the host preset `presets` maps its model to. `presets` is keyed by `model_config`
+    ("qwen2_vl_7b") or by `(vision, text)`; any other model is one ValueError saying what the host `runs`."""
+    settings = {"device": request.device, "dtype": request.dtype, "seed": request.seed}
+    if request.model_path:
+        return dict(settings, model_path=request.model_path)
+    model = request.model_config or (request.vision, request.text)
+    if model not in presets:
+        raise ValueError(f"the {runs}; {model!r} is not it")
+    return dict(settings, preset=presets[model], random_weights=True)

@@ -2,9 +2,9 @@
 # Every speed case of llava_ov_7b in ONE process (estimated 6-8 min on an H200; device-checked only once
 # the lead has run it):
 #   (1) ViT one stream: baseline eager/graph, STC N=2/4 in eager, graph, eager+fused, graph+fused
-#       (what tests/gpu/cacher_latency.py measured), + one torch.profiler pass per variant (profile/)
+#       (what the removed tests/gpu/cacher_latency.py measured), + one torch.profiler pass per variant (profile/)
 #   (2) multi-stream ViT S=1..16   (3) LLM pre-fill c=1/4/8/16 + pruner
-#   (4) ReKV end to end (what frameworks/rekv/gpu_bench.py measured): baseline, pruner-only, STC N=2/4 in
+#   (4) ReKV end to end (what the removed frameworks/rekv/gpu_bench.py measured): baseline, pruner-only, STC N=2/4 in
 #       eager, graph, graph+fused; 1 and 8 frames per call; a timed 16-token answer after every pass; each
 #       in host mode "eager" (LLM step and token stage as HF code runs them) and "graph" (the defaults)
 #   (5) answer latency with 1800 frames in memory (1 h at 0.5 fps): baseline and STC

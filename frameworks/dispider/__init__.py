@@ -13,7 +13,7 @@ from frameworks.dispider.config import DispiderSettings
 from frameworks.dispider.host import DispiderHost
 from frameworks.dispider.loading import build_random_dispider, load_dispider
 from frameworks.dispider.model import DispiderArchitecture
-from frameworks.speed import SpeedRequest, declares_speed_config
+from frameworks.speed import SpeedRequest, declares_speed_config, released_model_settings
 from stc.compression import CompressionSpec
 
 __all__ = ["DispiderArchitecture", "DispiderHost", "DispiderSettings", "build_dispider_host", "load_host_model"]
@@ -40,10 +40,4 @@ _SPEED_MODELS = {("clip_vit_l14_224", "qwen2_1_5b"): "released"}
 def dispider_speed_config(request: SpeedRequest) -> dict[str, Any]:
     """Settings for `build_host("dispider", ...)` in the speed harness's end-to-end case (CLIP-L/14 +
     the Qwen2-1.5B compressor + the Qwen2-7B reaction model at the released sizes, random weights)."""
-    settings = {"device": request.device, "dtype": request.dtype, "seed": request.seed}
-    if request.model_path:
-        return dict(settings, model_path=request.model_path)
-    key = (request.vision, request.text)
-    if key not in _SPEED_MODELS:
-        raise ValueError(f"the Dispider host runs CLIP-L/14 + Qwen2-1.5B + Qwen2-7B; {request.model_config or key!r} is not it")
-    return dict(settings, preset=_SPEED_MODELS[key], random_weights=True)
+    return released_model_settings(request, _SPEED_MODELS, "Dispider host runs CLIP-L/14 + Qwen2-1.5B + Qwen2-7B")

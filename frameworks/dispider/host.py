@@ -35,7 +35,7 @@ from frameworks.dispider import compressor as passes
 from frameworks.dispider.config import DispiderSettings
 from frameworks.dispider.loading import LoadedDispider
 from frameworks.dispider.model import concat_2x2
-from frameworks.dispider.sampling import midpoint_indices, released_clips, squash_to_square
+from frameworks.dispider.sampling import midpoint_indices, released_clips, squash_to_square, thin_clips
 from frameworks.protocol import Query, StageTimings
 from stc.compression import Stage, TokenSide
 
@@ -205,11 +205,9 @@ class DispiderHost:
         state, settings = self.state, self.settings
         if self.settings.recomputes:
             return self.rebuild_clips()
-        clips = list(state.clips)
-        if len(clips) > settings.max_clips:
-            clips = [clips[i] for i in sorted(set(midpoint_indices(len(clips), settings.max_clips)))]
+        clips = thin_clips(state.clips, settings.max_clips)
         tail = len(state.pending)
-        if tail and (tail >= settings.tail_min_frames or not clips):
+        if self.tail_joins(tail, clips):
             picks = midpoint_indices(tail, settings.frames_per_clip)
             frames = torch.stack([state.pending[i] for i in picks])
             clips.append(self.encode_clip(frames, [state.pending_times[i] for i in picks], stream_frames=False))
@@ -217,6 +215,10 @@ class DispiderHost:
         if not clips:
             raise RuntimeError("dispider host: answer() before any frame was ingested")
         return clips
+
+    def tail_joins(self, tail_frames: int, clips: list) -> bool:
+        """Whether an open clip of `tail_frames` frames joins the answer: long enough, or the only frames."""
+        return tail_frames > 0 and (tail_frames >= self.settings.tail_min_frames or not clips)
 
     def rebuild_clips(self) -> list[passes.ClipMemory]:
         """Released cost model: the VISION/TOKENS state restarts and every clip is encoded again (the
@@ -229,11 +231,9 @@ class DispiderHost:
         if settings.sampling == "released":
             groups = released_clips(state.kept_times, size, settings.max_clips)
         else:
-            groups = [list(range(i, i + size)) for i in range(0, count - size + 1, size)]
-            if len(groups) > settings.max_clips:
-                groups = [groups[i] for i in sorted(set(midpoint_indices(len(groups), settings.max_clips)))]
+            groups = thin_clips([list(range(i, i + size)) for i in range(0, count - size + 1, size)], settings.max_clips)
             remainder = count % size
-            if remainder and (remainder >= settings.tail_min_frames or not groups):
+            if self.tail_joins(remainder, groups):
                 tail = [count - remainder + i for i in midpoint_indices(remainder, size)]
         self.compression.reset()
         self.state.frames_seen = 0

@@ -38,6 +38,13 @@ def midpoint_indices(total: int, desired: int) -> list[int]:
     return [(int(round(segment * i)) + int(round(segment * (i + 1)))) // 2 for i in range(desired)]
 
 
+def thin_clips(clips: list, max_clips: int) -> list:
+    """At most `max_clips` of `clips`, in time order: the distinct `midpoint_indices` picks when over the cap."""
+    if len(clips) <= max_clips:
+        return list(clips)
+    return [clips[i] for i in sorted(set(midpoint_indices(len(clips), max_clips)))]
+
+
 def stream_duration(timestamps: Sequence[float]) -> float:
     """Seconds covered by frames sampled at `timestamps`: span + one sampling step (the median gap;
     1 s for a single frame), i.e. the duration of the video prefix the frames were sampled from."""

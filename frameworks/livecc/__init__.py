@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from frameworks.livecc.config import LiveCCConfig
 from frameworks.livecc.host import LiveCCHost
 from frameworks.livecc.loading import LoadedLiveCC, build_random_livecc, load_livecc
-from frameworks.speed import SpeedRequest, declares_speed_config
+from frameworks.speed import SpeedRequest, declares_speed_config, released_model_settings
 from stc.compression import CompressionSpec
 
 __all__ = ["LiveCCConfig", "LiveCCHost", "LoadedLiveCC", "build_livecc_host", "build_random_livecc", "load_livecc"]
@@ -39,9 +39,4 @@ _SPEED_MODELS = {"qwen2_vl_7b": "7b"}
 def livecc_speed_config(request: SpeedRequest) -> dict[str, Any]:
     """Settings for `build_host("livecc", ...)` in the speed harness's end-to-end case (Qwen2-VL-7B at the
     released size, random weights, or a local checkpoint)."""
-    settings = {"device": request.device, "dtype": request.dtype, "seed": request.seed}
-    if request.model_path:
-        return dict(settings, model_path=request.model_path)
-    if request.model_config not in _SPEED_MODELS:
-        raise ValueError(f"the LiveCC host runs Qwen2-VL-7B; {request.model_config or (request.vision, request.text)!r} is not it")
-    return dict(settings, preset=_SPEED_MODELS[request.model_config], random_weights=True)
+    return released_model_settings(request, _SPEED_MODELS, "LiveCC host runs Qwen2-VL-7B")

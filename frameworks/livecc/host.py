@@ -336,6 +336,6 @@ class LiveCCHost:
         frames = torch.stack([self.clip_frames[i] for i in uniform_indices(len(self.clip_frames), config.clip_max_frames)])
         budget = clip_max_pixels(frames.shape[0], config.clip_min_pixels, config.clip_max_pixels, config.clip_total_pixels)
         block = self.video_block(frames, config.clip_min_pixels, budget)
-        head = f"<|im_start|>system\n{config.system_prompt}<|im_end|>\n<|im_start|>user\n"
+        head = self._turn_head()   # the history is empty: the system block and the user turn's opening
         self.prefill([self.codec.encode(head) + [self.vision_start_id], block, [self.vision_end_id]])
         self._clip_mark = (len(self.clip_frames), self._mark())

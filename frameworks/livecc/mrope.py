@@ -5,7 +5,7 @@ indices offset by the position where the video starts; text after a video contin
 index so far + 1 (the training-time `get_rope_index` of transformers 4.x). Because each turn starts
 with text, a turn appended to a non-empty cache gets exactly the indices a single forward over the
 whole history would give if its own indices start at the stream's `next_position` — that is all the
-carry-over needs (`tests/frameworks/test_livecc_turns.py` checks it against one stock forward).
+carry-over needs (`tests/frameworks/livecc/test_livecc_stream.py` checks it against one stock forward).
 
 Pruning keeps a subset of a video's merged tokens: their indices are the ORIGINAL (t, h, w) indices
 of those tokens (`VideoBlock.select`), and the text after the video still continues after the full

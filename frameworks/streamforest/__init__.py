@@ -14,7 +14,7 @@ from frameworks.streamforest.host import StreamForestHost
 from frameworks.streamforest.loading import build_random, load_streamforest
 from frameworks.streamforest.memory import EventMemoryForest, MemorySettings
 from frameworks.streamforest.model import StreamForestModel, streamforest_sizes
-from frameworks.speed import SpeedRequest, declares_speed_config
+from frameworks.speed import SpeedRequest, declares_speed_config, released_model_settings
 from stc.compression import CompressionSpec
 
 __all__ = ["EventMemoryForest", "MemorySettings", "StreamForestConfig", "StreamForestHost", "StreamForestModel",
@@ -40,10 +40,4 @@ _SPEED_MODELS = {("siglip_so400m", "qwen2_7b"): "7b"}
 def streamforest_speed_config(request: SpeedRequest) -> dict[str, Any]:
     """Settings for `build_host("streamforest", ...)` in the speed harness's end-to-end case (SigLIP-26 +
     Qwen2-7B at the released size, random weights, or a local checkpoint)."""
-    settings = {"device": request.device, "dtype": request.dtype, "seed": request.seed}
-    if request.model_path:
-        return dict(settings, model_path=request.model_path)
-    key = (request.vision, request.text)
-    if key not in _SPEED_MODELS:
-        raise ValueError(f"the StreamForest host runs SigLIP-so400m + Qwen2-7B; {request.model_config or key!r} is not it")
-    return dict(settings, preset=_SPEED_MODELS[key], random_weights=True)
+    return released_model_settings(request, _SPEED_MODELS, "StreamForest host runs SigLIP-so400m + Qwen2-7B")

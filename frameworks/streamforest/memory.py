@@ -29,12 +29,13 @@ Each instance is the state of ONE stream; nothing is shared between instances.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 
+from frameworks.common.settings import settings_from_mapping
 from frameworks.streamforest.tome import merge_tokens, pair_similarity
 
 
@@ -75,12 +76,7 @@ class MemorySettings:
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "MemorySettings":
-        data = dict(mapping or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown StreamForest memory setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return settings_from_mapping(cls, mapping, "StreamForest memory", ignore=())
 
     def token_bound(self, tokens_per_frame: int | None = None) -> int:
         """Most tokens `tokens()` returns after `maintain()` (any stream length)."""

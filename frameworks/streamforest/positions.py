@@ -45,8 +45,9 @@ class FramePositions:
 
     def __init__(self, channels: int, grid: int, device: torch.device, dtype: torch.dtype):
         self.channels, self.device, self.dtype = channels, device, dtype
-        self.spatial = spatial_embedding(channels, grid).to(device)
-        self.temporal = torch.stack([temporal_embedding(channels, t) for t in range(TEMPORAL_WINDOW)]).to(device)
+        # cast once to the host dtype: the per-frame `.to(features.dtype)` below is then a no-op (same values)
+        self.spatial = spatial_embedding(channels, grid).to(device, dtype)
+        self.temporal = torch.stack([temporal_embedding(channels, t) for t in range(TEMPORAL_WINDOW)]).to(device, dtype)
 
     def __call__(self, features: torch.Tensor, first_index: int) -> torch.Tensor:
         """`features` of frames first_index, first_index + 1, ... of the stream."""

@@ -27,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from frameworks.common.cuda_graphs import capture  # noqa: E402
 from frameworks.common.compression import HostCompression  # noqa: E402
 from frameworks.common.llava_video import preprocess_frames, tower_features  # noqa: E402
 from frameworks.dispider import DispiderArchitecture, DispiderHost, DispiderSettings  # noqa: E402
@@ -72,15 +73,7 @@ class GraphedTower:
         key = tuple(pixels.shape)
         if key not in self.graphs:
             static = pixels.clone()
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(2):
-                    self._eager(static)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                out = self._eager(static)
+            graph, out = capture(lambda: self._eager(static), lambda: None, static.device)
             self.graphs[key] = (graph, static, out)
         graph, static, out = self.graphs[key]
         static.copy_(pixels)

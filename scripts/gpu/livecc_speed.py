@@ -43,6 +43,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from frameworks.common.compression import HostCompression  # noqa: E402
+from frameworks.common.cuda_graphs import capture  # noqa: E402
 from frameworks.common.model_sizes import qwen2_vl_config  # noqa: E402
 from frameworks.livecc import LiveCCConfig, LiveCCHost, build_random_livecc  # noqa: E402
 from frameworks.livecc.mrope import VideoBlock  # noqa: E402
@@ -191,15 +192,8 @@ def bench_cacher(args, visual, graphed, run, call_args) -> dict:
 def bench_graphed(visual, groups, call_args, warm, clock) -> dict:
     """The plain ViT (no STC) captured once in a torch.cuda.CUDAGraph; per group: copy input + replay."""
     static = groups[0].clone()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            visual(static, **call_args)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_out = visual(static, **call_args).pooler_output
+    graph, static_out = capture(lambda: visual(static, **call_args).pooler_output, lambda: None, static.device,
+                                warmups=3)
     times = []
     for g, values in enumerate(groups):
         def replay(v=values):

@@ -34,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from frameworks.common.cuda_graphs import capture  # noqa: E402
 from frameworks.common.llava_video import preprocess_frames, tower_features  # noqa: E402
 from frameworks.protocol import Query  # noqa: E402
 from frameworks.streamforest import StreamForestConfig, StreamForestHost, streamforest_sizes  # noqa: E402
@@ -111,15 +112,7 @@ def per_frame_ms(clock: Clock, call, pixels: torch.Tensor, warmup: int, batch: i
 def graphed_tower(tower, example: torch.Tensor):
     """A CUDA graph of the plain tower call (the graphed baseline): returns call(pixels) -> features."""
     static = example.clone()
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            tower_features(tower, static, -1, "full")
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        output = tower_features(tower, static, -1, "full")
+    graph, output = capture(lambda: tower_features(tower, static, -1, "full"), lambda: None, static.device, warmups=3)
 
     def call(pixels):
         static.copy_(pixels)

@@ -22,7 +22,7 @@ def _video(count, size=40, seed=0):
     return drifting_video(count, size, size, seed, 6)
 
 
-@pytest.mark.parametrize("protocol,batch", [("incremental", 1), ("reread", 4)])
+@pytest.mark.parametrize("protocol,batch", [("incremental", 1), ("reread", 4), ("reread", 5)])  # 5: calls of 5, 5, 2 frames, off N=4
 def test_graphed_cacher_equals_eager_cacher_on_the_host(protocol, batch):
     loaded = build_random(streamforest_sizes("tiny"), "float32", "cuda", seed=1)
     frames, query = _video(12), Query(prompt="what?", max_new_tokens=3)

@@ -186,3 +186,29 @@ def test_bad_calls_are_clear_errors(dsp):
         host.ingest(dsp.video(2), [0.0])
     with pytest.raises(ValueError, match="uint8"):
         host.ingest(torch.zeros(2, 8, 8, 3), [0.0, 1.0])
+
+
+@torch.no_grad()
+def test_clip_in_one_tower_call_equals_frame_by_frame_and_odd_batches_under_stc(dsp):
+    """`vit_frames_per_call=16` (one CLIP call per clip, the default) is an optimisation of feeding CLIP
+    frame by frame: with a reusing cacher (N=3, r=0.25: references off every call boundary) and the pruner,
+    clip memories, CLIP tokens, the cacher's frame kinds and the answer equal those of 1 and of 5 frames
+    per call."""
+    spec = {"cacher": {"update_ratio": 0.25, "cache_interval": 3}, "pruner": {"tokens_per_frame": 11}}
+    frames, times = dsp.video(37, seed=6), dsp.seconds(37)   # 2 clips + a 5-frame tail (left out)
+    query = Query(prompt="Which?", max_new_tokens=3)
+    runs = []
+    for per_call in (16, 5, 1):
+        host = dsp.host(dsp.loaded(seed=6), spec, vit_frames_per_call=per_call)
+        host.ingest(frames[:23], times[:23])
+        host.ingest(frames[23:], times[23:])
+        runs.append((host.answer_clips(), host.compression.frame_kinds(), host.answer(query), host.timings))
+        host.close()
+    (clips, kinds, text, timings), others = runs[0], runs[1:]
+    assert timings.vit_selective_frames > 0 and timings.visual_tokens_kept == 32 * 11
+    for other_clips, other_kinds, other_text, _ in others:
+        assert other_kinds == kinds and other_text == text and len(other_clips) == len(clips) == 2
+        for x, y in zip(clips, other_clips):
+            torch.testing.assert_close(x.clip_tokens, y.clip_tokens, rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(x.memory, y.memory, rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(x.indicator, y.indicator, rtol=1e-4, atol=1e-4)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from frameworks.dispider.sampling import (clip_count, midpoint_indices, released_clips, squash_to_square,
-                                          stream_duration)
+                                          stream_duration, thin_clips)
 
 
 @pytest.mark.parametrize("duration,clips", [
@@ -34,6 +34,14 @@ def test_midpoint_indices_hand_computed():
     # released quirk (segment = (total - 1) / desired): 16 of 16 frames repeats frame 8 and never picks frame 15
     assert midpoint_indices(16, 16) == [0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 10, 11, 12, 13, 14]
     assert midpoint_indices(1, 16) == [0] * 16
+
+
+def test_thin_clips_keeps_distinct_midpoint_picks_in_time_order():
+    clips = ["c%d" % i for i in range(10)]
+    assert thin_clips(clips, 4) == ["c1", "c3", "c5", "c8"]          # midpoint_indices(10, 4) above
+    assert thin_clips(clips[:3], 3) == clips[:3] and thin_clips(clips[:2], 5) == clips[:2]
+    # 16 of 17: segment 16/16 = 1.0, ends 0..16, midpoints 0..15 (the last clip is the one dropped)
+    assert thin_clips(list(range(17)), 16) == list(range(16))
 
 
 def test_released_clips_on_a_one_fps_stream():

@@ -76,3 +76,34 @@ def test_question_frames_do_not_advance_the_cacher_schedule(lc, shared_loaded):
         torch.testing.assert_close(asked_features, quiet.last_inputs.visual, rtol=1e-5, atol=1e-5)
     finally:
         quiet.close()
+
+
+def _streamed_visual(host, frames, cuts):
+    """Visual tokens of every turn pre-filled while `frames` arrive in the pieces `cuts` marks, in order."""
+    features = []
+    for start, stop in zip(cuts, cuts[1:]):
+        turns = host._counts["turns"]
+        host.ingest(frames[start:stop], [0.5 * i for i in range(start, stop)])
+        assert host._counts["turns"] == turns + 1
+        features.append(host.last_inputs.visual)
+    return torch.cat(features)
+
+
+def test_several_groups_per_tower_call_equal_one_group_per_call_under_stc(lc, shared_loaded):
+    """One ViT call per turn (3, 2, 2 groups) is an optimisation of one call per 2-frame group: with a reusing
+    cacher whose references (N=3) fall off the call boundaries and the pruner, every group's kept tokens
+    and the cacher's frame kinds are the same."""
+    frames = lc.video(14, seed=11)
+    spec = {"name": "stc", "cacher": {"update_ratio": 0.25, "cache_interval": 3}, "pruner": {"tokens_per_frame": 5}}
+    results = []
+    for turn_frames, cuts in ((dict(first_turn_frames=6, turn_frames=4), (0, 6, 10, 14)),
+                              (dict(first_turn_frames=2, turn_frames=2), tuple(range(0, 15, 2)))):
+        host = lc.host(shared_loaded, spec, mode="streaming", **turn_frames)
+        try:
+            results.append((_streamed_visual(host, frames, cuts), host.compression.frame_kinds()))
+        finally:
+            host.close()
+    (batched, kinds), (single, single_kinds) = results
+    assert kinds == single_kinds == (3, 4)
+    assert batched.shape == single.shape == (7 * 5, batched.shape[-1])
+    torch.testing.assert_close(batched, single, rtol=1e-5, atol=1e-5)
