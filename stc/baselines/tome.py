@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stc.baselines.budget import check_budget, check_positive
+from stc.baselines.budget import TokenCounts, check_budget, check_positive
 from stc.baselines.tome_merge import bipartite_soft_matching, merge_schedule, merge_weighted
 from stc.integrations.anatomy.probe import tower_layers
 from stc.compression.base import VisionMethod
@@ -52,6 +52,7 @@ class _Forward:
     """Per-call state carried from layer to layer: token sizes and first source positions."""
 
     def __init__(self, batch: int, tokens: int, device, dtype):
+        self.tokens_in = tokens
         self.size = torch.ones(batch, tokens, 1, device=device, dtype=dtype)
         self.position = torch.arange(tokens, device=device).expand(batch, tokens).contiguous()
 
@@ -102,11 +103,11 @@ class ToMeMethod(VisionMethod):
             self.bypassed = previous
 
     def reset(self) -> None:
-        self.frames = self.tokens_in = self.tokens_kept = self.merges = 0
+        self.counts = TokenCounts()
+        self.merges = 0
 
     def stats(self) -> dict:
-        return {"frames": self.frames, "tokens_in": self.tokens_in, "tokens_kept": self.tokens_kept,
-                "tokens_merged": self.merges, "schedule": list(self.schedule or [])}
+        return {**self.counts.as_dict(), "tokens_merged": self.merges, "schedule": list(self.schedule or [])}
 
     # ---- the patched layer ---------------------------------------------------------------------
     def _schedule_for(self, tokens: int, layers: int) -> list[int]:
@@ -139,9 +140,7 @@ class ToMeMethod(VisionMethod):
         batch, tokens, width = x.shape
         if index == 0:
             self._state = _Forward(batch, tokens, x.device, x.dtype)
-            schedule = self._schedule_for(tokens, num_layers)
-            self.frames += batch
-            self.tokens_in += batch * (tokens - self.has_cls)
+            self._schedule_for(tokens, num_layers)
         state, schedule = self._state, self.schedule
         parts = self.parts[index]
         normed = parts.norm1(x)
@@ -167,6 +166,6 @@ class ToMeMethod(VisionMethod):
             if self.config.order_by_position:
                 order = state.position.argsort(dim=1)
                 x = x.gather(1, order[..., None].expand(-1, -1, width))
-            self.tokens_kept += batch * (x.shape[1] - self.has_cls)
+            self.counts.add(batch, batch * (state.tokens_in - self.has_cls), batch * (x.shape[1] - self.has_cls))
             self._state = None
         return x

@@ -65,6 +65,7 @@ def test_stc_on_cuda_and_on_a_second_device(rekv):
     stc = STCConfig(cacher=CacherConfig(update_ratio=0.25, cache_interval=2), pruner=PrunerConfig(tokens_per_frame=6))
     host = rekv.host(loaded, stc=stc, n_local=60, retrieve_size=3)
     host.ingest(rekv.video(9))
+    logits = host.prompt_logits(QUERY)
     text = host.answer(QUERY)
     timings = host.timings
     assert isinstance(text, str) and timings.visual_tokens_kept == 9 * 6
@@ -72,3 +73,12 @@ def test_stc_on_cuda_and_on_a_second_device(rekv):
     assert timings.retrieval_ms > 0 and timings.decode_ms > 0
     assert all(len(selection) == 3 for selection in host._last_selection)
     host.close()
+    # the same weights and stream on the CPU (the path tests/frameworks/test_rekv_stc.py checks against
+    # the stock model): the CUDA cacher + pruner + retrieval give the same logits
+    cpu = rekv.loaded()
+    cpu.model.load_state_dict({name: value.cpu() for name, value in loaded.model.state_dict().items()})
+    cpu_host = rekv.host(cpu, stc=stc, n_local=60, retrieve_size=3)
+    cpu_host.ingest(rekv.video(9))
+    cosine = torch.nn.functional.cosine_similarity(logits.cpu(), cpu_host.prompt_logits(QUERY), dim=-1)
+    assert cosine.min() > 0.99, cosine
+    cpu_host.close()

@@ -103,6 +103,23 @@ def test_budget_is_exact_and_detach_bypass_restore_the_stock_tower(make, budget)
         torch.testing.assert_close(tower(pixel_values=pixels).last_hidden_state, stock)
 
 
+@pytest.mark.parametrize("make,budget", [(_siglip, 11), (_clip, 9)])
+def test_frames_merged_in_one_call_equal_each_frame_alone(make, budget):
+    """The batched merge (per-row sizes, gathers and scatters over a batch of frames) must not mix
+    frames: 3 frames in one call equal the same 3 frames one per call."""
+    tower = make()
+    config = tower.config
+    pixels = torch.randn(3, 3, config.image_size, config.image_size, generator=torch.Generator().manual_seed(5))
+    method = tome(tokens_per_frame=budget)
+    method.attach(tower)
+    with torch.no_grad():
+        batched = tower(pixel_values=pixels).last_hidden_state
+        alone = torch.cat([tower(pixel_values=pixels[f:f + 1]).last_hidden_state for f in range(3)])
+    method.detach()
+    assert batched.shape[1] == budget + (make is _clip)
+    torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-5)
+
+
 def test_proportional_attention_matches_a_plain_reference_layer():
     """One layer by hand: after a first-layer merge, the second layer's attention must add log(size)."""
     tower = _siglip()
