@@ -211,6 +211,15 @@ def test_streamdycoke_bounds_the_store_and_answers_anytime(rekv, policy):
     assert len(host.store.pages) == 1  # page_blocks = 16 >= 4 live blocks: the store never grew
     if policy == "fifo":
         assert host.store.ids == [8, 9, 10, 11]
+        # the kept blocks hold exactly what an unbounded store holds for those frames (same chunking, answers)
+        plain = rekv.host(loaded, {"random_drop": {"tokens_per_frame": 5}}, n_local=10_000, frames_per_chunk=2,
+                          retrieve_size=2)
+        for first in range(0, 12, 3):
+            plain.ingest(frames[first:first + 3])
+            plain.answer(Query(prompt="what?", max_new_tokens=2))
+        for layer in range(host.stack.num_layers):
+            kept, full = host.store.gather(layer, torch.arange(4)), plain.store.gather(layer, torch.tensor([8, 9, 10, 11]))
+            assert torch.equal(kept[0], full[0]) and torch.equal(kept[1], full[1])
     # the blocks that remain are exactly what retrieval and answering see
     keys, _ = host.store.gather(0, torch.arange(host.store.num_blocks))
     assert keys.shape[1] == 20
