@@ -31,6 +31,7 @@ import torch
 from transformers import DynamicCache, LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
 from frameworks.common.compression import HostCompression
+from frameworks.common.frame_sampling import uniform_indices
 from frameworks.common.host_checks import check_ingest, peak_memory_mb, reset_peak_memory
 from frameworks.common.timing import EventTimer
 from frameworks.livecc.answers import StreamingEOSThreshold, choice_token_ids, restricted_choice
@@ -38,7 +39,7 @@ from frameworks.livecc.config import LiveCCConfig
 from frameworks.livecc.loading import LoadedLiveCC
 from frameworks.livecc.mrope import TurnInputs, VideoBlock, assemble, released_positions
 from frameworks.livecc.turns import Turn, TurnBuilder
-from frameworks.livecc.video import clip_max_pixels, patchify, resize_frames, smart_resize, uniform_indices
+from frameworks.livecc.video import clip_max_pixels, patchify, resize_frames, smart_resize
 from frameworks.livecc.vit import VisionCallArgs
 from frameworks.protocol import Query, StageTimings
 from stc.compression import TokenSide

@@ -72,13 +72,6 @@ def clip_max_pixels(num_frames: int, min_pixels: int, max_pixels: int, total_pix
     return int(max(min(max_pixels, total_pixels / max(num_frames, 1) * frame_factor), int(min_pixels * 1.05)))
 
 
-def uniform_indices(count: int, keep: int) -> list[int]:
-    """`keep` indices spread uniformly over range(count) (numpy.linspace(...).round(), as qwen-vl-utils)."""
-    if count <= keep:
-        return list(range(count))
-    return torch.linspace(0, count - 1, keep).round().long().tolist()
-
-
 def resize_frames(frames: torch.Tensor, size: tuple[int, int], spec: PatchSpec, device: torch.device,
                   dtype: torch.dtype) -> torch.Tensor:
     """uint8 RGB [F, H, W, 3] -> normalised [F, 3, h, w] (bicubic + antialias to `size`)."""

@@ -26,6 +26,7 @@ import torch
 from transformers import DynamicCache
 
 from frameworks.common.compression import HostCompression
+from frameworks.common.frame_sampling import uniform_indices
 from frameworks.common.host_checks import check_ingest, peak_memory_mb, reset_peak_memory
 from frameworks.common.llava_video import preprocess_frames, tower_features
 from frameworks.common.timing import EventTimer
@@ -44,13 +45,6 @@ def stage_spec(spec: CompressionSpec, stage: Stage) -> CompressionSpec:
     points and resets them on different schedules)."""
     configs = {name: config for name, config in spec.configs.items() if method_class(name).stage == stage}
     return CompressionSpec(configs=configs, label=spec.label)
-
-
-def thin_indices(count: int, limit: int) -> list[int]:
-    """At most `limit` of `count` positions, uniformly spread, first and last included."""
-    if count <= limit:
-        return list(range(count))
-    return torch.linspace(0, count - 1, limit).round().long().tolist()
 
 
 class StreamForestHost:
@@ -190,7 +184,7 @@ class StreamForestHost:
         if not self.stored_frames:
             raise RuntimeError("streamforest host: answer() before any frame was ingested")
         frames = torch.cat(self.stored_frames)
-        keep = thin_indices(frames.shape[0], self.config.max_frames)
+        keep = uniform_indices(frames.shape[0], self.config.max_frames)
         self.vision_compression.reset()   # a re-read is a new pass over the video
         self.token_compression.reset()
         memory = self._new_memory()

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from frameworks.livecc.turns import TurnBuilder
-from frameworks.livecc.video import PatchSpec, clip_max_pixels, patchify, smart_resize, uniform_indices
+from frameworks.common.frame_sampling import uniform_indices
+from frameworks.livecc.video import PatchSpec, clip_max_pixels, patchify, smart_resize
 
 
 def test_smart_resize_hand_computed():
