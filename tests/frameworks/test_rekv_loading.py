@@ -8,29 +8,15 @@ from frameworks.protocol import Query, StreamingVideoLLM
 from frameworks.registry import build_host
 from frameworks.rekv import ReKVConfig
 from stc import PrunerConfig, STCConfig
+from tests.tokenizers_offline import save_byte_level_tokenizer
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
-
-
-def _save_tokenizer(folder):
-    """A real (byte-level, merge-free) fast tokenizer with the chat markers, built offline."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    backend = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>")
-    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
-    tokenizer.save_pretrained(folder)
-    return tokenizer
 
 
 def test_save_pretrained_then_load_through_the_host_factory(rekv, tmp_path):
     loaded = rekv.loaded(seed=5)
     loaded.model.save_pretrained(tmp_path)
-    tokenizer = _save_tokenizer(tmp_path)
+    tokenizer = save_byte_level_tokenizer(tmp_path)
     host = build_host("rekv", {"name": "rekv", "model_path": str(tmp_path), "dtype": "float32", "device": "cpu",
                                "n_local": 10_000})
     reloaded = host.model.state_dict()

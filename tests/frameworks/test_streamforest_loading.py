@@ -12,23 +12,9 @@ from frameworks.registry import build_host
 from frameworks.streamforest import StreamForestConfig, StreamForestHost, streamforest_sizes
 from frameworks.streamforest.loading import build_random, load_streamforest, save_released_layout
 from frameworks.streamforest.model import TINY_MEMORY
+from tests.tokenizers_offline import save_byte_level_tokenizer
 
 QUERY = Query(prompt="What is shown?", max_new_tokens=3)
-
-
-def _save_tokenizer(folder):
-    """A byte-level, merge-free fast tokenizer with the chat markers, built offline."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    backend = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>")
-    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
-    tokenizer.save_pretrained(folder)
-    return tokenizer
 
 
 def _frames(count=5):
@@ -47,7 +33,7 @@ def checkpoint(original, tmp_path):
     save_released_layout(original.model, tmp_path, {"vision_config": {k: vision[k] for k in (
         "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "image_size", "patch_size",
         "hidden_act", "layer_norm_eps", "vision_use_head")}})
-    _save_tokenizer(tmp_path)
+    save_byte_level_tokenizer(tmp_path)
     return tmp_path
 
 

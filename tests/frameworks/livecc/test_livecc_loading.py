@@ -7,31 +7,17 @@ from omegaconf import OmegaConf
 from frameworks.livecc import LiveCCConfig
 from frameworks.protocol import Query, StreamingVideoLLM
 from frameworks.registry import build_host
+from tests.tokenizers_offline import save_byte_level_tokenizer
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[3]
 SPECIALS = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|video_pad|>"]
-
-
-def _save_tokenizer(folder):
-    """A real byte-level fast tokenizer (no merges) with the Qwen2-VL specials, built offline."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    backend = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>")
-    tokenizer.add_special_tokens({"additional_special_tokens": SPECIALS})
-    tokenizer.save_pretrained(folder)
-    return tokenizer
 
 
 def test_save_pretrained_then_load_through_the_host_factory(lc, tmp_path):
     loaded = lc.loaded(seed=7)
     loaded.model.save_pretrained(tmp_path)
     (tmp_path / "preprocessor_config.json").write_text('{"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25]}')
-    tokenizer = _save_tokenizer(tmp_path)
+    tokenizer = save_byte_level_tokenizer(tmp_path, SPECIALS)
     host = build_host("livecc", {"name": "livecc", "model_path": str(tmp_path), "dtype": "float32", "device": "cpu",
                                  "min_pixels": 784, "max_pixels": 10_000, "mode": "streaming"})
     reloaded = host.model.state_dict()

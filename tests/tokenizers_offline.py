@@ -1,0 +1,19 @@
+"""A real fast tokenizer built offline (byte-level BPE without merges) for the loading round-trip tests:
+every host loads `AutoTokenizer.from_pretrained(local_path)`, and no tokenizer file may be downloaded."""
+
+CHAT_MARKERS = ["<|im_start|>", "<|im_end|>"]
+
+
+def save_byte_level_tokenizer(folder, specials=CHAT_MARKERS):
+    """Save a byte-level, merge-free PreTrainedTokenizerFast with `specials` to `folder`; returns it."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    backend = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>")
+    tokenizer.add_special_tokens({"additional_special_tokens": list(specials)})
+    tokenizer.save_pretrained(folder)
+    return tokenizer
