@@ -4,8 +4,8 @@ every host loads `AutoTokenizer.from_pretrained(local_path)`, and no tokenizer f
 CHAT_MARKERS = ["<|im_start|>", "<|im_end|>"]
 
 
-def save_byte_level_tokenizer(folder, specials=CHAT_MARKERS):
-    """Save a byte-level, merge-free PreTrainedTokenizerFast with `specials` to `folder`; returns it."""
+def byte_level_tokenizer(specials=CHAT_MARKERS):
+    """A byte-level, merge-free PreTrainedTokenizerFast with the additional special tokens `specials`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -15,5 +15,11 @@ def save_byte_level_tokenizer(folder, specials=CHAT_MARKERS):
     backend.decoder = decoders.ByteLevel()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>")
     tokenizer.add_special_tokens({"additional_special_tokens": list(specials)})
+    return tokenizer
+
+
+def save_byte_level_tokenizer(folder, specials=CHAT_MARKERS):
+    """`byte_level_tokenizer(specials)` saved to `folder`; returns it."""
+    tokenizer = byte_level_tokenizer(specials)
     tokenizer.save_pretrained(folder)
     return tokenizer

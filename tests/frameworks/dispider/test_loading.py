@@ -9,27 +9,14 @@ from frameworks.dispider import DispiderSettings
 from frameworks.dispider.loading import load_dispider, released_to_ours, save_dispider
 from frameworks.protocol import Query, StreamingVideoLLM
 from frameworks.registry import build_host
+from tests.tokenizers_offline import byte_level_tokenizer
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[3]
 
 
-def _tokenizer(specials):
-    """A real byte-level fast tokenizer (merge-free), built offline, with extra special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    backend = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>")
-    tokenizer.add_special_tokens({"additional_special_tokens": list(specials)})
-    return tokenizer
-
-
 def _save(dsp, folder, seed=3, compressor_specials=("<ANS>", "<TODO>")):
     loaded = dsp.loaded(seed=seed)
-    save_dispider(loaded.model, folder, _tokenizer(["<|im_start|>", "<|im_end|>"]), _tokenizer(compressor_specials))
+    save_dispider(loaded.model, folder, byte_level_tokenizer(), byte_level_tokenizer(compressor_specials))
     return loaded
 
 
