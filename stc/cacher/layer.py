@@ -183,7 +183,12 @@ def _store(pool, index, selection, values, branch_sum, config, prepared: bool = 
 def slot_references(plan, layer_idx) -> torch.Tensor:
     """[3, S or 1, T, D]: the stored references the selective rows read (a view of the slot pool when
     their slots are one slot or consecutive, else one `index_select`)."""
-    index, pool = plan.index, plan.bank.layer(layer_idx)
+    return _stored(plan.bank.layer(layer_idx), plan.index)
+
+
+def _stored(pool, index) -> torch.Tensor:
+    """[3, S or 1, T, D] of `pool` [3, slots, T, D] at the selective rows' slots: a slice view when
+    `index.stored_slice` exists, else one `index_select` by `index.sel_slots`."""
     if index.stored_slice is not None:
         return pool[:, index.stored_slice]
     return pool.index_select(1, index.sel_slots)
@@ -211,7 +216,7 @@ def _mixed_references(pool, index, selection, values, branch_sum) -> References:
     if index.shared_call_pos is not None:
         p = index.shared_call_pos
         return References(*(t[p : p + 1] for t in in_call))
-    stored = pool[:, index.stored_slice] if index.stored_slice is not None else pool.index_select(1, index.sel_slots)
+    stored = _stored(pool, index)
     if not index.any_from_call:
         return References(*stored.unbind(0))
     picked = [t.index_select(0, index.call_pos) for t in in_call]
