@@ -148,9 +148,7 @@ def _selective_by_tokens(anatomy, parts, rows, hidden, normed, keys, mask, refs:
     batched call per distinct k, same math per row. Inputs are indexed by position among the
     selective rows ([B_s, ...]); refs and mask are [B_s, ...] or broadcast [1, ...]."""
     out = torch.empty_like(hidden)
-    for k in sorted(set(plan.selective_tokens)):
-        picked = [i for i, tokens in enumerate(plan.selective_tokens) if tokens == k]
-        index = torch.tensor(picked, device=hidden.device)
+    for k, index in plan.token_groups(hidden.device):
         pick = lambda t: t if t is None or t.shape[0] == 1 else t[index]  # noqa: E731
         group_refs = References(pick(refs.selection), pick(refs.value), pick(refs.branch_sum))
         out[index] = selective_rows(anatomy, parts, rows, hidden[index], normed[index], keys[index], pick(mask),
