@@ -48,8 +48,11 @@ def full_rows(anatomy, parts, rows, hidden, normed, keys, mask, reuse: str = "bo
     attn_branch = anatomy.attention_branch(parts, anatomy.queries(parts, normed, rows), keys, values, mask, rows)
     mid = hidden + attn_branch
     mlp_branch = anatomy.mlp_branch(parts, mid)
-    reused = {"both": lambda: attn_branch + mlp_branch, "attention": lambda: attn_branch, "mlp": lambda: mlp_branch}[reuse]()
-    return mid + mlp_branch, values, reused
+    if reuse == "attention":
+        return mid + mlp_branch, values, attn_branch
+    if reuse == "mlp":
+        return mid + mlp_branch, values, mlp_branch
+    return mid + mlp_branch, values, attn_branch + mlp_branch
 
 
 def dynamic_indices(features, reference, k: int, config, prefix_tokens: int = 0) -> torch.Tensor:
