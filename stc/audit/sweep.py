@@ -1,7 +1,7 @@
 """`python -m stc.audit.sweep <audit keys> stc.cache_interval=2,4,8 stc.update_ratio=0.25,0.5 ... out=<dir>`:
 the audit for every combination of comma-separated `stc.*` values, sharing ONE full-recompute pass
-(optionally cached on disk with `full_cache=<file.pt>`; the file is reused only when its frame count and
-token shape match). Writes `<out>/<i>/audit.{json,md,png}` per combination (exactly what
+(optionally cached on disk with `full_cache=<file.pt>`; the file is reused only when it was written for
+the same model, video, fps, frame limit, dtype and preprocessed input shape). Writes `<out>/<i>/audit.{json,md,png}` per combination (exactly what
 `python -m stc.audit` writes for it), `<out>/sweep.md` (one row per combination), `<out>/sweep.json`
 and `<out>/frontier.png` (mean and worst-frame cosine against the FLOP fraction)."""
 
@@ -29,19 +29,25 @@ def expand(argv: list[str]) -> tuple[list[list[str]], str | None]:
     return [fixed + list(combo) for combo in itertools.product(*varying)] if varying else [fixed], cache
 
 
-def _full(tower, units, chunk, cache: str | None):
+def cache_key(args, units) -> list:
+    """What a cached full pass depends on: a file written for another model, clip or resolution with the
+    same frame count must not be reused."""
+    return [str(args.model), str(args.video), float(args.fps), args.max_frames, str(args.dtype), list(units.shape)]
+
+
+def _full(tower, units, chunk, cache: str | None, key: list):
     import torch
 
     from stc.audit.runner import full_pass
 
     if cache and Path(cache).is_file():
-        full = torch.load(cache)
-        if full.shape[0] == units.shape[0]:
-            return full
+        stored = torch.load(cache)
+        if isinstance(stored, dict) and stored.get("key") == key:
+            return stored["full"]
     full = full_pass(tower.encode, units, chunk)
     if cache:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        torch.save(full, cache)
+        torch.save({"key": key, "full": full}, cache)
     return full
 
 
@@ -87,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stc.audit.sweep: {error}", file=sys.stderr)
         return 2
     units = preprocess(frames, tower)
-    full = _full(tower, units, first.chunk, cache)
+    full = _full(tower, units, first.chunk, cache, cache_key(first, units))
     out = Path(first.out)
     rows, lines = [], ["| policy | mean cosine | worst frame | FLOP fraction | reference frames |", "|---|---|---|---|---|"]
     for i, (cfg, combo) in enumerate(zip(configs, combos)):

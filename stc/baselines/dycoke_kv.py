@@ -69,12 +69,14 @@ class DyCokeKVMethod(ContextMethod):
         self.spans: list[tuple[int, int]] = []
         self.previous: Optional[torch.Tensor] = None
         self.kept: Optional[torch.Tensor] = None  # kept image positions, relative to the span start
+        self._step_index: dict = {}  # this decoding step's key index per (span, context length, device)
         self.decode_steps = self.reselections = self.answers = 0
         self.image_tokens = self.kept_image_tokens = 0
 
     def start_answer(self, visual_spans: Sequence[tuple[int, int]]) -> None:
         self.spans = [tuple(span) for span in visual_spans]
         self.previous = self.kept = None
+        self._step_index = {}
         self.answers += 1
 
     def decode_keys(self, layer: int, queries: torch.Tensor, keys: torch.Tensor, scale: float) -> Optional[torch.Tensor]:
@@ -84,6 +86,7 @@ class DyCokeKVMethod(ContextMethod):
         start, end = self.spans[layer]
         if layer == cfg.layer:
             self.decode_steps += 1
+            self._step_index = {}  # a new step: the kept set may change below
             row = attention_row(queries, keys, scale)[start:end]
             if row.numel() == 0:
                 return None
@@ -98,10 +101,15 @@ class DyCokeKVMethod(ContextMethod):
             return None
         if layer < cfg.layer or self.kept is None:
             return None
-        image = self.kept[self.kept < end - start] + start
-        device = keys.device
-        return torch.cat([torch.arange(start, device=device), image.to(device),
-                          torch.arange(end, keys.shape[1], device=device)])
+        # every deeper layer of one step with the same span and context length attends to the same keys:
+        # build the index (a masked select, i.e. a host sync on CUDA) once per step, not once per layer
+        key = (start, end, keys.shape[1], keys.device)
+        if key not in self._step_index:
+            image = self.kept[self.kept < end - start] + start
+            device = keys.device
+            self._step_index[key] = torch.cat([torch.arange(start, device=device), image.to(device),
+                                               torch.arange(end, keys.shape[1], device=device)])
+        return self._step_index[key]
 
     def stats(self) -> dict:
         return {"answers": self.answers, "decode_steps": self.decode_steps, "reselections": self.reselections,

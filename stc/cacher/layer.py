@@ -48,8 +48,11 @@ def full_rows(anatomy, parts, rows, hidden, normed, keys, mask, reuse: str = "bo
     attn_branch = anatomy.attention_branch(parts, anatomy.queries(parts, normed, rows), keys, values, mask, rows)
     mid = hidden + attn_branch
     mlp_branch = anatomy.mlp_branch(parts, mid)
-    reused = {"both": lambda: attn_branch + mlp_branch, "attention": lambda: attn_branch, "mlp": lambda: mlp_branch}[reuse]()
-    return mid + mlp_branch, values, reused
+    if reuse == "attention":
+        return mid + mlp_branch, values, attn_branch
+    if reuse == "mlp":
+        return mid + mlp_branch, values, mlp_branch
+    return mid + mlp_branch, values, attn_branch + mlp_branch
 
 
 def dynamic_indices(features, reference, k: int, config, prefix_tokens: int = 0) -> torch.Tensor:
@@ -148,9 +151,7 @@ def _selective_by_tokens(anatomy, parts, rows, hidden, normed, keys, mask, refs:
     batched call per distinct k, same math per row. Inputs are indexed by position among the
     selective rows ([B_s, ...]); refs and mask are [B_s, ...] or broadcast [1, ...]."""
     out = torch.empty_like(hidden)
-    for k in sorted(set(plan.selective_tokens)):
-        picked = [i for i, tokens in enumerate(plan.selective_tokens) if tokens == k]
-        index = torch.tensor(picked, device=hidden.device)
+    for k, index in plan.token_groups(hidden.device):
         pick = lambda t: t if t is None or t.shape[0] == 1 else t[index]  # noqa: E731
         group_refs = References(pick(refs.selection), pick(refs.value), pick(refs.branch_sum))
         out[index] = selective_rows(anatomy, parts, rows, hidden[index], normed[index], keys[index], pick(mask),
@@ -183,7 +184,12 @@ def _store(pool, index, selection, values, branch_sum, config, prepared: bool = 
 def slot_references(plan, layer_idx) -> torch.Tensor:
     """[3, S or 1, T, D]: the stored references the selective rows read (a view of the slot pool when
     their slots are one slot or consecutive, else one `index_select`)."""
-    index, pool = plan.index, plan.bank.layer(layer_idx)
+    return _stored(plan.bank.layer(layer_idx), plan.index)
+
+
+def _stored(pool, index) -> torch.Tensor:
+    """[3, S or 1, T, D] of `pool` [3, slots, T, D] at the selective rows' slots: a slice view when
+    `index.stored_slice` exists, else one `index_select` by `index.sel_slots`."""
     if index.stored_slice is not None:
         return pool[:, index.stored_slice]
     return pool.index_select(1, index.sel_slots)
@@ -211,7 +217,7 @@ def _mixed_references(pool, index, selection, values, branch_sum) -> References:
     if index.shared_call_pos is not None:
         p = index.shared_call_pos
         return References(*(t[p : p + 1] for t in in_call))
-    stored = pool[:, index.stored_slice] if index.stored_slice is not None else pool.index_select(1, index.sel_slots)
+    stored = _stored(pool, index)
     if not index.any_from_call:
         return References(*stored.unbind(0))
     picked = [t.index_select(0, index.call_pos) for t in in_call]

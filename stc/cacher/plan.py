@@ -115,6 +115,7 @@ class CallPlan:
     index_cache: dict = field(default_factory=dict, repr=False)
     index: Optional[CallIndex] = field(default=None, repr=False)  # held here: a captured graph reads these tensors
     bank: object = field(default=None, repr=False)  # the SlotBank every stream of this call lives in
+    _token_groups: Optional[list] = field(default=None, repr=False)  # see `token_groups`
 
     def commit_references(self) -> None:
         """Called after the last encoder layer: the references this call wrote become valid."""
@@ -125,6 +126,16 @@ class CallPlan:
     def uniform_tokens(self) -> bool:
         """True when every selective row recomputes the same k (`tokens_to_update`)."""
         return len(set(self.selective_tokens)) <= 1
+
+    def token_groups(self, device) -> list[tuple[int, torch.Tensor]]:
+        """(k, positions among the selective rows) per distinct k, ascending; built once per call (every
+        layer of the call reads the same groups)."""
+        if self._token_groups is None:
+            self._token_groups = [
+                (k, torch.tensor([i for i, tokens in enumerate(self.selective_tokens) if tokens == k], device=device))
+                for k in sorted(set(self.selective_tokens))
+            ]
+        return self._token_groups
 
     @property
     def modes(self) -> tuple[bool, ...]:

@@ -185,3 +185,29 @@ def test_real_dinov2_on_real_clip(tmp_path):
     assert data["tokens_per_frame"] == 257 and data["num_layers"] == 12
     assert [f["reference"] for f in data["frames"]] == [True, False, False, True, False, False]
     assert all(f["mean_cosine"] > 0.999 for f in data["frames"] if f["reference"])
+
+
+def test_sweep_shares_one_full_pass_and_reuses_its_cache_only_for_the_same_inputs(tmp_path, tiny_dinov2, clip_file):
+    """`python -m stc.audit.sweep`: one row per combination; its full-pass cache is reused for the same
+    inputs (file not rewritten) and recomputed for another resolution with the same frame count."""
+    from stc.audit.sweep import main as sweep
+
+    cache = tmp_path / "full.pt"
+
+    def run(size, out):
+        argv = [f"model={tiny_dinov2}", f"video={clip_file}", "fps=4", f"size={size}", f"out={tmp_path / out}",
+                "stc.cache_interval=2,4", f"full_cache={cache}"]
+        assert sweep(argv) == 0
+        return json.loads((tmp_path / out / "sweep.json").read_text())
+
+    rows = run(28, "a")
+    assert [r["config"]["cache_interval"] for r in rows] == [2, 4]
+    stored = torch.load(cache)
+    written = cache.stat().st_mtime_ns
+    again = run(28, "b")
+    drop = lambda r: {key: value for key, value in r.items() if key != "command"}  # noqa: E731 (command names out=)
+    assert [drop(r) for r in again] == [drop(r) for r in rows]
+    assert cache.stat().st_mtime_ns == written  # same inputs: the cached pass, not rewritten
+    smaller = run(14, "c")  # 2x2 patches + CLS instead of 4x4 + CLS, same frame count: recomputed
+    assert smaller[0]["tokens_per_frame"] == 5 and rows[0]["tokens_per_frame"] == 17
+    assert torch.load(cache)["full"].shape[1] == 5 and stored["full"].shape[1] == 17

@@ -192,15 +192,21 @@ def test_mixed_call_runs_one_dense_and_one_selective_pass_per_layer(towers):
     frames = towers.frames(10, drift=0.2)
     handle = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=4))
     with torch.no_grad():
-        model(pixel_values=frames[:2])  # frames 0 (reference), 1
+        head = model(pixel_values=frames[:2]).last_hidden_state  # frames 0 (reference), 1
         rows, hooks = count_query_rows(model)
-        model(pixel_values=frames[2:10])  # frames 2..9: references at 4 and 8
+        tail = model(pixel_values=frames[2:10]).last_hidden_state  # frames 2..9: references at 4 and 8
         for hook in hooks:
             hook.remove()
     tokens, k = 16, 4
     assert handle._plan.reference_rows == [2, 6]
     assert rows == [2 * tokens, 6 * k] * 3, rows
     handle.detach()
+    # the batched passes give what one frame per call gives (the 8-frame call starts at frame 2, off N's grid)
+    handle = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=4))
+    with torch.no_grad():
+        single = torch.cat([model(pixel_values=frames[i : i + 1]).last_hidden_state for i in range(10)])
+    handle.detach()
+    torch.testing.assert_close(torch.cat([head, tail]), single, rtol=1e-5, atol=1e-5)
 
 
 def test_pool_grows_keeps_references_and_bumps_versions(towers):

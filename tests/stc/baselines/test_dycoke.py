@@ -118,6 +118,28 @@ def test_decode_keys_selects_reselects_and_prunes_only_deeper_layers():
     assert method.reselections == 2 and method.decode_keys(2, q, flipped, 1.0).tolist() == [0, 1, 2, 4, 7, 8, 9]
 
 
+def test_decode_keys_index_follows_each_layers_span_and_the_growing_context():
+    """The per-step index is shared only by layers with the same span and context length: a shorter span
+    at a deeper layer, the next step's longer context and a re-selection each give their own index."""
+    method = kv(layer=1, prune_ratio=0.5, similarity_threshold=0.9)
+    method.start_answer([(2, 8), (2, 8), (2, 8), (2, 6)])
+    q = torch.ones(2, 1, 1)
+    keys = torch.zeros(1, 10, 1)
+    keys[0, 2:8, 0] = torch.tensor([0.0, 3.0, 1.0, 4.0, 2.0, 0.5])  # kept relative {1, 3, 4}
+    method.decode_keys(1, q, keys, 1.0)
+    assert method.decode_keys(2, q, keys, 1.0).tolist() == [0, 1, 3, 5, 6, 8, 9]
+    assert method.decode_keys(3, q, keys, 1.0).tolist() == [0, 1, 3, 5, 6, 7, 8, 9]  # span (2, 6): relative 4 is out
+    longer = torch.cat([keys, torch.zeros(1, 1, 1)], dim=1)  # next step: one generated token more
+    method.decode_keys(1, q, longer, 1.0)                        # same row: the kept set stays
+    assert method.reselections == 1
+    assert method.decode_keys(2, q, longer, 1.0).tolist() == [0, 1, 3, 5, 6, 8, 9, 10]
+    flipped = longer.clone()
+    flipped[0, 2:8, 0] = torch.tensor([4.0, 0.0, 3.0, 0.0, 0.0, 2.5])
+    method.decode_keys(1, q, flipped, 1.0)                       # re-selected: relative {0, 2, 5}
+    assert method.decode_keys(2, q, flipped, 1.0).tolist() == [0, 1, 2, 4, 7, 8, 9, 10]
+    assert method.decode_keys(3, q, flipped, 1.0).tolist() == [0, 1, 2, 4, 6, 7, 8, 9, 10]
+
+
 def test_released_switch_never_prunes():
     method = kv(layer=0, apply_pruning=False)
     method.start_answer([(0, 5)])
