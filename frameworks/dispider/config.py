@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from frameworks.common.settings import settings_from_mapping
+from frameworks.common.settings import check_settings, settings_from_mapping
 
 SAMPLINGS = ("stream", "released")
 GROUNDINGS = ("streaming", "video_qa")
@@ -84,9 +84,7 @@ class DispiderSettings:
             ("reaction_frames", self.reaction_frames in REACTION_FRAMES, f"must be one of {REACTION_FRAMES}"),
             ("vit_frames_per_call", self.vit_frames_per_call >= 1, "must be >= 1"),
         ]
-        for knob, ok, rule in checks:
-            if not ok:
-                raise ValueError(f"invalid Dispider setting {knob}={getattr(self, knob)!r}: {rule}")
+        check_settings(self, "Dispider", checks)
 
     @property
     def recomputes(self) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Tuple
 
-from frameworks.common.settings import settings_from_mapping
+from frameworks.common.settings import check_settings, settings_from_mapping
 
 PIXELS_28 = 28 * 28
 ANSWER_CHOICES = ("No", "Yes", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "A", "B", "C", "D", "E")
@@ -105,9 +105,7 @@ class LiveCCConfig:
             ("commentary_max_new_tokens", self.commentary_max_new_tokens >= 1, "must be >= 1"),
             ("repetition_penalty", self.repetition_penalty > 0, "must be > 0"),
         ]
-        for name, ok, rule in checks:
-            if not ok:
-                raise ValueError(f"invalid LiveCC setting {name}={getattr(self, name)!r}: {rule}")
+        check_settings(self, "LiveCC", checks)
         if self.model_path is None and not self.random_weights:
             raise ValueError("invalid LiveCC setting model_path=None: pass a local LiveCC-7B checkpoint folder, "
                              "or framework.random_weights=true for random weights (latency only)")

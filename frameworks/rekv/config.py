@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from frameworks.common.settings import settings_from_mapping
+from frameworks.common.settings import check_settings, settings_from_mapping
 
 INIT_PROMPT = "<|im_start|>system \nYou are a helpful assistant.<|im_end|><|im_start|>user "
 QUESTION_TEMPLATE = "\n{prompt}<|im_end|><|im_start|>assistant\n"
@@ -103,9 +103,7 @@ class ReKVConfig:
             ("gpu_cache_blocks", self.gpu_cache_blocks >= 0, "must be >= 0 (0 disables the device block cache)"),
             ("question_template", "{prompt}" in self.question_template, "must contain '{prompt}'"),
         ]
-        for name, ok, rule in checks:
-            if not ok:
-                raise ValueError(f"invalid ReKV setting {name}={getattr(self, name)!r}: {rule}")
+        check_settings(self, "ReKV", checks)
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "ReKVConfig":

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from frameworks.common.settings import settings_from_mapping
+from frameworks.common.settings import check_settings, settings_from_mapping
 
 PROTOCOLS = ("incremental", "reread")
 PLACEMENTS = ("before_memory", "before_llm")
@@ -60,9 +60,7 @@ class StreamForestConfig:
             ("max_frames", isinstance(self.max_frames, int) and self.max_frames >= 1, "must be an integer >= 1"),
             ("vit_batch", isinstance(self.vit_batch, int) and self.vit_batch >= 1, "must be an integer >= 1"),
         ]
-        for name, ok, rule in checks:
-            if not ok:
-                raise ValueError(f"invalid StreamForest setting {name}={getattr(self, name)!r}: {rule}")
+        check_settings(self, "StreamForest", checks)
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "StreamForestConfig":
