@@ -37,14 +37,31 @@ class SinkEncoding:
         return torch.stack(self.keys), torch.stack(self.values)
 
 
+class RawKV:
+    """The pre-RoPE keys/values of a call's new tokens, layer by layer, for the block store (`keep=False`:
+    none kept; the question's passes store nothing)."""
+
+    def __init__(self, keep: bool):
+        self.keep = keep
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+
+    def add(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        if self.keep:
+            self.keys.append(keys)
+            self.values.append(values)
+
+    def stacked(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """[L, Hkv, S, D] each."""
+        return torch.stack(self.keys), torch.stack(self.values)
+
+
 class WindowPrefill:
     """Pre-fill of `num_new` tokens over [sink, local window, themselves]. With `keep_raw`, the pre-RoPE
     keys/values of every layer are kept for the block store (`raw()`, written once per call)."""
 
     def __init__(self, window: LocalWindow, rope: RotaryTable, num_new: int, keep_raw: bool = True):
-        self.window, self.keep_raw, self.masks = window, keep_raw, {}
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
+        self.window, self.masks, self.kept = window, {}, RawKV(keep_raw)
         self.fixed_sink = window.fixed_distance_sink  # decided before this call's tokens arrive
         self.cos, self.sin = rope.cos_sin(window.prepare(num_new))
         if self.fixed_sink:  # released: queries rotated as if at n_local, sink keys at position 0 (unrotated)
@@ -52,12 +69,10 @@ class WindowPrefill:
 
     def raw(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-RoPE keys and values of the new tokens for every layer: [L, Hkv, S, D] each."""
-        return torch.stack(self.keys), torch.stack(self.values)
+        return self.kept.stacked()
 
     def __call__(self, layer, queries, keys, values, scale):
-        if self.keep_raw:
-            self.keys.append(keys)
-            self.values.append(values)
+        self.kept.add(keys, values)
         q, k = apply_rotary(queries, self.cos, self.sin), apply_rotary(keys, self.cos, self.sin)
         context_keys, context_values = self.window.context(layer, k, values)
         if not self.fixed_sink:

@@ -33,6 +33,7 @@ from typing import Optional
 import torch
 
 from frameworks.common.split_attention import SplitAttention, context_splits
+from frameworks.rekv.backends import RawKV
 from frameworks.rekv.rope import RotaryTable, rope_pair, rotate, rotation_tables
 
 NEXT, FILL, WRITE = 0, 1, 2  # rows of `meta`
@@ -117,9 +118,7 @@ class StaticPrefill:
                  host_lengths: bool = False):
         if commit and num_new > window.n_local:
             raise ValueError(f"{num_new} new tokens do not fit a window of n_local={window.n_local}")
-        self.window, self.num_new, self.commit, self.keep_raw = window, num_new, commit, keep_raw
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
+        self.window, self.num_new, self.commit, self.kept = window, num_new, commit, RawKV(keep_raw)
         self.fixed_sink = window.fixed_distance_sink  # decided by the host before this call's tokens arrive
         meta, device, n_init, rope = window.meta, window.device, window.n_init, window.rope
         steps = torch.arange(num_new, device=device)
@@ -140,13 +139,11 @@ class StaticPrefill:
 
     def raw(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-RoPE keys and values of the new tokens for every layer: [L, Hkv, S, D] each."""
-        return torch.stack(self.keys), torch.stack(self.values)
+        return self.kept.stacked()
 
     def __call__(self, layer, queries, keys, values, scale):
         """queries [Hq, S, D], keys/values [Hkv, S, D] without RoPE (DecoderStack's convention)."""
-        if self.keep_raw:
-            self.keys.append(keys)
-            self.values.append(values)
+        self.kept.add(keys, values)
         window, attention, q_heads = self.window, self.window.attention, queries.shape[0]
         rotated = window.rope_pair(queries, keys, self.cos, self.sin)        # [S, Hq + Hkv, D] token-major
         q, k, v = rotated[:, :q_heads], rotated[:, q_heads:], values.transpose(0, 1)
