@@ -47,6 +47,20 @@ def capture(step: Callable[[], T], restore: Callable[[], None], device: torch.de
         raise
 
 
+def failure_text(error: BaseException) -> str:
+    """A capture failure in words, root cause first. A CUDA call that is illegal while a stream captures
+    (a sync, a pinned allocation) fails, and `torch.cuda.graph`'s exit then raises "operation failed due
+    to a previous error during capture", which hides it: name the earliest error of the chain too."""
+    chain = [error]
+    while chain[-1].__context__ is not None and len(chain) < 8:
+        chain.append(chain[-1].__context__)
+    text = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    if len(chain) > 1:
+        root = chain[-1]
+        text += f"; first error: {type(root).__name__}: {str(root).splitlines()[0] if str(root) else ''}"
+    return text
+
+
 class GraphTable:
     """The captured graphs of one runner, by key. Policy shared by the ReKV pre-fill steps, question pass
     and answer pre-fill:
@@ -75,7 +89,7 @@ class GraphTable:
                 graph, entry = record(self.pool)
             except Exception as error:  # noqa: BLE001 - any capture failure means: run eager, say so once
                 self.enabled = False
-                warnings.warn(f"{self.what} not graphed ({type(error).__name__}: {error}); running eager",
+                warnings.warn(f"{self.what} not graphed ({failure_text(error)}); running eager",
                               RuntimeWarning, stacklevel=3)
                 return None
             self.pool = graph.pool()

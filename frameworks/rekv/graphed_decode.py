@@ -26,7 +26,7 @@ from typing import Callable
 
 import torch
 
-from frameworks.common.cuda_graphs import capture
+from frameworks.common.cuda_graphs import capture, failure_text
 from frameworks.common.split_attention import SplitAttention, context_splits
 from frameworks.rekv.backends import AnswerCache
 from frameworks.rekv.rope import rotate, rotation_tables
@@ -129,7 +129,7 @@ class GraphedDecoder:
             graph, _ = capture(lambda: self._step(cache, token, position, splits), restore, token.device)
         except Exception as error:  # noqa: BLE001 - decode eagerly, say so once
             self.disabled = True
-            warnings.warn(f"ReKV decoding steps not graphed ({type(error).__name__}: {error}); running eager",
+            warnings.warn(f"ReKV decoding steps not graphed ({failure_text(error)}); running eager",
                           RuntimeWarning, stacklevel=3)
             return None
         self.captures += 1

@@ -113,3 +113,19 @@ def test_graph_table_failure_warns_once_and_disables():
     assert table.get("k", lambda pool: pytest.fail("a disabled table captures nothing")) is None
     off = cuda_graphs.GraphTable("off", limit=4, enabled=False)
     assert [off.get("k", failing) for _ in range(3)] == [None] * 3
+
+
+def test_failure_text_names_the_error_a_failed_capture_exit_hides():
+    def failing_capture():
+        try:
+            raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
+        finally:
+            raise RuntimeError("operation failed due to a previous error during capture")
+
+    try:
+        failing_capture()
+    except RuntimeError as error:
+        text = cuda_graphs.failure_text(error)
+    assert text == ("RuntimeError: operation failed due to a previous error during capture; "
+                    "first error: RuntimeError: operation not permitted when stream is capturing")
+    assert cuda_graphs.failure_text(ValueError("plain")) == "ValueError: plain"
