@@ -27,7 +27,6 @@ SELECTION_FEATURES = ("key", "input")
 REUSE_TARGETS = ("both", "attention", "mlp")
 PRUNE_STRATEGIES = ("gaussian", "dual_anchor", "gaussian_released")
 REFRESH_POLICIES = ("fixed", "adaptive")
-FUSED_ATTENTION_KERNELS = ("sdpa", "flash", "cudnn", "efficient")  # stc/cacher/attention.py
 TOKEN_LAYOUTS = ("flat", "grid_newline")
 RELEASED_ENV_UPDATE_RATIO = 1.0  # released default of STC_UPDATE_TOKEN_RATIO when the variable is unset
 
@@ -52,11 +51,6 @@ class CacherConfig:
         cuda_graph: on CUDA, replay tower calls from captured graphs (never used on CPU).
         fused: on CUDA, run all-selective layers through one torch.compile'd function (Triton fuses
             the small ops; first call compiles, ~1 min). Ignored on CPU and for unknown activations.
-        fused_attention: the attention kernel of the fused layers (`stc/cacher/attention.py`): "sdpa"
-            (PyTorch picks), "flash", "cudnn" or "efficient".
-        fused_key_splits: P >= 1; the fused selective rows' attention (k queries over T keys) runs over
-            P equal key parts merged by their log-sum-exps (the largest P' <= P dividing T): more thread
-            blocks for few queries. 1 = one plain call.
         reuse: what static tokens reuse on selective frames: "both" (the method: attention and MLP
             branch outputs), or the paper's reuse-target ablations (Table 4) "attention" (MLP
             recomputed for every token) and "mlp" (attention recomputed for every token). The
@@ -89,8 +83,6 @@ class CacherConfig:
     selection_feature: str = "key"
     cuda_graph: bool = False
     fused: bool = False
-    fused_attention: str = "sdpa"
-    fused_key_splits: int = 1
     reuse: str = "both"
     stagger_streams: bool = False
     recompute_prefix: bool = False
@@ -111,10 +103,6 @@ class CacherConfig:
             _fail("metric", self.metric, f"must be one of {SIMILARITY_METRICS}")
         if self.selection_feature not in SELECTION_FEATURES:
             _fail("selection_feature", self.selection_feature, f"must be one of {SELECTION_FEATURES}")
-        if self.fused_attention not in FUSED_ATTENTION_KERNELS:
-            _fail("fused_attention", self.fused_attention, f"must be one of {FUSED_ATTENTION_KERNELS}")
-        if not (isinstance(self.fused_key_splits, int) and self.fused_key_splits >= 1):
-            _fail("fused_key_splits", self.fused_key_splits, "must be an integer >= 1")
         if self.reuse not in REUSE_TARGETS:
             _fail("reuse", self.reuse, f"must be one of {REUSE_TARGETS}")
         if self.refresh not in REFRESH_POLICIES:

@@ -10,12 +10,10 @@ come from a profile, not from a guess. Each function runs `--layers` times back 
 worth) inside ONE CUDA graph, so launch gaps are the graph's, like the graphed cacher's; per-layer
 microseconds are the replay time / layers. Rows:
 - `hf dense`: transformers' SiglipEncoderLayer (sdpa), what the graphed baseline tower runs;
-- `dense` / `reference` / `reference_into` / `selective`: stc/cacher/fused.py's functions (`reference`
-  also returns the references a refresh stores, and the timed step writes them into a slot pool;
-  `reference_into` writes them into the pool inside the function); per compile mode: `eager`
-  (uncompiled), `default` (what `fused=True` runs), `max-autotune` (Inductor's Triton GEMM templates,
-  autotuned per shape; ~200 s of compiling per row); and per attention variant `--attention`
-  (kernel:key splits, `CacherConfig.fused_attention` / `fused_key_splits`);
+- `dense` / `reference` / `selective`: stc/cacher/fused.py's functions (`reference` also returns the
+  references a refresh stores, and the timed step writes them into a slot pool, as the cacher does);
+  per compile mode: `eager` (uncompiled), `default` (what `fused=True` runs), `max-autotune`
+  (Inductor's Triton GEMM templates with fused epilogues, autotuned per shape);
 - `gemm ...`, `sdpa ...`, `topk`, `similarity`: the selective layer's parts alone, at B=1.
 Also a torch.profiler kernel table (name, calls per layer, µs per layer) of one replay of the main
 rows. Writes kernels.json, kernels.md and profile_<row>.txt to --out.
@@ -52,9 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--layers", type=int, default=26)
     p.add_argument("--ratio", type=float, default=0.25)
     p.add_argument("--batches", default="1,8")
-    p.add_argument("--modes", default="eager,default")
-    p.add_argument("--attention", default="sdpa:1,flash:1,cudnn:1,efficient:1,flash:3,flash:9,cudnn:3,cudnn:9",
-                   help="kernel:key-splits variants of the compiled rows (stc/cacher/attention.py)")
+    p.add_argument("--modes", default="eager,default,max-autotune")
     p.add_argument("--replays", type=int, default=20)
     return p.parse_args(argv)
 
@@ -69,12 +65,10 @@ def weights(a, device, dtype, generator):
 
 
 def compiled(name, mode):
-    """A fresh torch.compile of the function (each variant its own code object and recompile budget)."""
     function = FUNCTIONS[name] if name in FUNCTIONS else name
     if mode == "eager":
         return function
-    compiled.count = getattr(compiled, "count", 0) + 1
-    code = function.__code__.replace(co_name=f"{function.__name__}_{mode.replace('-', '_')}_{compiled.count}")
+    code = function.__code__.replace(co_name=f"{function.__name__}_{mode.replace('-', '_')}")
     fresh = types.FunctionType(code, function.__globals__, code.co_name, function.__defaults__, function.__closure__)
     options = {"mode": "max-autotune-no-cudagraphs"} if mode == "max-autotune" else {}
     return torch.compile(fresh, fullgraph=True, dynamic=False, **options)
@@ -176,42 +170,32 @@ def main(argv=None) -> int:
                 record("hf dense", batch, "eager", us, graph, profile=True)
             except Exception as error:  # noqa: BLE001 - a diagnostic: report and go on
                 print(f"hf dense B={batch}: {type(error).__name__}: {error}")
-    attentions = [tuple(v.split(":")) for v in a.attention.split(",")]  # kernel:splits
     for mode in a.modes.split(","):  # slowest-compiling mode last: earlier rows are written already
         for batch in batches:
             hidden = inputs[batch]
             pool = torch.zeros(3, batch, a.tokens, a.width, device=device, dtype=dtype)
             started = time.perf_counter()
-            for kernel, splits in attentions if mode != "eager" else [("sdpa", "1")]:
-                splits = int(splits)
-                tag = mode if (kernel, splits) == ("sdpa", 1) else f"{mode} {kernel} P={splits}"
-                try:
-                    with torch.no_grad():
-                        if splits == 1:  # the dense rows do not split (T queries fill the GPU)
-                            dense = compiled(dense_layer, mode)
-                            us, graph = timed(lambda: dense(hidden, *reference_w, *consts, kernel), a.layers,
-                                              a.replays, device)
-                            record("dense", batch, tag, us, graph, profile=mode != "eager")
-                            reference = compiled("reference", mode)
+            try:
+                dense = compiled(dense_layer, mode)
+                reference = compiled("reference", mode)
+                selective = compiled("selective", mode)
+                with torch.no_grad():
+                    us, graph = timed(lambda: dense(hidden, *reference_w, *consts), a.layers, a.replays, device)
+                    record("dense", batch, mode, us, graph, profile=mode != "eager")
 
-                            def ref_step():
-                                _, stores = reference(hidden, None, *reference_w, k, *consts, 0, kernel, splits)
-                                pool.copy_(stores)
-                            us, graph = timed(ref_step, a.layers, a.replays, device)
-                            record("reference", batch, tag, us, graph, profile=mode != "eager")
-                            into = compiled("reference_into", mode)
-                            us, graph = timed(lambda: into(hidden, pool, *reference_w, k, *consts, 0, kernel, splits),
-                                              a.layers, a.replays, device)
-                            record("reference_into", batch, tag, us, graph, profile=mode != "eager")
-                        pool[0].copy_(prepare_reference(hidden * 0.9, "cosine"))
-                        pool[1].copy_(hidden * 0.5)
-                        pool[2].copy_(hidden * 0.1)
-                        selective = compiled("selective", mode)
-                        us, graph = timed(lambda: selective(hidden, pool[0], pool[1], pool[2], *selective_w, k, *consts,
-                                                            0, kernel, splits), a.layers, a.replays, device)
-                        record("selective", batch, tag, us, graph, profile=mode != "eager")
-                except Exception as error:  # noqa: BLE001
-                    print(f"{tag} B={batch}: {type(error).__name__}: {str(error)[:300]}")
+                    def ref_step():
+                        _, stores = reference(hidden, None, *reference_w, k, *consts, 0)
+                        pool.copy_(stores)
+                    us, graph = timed(ref_step, a.layers, a.replays, device)
+                    record("reference", batch, mode, us, graph, profile=mode != "eager")
+                    pool[0].copy_(prepare_reference(hidden * 0.9, "cosine"))
+                    pool[1].copy_(hidden * 0.5)
+                    pool[2].copy_(hidden * 0.1)
+                    us, graph = timed(lambda: selective(hidden, pool[0], pool[1], pool[2], *selective_w, k, *consts, 0),
+                                      a.layers, a.replays, device)
+                    record("selective", batch, mode, us, graph, profile=mode != "eager")
+            except Exception as error:  # noqa: BLE001
+                print(f"mode {mode} B={batch}: {type(error).__name__}: {str(error)[:300]}")
             print(f"  (mode {mode} B={batch}: {time.perf_counter() - started:.0f} s incl. compile)", flush=True)
 
     # the selective layer's parts alone, B=1
@@ -237,9 +221,6 @@ def main(argv=None) -> int:
     scores = token_similarity(hidden, reference, "cosine")
     parts["similarity"] = lambda: token_similarity(hidden, reference, "cosine")
     parts["topk"] = lambda: select_dynamic_tokens(scores, k)
-    parts["sort, first k"] = lambda: torch.sort(scores, dim=-1).indices[:, :k]
-    parts["topk B=8"] = lambda: select_dynamic_tokens(scores.expand(8, -1).contiguous(), k)
-    parts["sort B=8, first k"] = lambda: torch.sort(scores.expand(8, -1).contiguous(), dim=-1).indices[:, :k]
     parts["layer_norm (T rows)"] = lambda: F.layer_norm(hidden, (a.width,), ln1_w, ln1_b, 1e-6)
     with torch.no_grad():
         for name, step in parts.items():

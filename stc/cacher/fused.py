@@ -28,7 +28,6 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from stc.cacher.attention import attention
 from stc.cacher.layer import slot_references, write_references
 from stc.cacher.selection import expand_index, prepare_reference, select_dynamic_tokens, token_similarity
 
@@ -46,12 +45,11 @@ def fusable(anatomy, parts) -> str | None:
     return name if name in _ACTIVATIONS and anatomy.fused_weights(parts) is not None else None
 
 
-def _attention(queries, keys, values, o_w, o_b, heads: int, scale: float, kernel: str = "sdpa", splits: int = 1):
-    """Multi-head attention [B, q, D] x [B, T, D] -> out-proj [B, q, D] (`stc/cacher/attention.py`:
-    the SDPA kernel, and the key parts for few queries)."""
+def _attention(queries, keys, values, o_w, o_b, heads: int, scale: float):
+    """Multi-head attention [B, q, D] x [B, T, D] -> out-proj [B, q, D]."""
     batch, q_len, width = queries.shape
     split = lambda x: x.view(batch, x.shape[1], heads, width // heads).transpose(1, 2)  # noqa: E731
-    out = attention(split(queries), split(keys), split(values), scale, kernel, splits)
+    out = F.scaled_dot_product_attention(split(queries), split(keys), split(values), scale=scale)
     return F.linear(out.transpose(1, 2).reshape(batch, q_len, width), o_w, o_b)
 
 
@@ -98,7 +96,6 @@ def _selective_layer(
     hidden, ref_selection, ref_value, ref_branch_sum,
     ln1_w, ln1_b, k_w, k_b, qv_w, qv_b, o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, scale1, scale2,
     k: int, heads: int, scale: float, eps1: float, eps2: float, act: str, metric: str, use_keys: bool, prefix: int,
-    kernel: str = "sdpa", splits: int = 1,
 ):
     """`layer.selective_rows` as one function of tensors: [B, T, D] -> [B, T, D]."""
     normed = F.layer_norm(hidden, (hidden.shape[-1],), ln1_w, ln1_b, eps1)
@@ -111,7 +108,7 @@ def _selective_layer(
     normed_dynamic = torch.gather(normed, 1, index)
     queries, fresh_values = F.linear(normed_dynamic, qv_w, qv_b).chunk(2, dim=-1)
     values = ref_value.expand(hidden.shape[0], -1, -1).scatter(1, index, fresh_values)
-    attn = _scaled(_attention(queries, keys, values, o_w, o_b, heads, scale, kernel, splits), scale1)
+    attn = _scaled(_attention(queries, keys, values, o_w, o_b, heads, scale), scale1)
     mid_dynamic = torch.gather(hidden, 1, index) + attn
     mlp = _mlp(mid_dynamic, ln2_w, ln2_b, eps2, fc1_w, fc1_b, fc2_w, fc2_b, scale2, act)
     return (hidden + ref_branch_sum).scatter(1, index, mid_dynamic + mlp)
@@ -119,13 +116,13 @@ def _selective_layer(
 
 def _reference_rows(
     hidden, ln1_w, ln1_b, qkv_w, qkv_b, o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, scale1, scale2,
-    heads: int, scale: float, eps1: float, eps2: float, act: str, metric: str, use_keys: bool, kernel: str = "sdpa",
+    heads: int, scale: float, eps1: float, eps2: float, act: str, metric: str, use_keys: bool,
 ):
     """Dense layer on B rows [B, T, D] -> (output, selection reference (prepared for the metric),
     values, attention + MLP branch sum), each [B, T, D]."""
     normed = F.layer_norm(hidden, (hidden.shape[-1],), ln1_w, ln1_b, eps1)
     queries, keys, values = F.linear(normed, qkv_w, qkv_b).chunk(3, dim=-1)
-    attn = _scaled(_attention(queries, keys, values, o_w, o_b, heads, scale, kernel), scale1)
+    attn = _scaled(_attention(queries, keys, values, o_w, o_b, heads, scale), scale1)
     mid = hidden + attn
     mlp = _mlp(mid, ln2_w, ln2_b, eps2, fc1_w, fc1_b, fc2_w, fc2_b, scale2, act)
     return mid + mlp, prepare_reference(keys if use_keys else normed, metric), values, attn + mlp
@@ -142,41 +139,19 @@ def _reference_layer(
     hidden, store_pos,
     ln1_w, ln1_b, qkv_w, qkv_b, o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, scale1, scale2,
     k: int, heads: int, scale: float, eps1: float, eps2: float, act: str, metric: str, use_keys: bool, prefix: int,
-    kernel: str = "sdpa", splits: int = 1,
 ):
     """All-reference call (one frame, or one frame of each of B streams): dense layer on [B, T, D] ->
     (output, references to store [3, W, T, D])."""
     out, selection, values, branch_sum = _reference_rows(
         hidden, ln1_w, ln1_b, qkv_w, qkv_b, o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, scale1, scale2,
-        heads, scale, eps1, eps2, act, metric, use_keys, kernel)
+        heads, scale, eps1, eps2, act, metric, use_keys)
     return out, _stores(selection, values, branch_sum, store_pos)
-
-
-def _reference_layer_into(
-    hidden, into,
-    ln1_w, ln1_b, qkv_w, qkv_b, o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, scale1, scale2,
-    k: int, heads: int, scale: float, eps1: float, eps2: float, act: str, metric: str, use_keys: bool, prefix: int,
-    kernel: str = "sdpa", splits: int = 1,
-):
-    """`_reference_layer` when every row is stored and the rows' slots are one slice of the pool (one
-    stream's refresh, the lockstep multi-stream refresh): the references are written into `into`
-    ([3, B, T, D], that slice) inside the function. Compiled, each store is a write of the kernel that
-    computes it: no stacked [3, B, T, D] copy and no second copy into the pool (H200 profile at B=8:
-    ≈ 60 µs of a 557 µs layer). -> output [B, T, D]."""
-    out, selection, values, branch_sum = _reference_rows(
-        hidden, ln1_w, ln1_b, qkv_w, qkv_b, o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, scale1, scale2,
-        heads, scale, eps1, eps2, act, metric, use_keys, kernel)
-    into[0].copy_(selection)
-    into[1].copy_(values)
-    into[2].copy_(branch_sum)
-    return out
 
 
 def _mixed_layer(
     hidden, stored_selection, stored_value, stored_branch_sum,
     ref_rows, sel_rows, from_call, call_pos, store_pos, inverse, selective_weights: tuple, reference_weights: tuple,
     k: int, heads: int, scale: float, eps1: float, eps2: float, act: str, metric: str, use_keys: bool, prefix: int,
-    kernel: str = "sdpa", splits: int = 1,
 ):
     """A call with R reference rows and S selective rows (several frames of one stream, or streams at
     different phases): ONE dense pass over the R rows, ONE selective pass over the S rows, each
@@ -184,13 +159,13 @@ def _mixed_layer(
     (`stored_*` [S or 1, T, D]; None when every row reads an in-call one). -> (output [B, T, D],
     references to store [3, W, T, D])."""
     out_r, selection, values, branch_sum = _reference_rows(
-        hidden.index_select(0, ref_rows), *reference_weights, heads, scale, eps1, eps2, act, metric, use_keys, kernel)
+        hidden.index_select(0, ref_rows), *reference_weights, heads, scale, eps1, eps2, act, metric, use_keys)
     refs = [t.index_select(0, call_pos) for t in (selection, values, branch_sum)]
     if stored_selection is not None:
         chosen = from_call[:, None, None]
         refs = [torch.where(chosen, mine, old) for mine, old in zip(refs, (stored_selection, stored_value, stored_branch_sum))]
     out_s = _selective_layer(hidden.index_select(0, sel_rows), *refs, *selective_weights,
-                             k, heads, scale, eps1, eps2, act, metric, use_keys, prefix, kernel, splits)
+                             k, heads, scale, eps1, eps2, act, metric, use_keys, prefix)
     return torch.cat([out_r, out_s]).index_select(0, inverse), _stores(selection, values, branch_sum, store_pos)
 
 
@@ -210,7 +185,7 @@ class FusedSelectiveLayer:
         self.compile = compile
         self._stacked: dict = {}  # per layer: stacked q/v and q/k/v weights, rebuilt if a weight changes
         self.failed = False
-        self.calls = dict.fromkeys(FUNCTIONS, 0)  # layer calls per function (tests, reports)
+        self.calls = {"selective": 0, "reference": 0, "mixed": 0}  # layer calls per function (tests, reports)
 
     def applies(self, hidden: torch.Tensor) -> bool:
         return not self.failed and (hidden.is_cuda or not self.compile)
@@ -243,9 +218,6 @@ class FusedSelectiveLayer:
                        None if stored[0] is None else stored[0].shape[0], tuple(selective_w[6].shape), constants)
             if not plan.reference_rows:
                 return self.compiled("selective", pattern)(hidden, *stored, *selective_w, *constants)
-            if not plan.selective_rows and index.store_pos is None and index.store_slice is not None:
-                into = pool[:, index.store_slice]
-                return self.compiled("reference_into", pattern)(hidden, into, *reference_w, *constants)
             if not plan.selective_rows:
                 out, stores = self.compiled("reference", pattern)(hidden, index.store_pos, *reference_w, *constants)
             else:
@@ -260,8 +232,7 @@ class FusedSelectiveLayer:
             return None
 
 
-FUNCTIONS = {"selective": _selective_layer, "reference": _reference_layer, "reference_into": _reference_layer_into,
-             "mixed": _mixed_layer}
+FUNCTIONS = {"selective": _selective_layer, "reference": _reference_layer, "mixed": _mixed_layer}
 
 
 @functools.lru_cache(maxsize=64)
@@ -282,4 +253,4 @@ def compiled_variant(name: str, pattern: tuple):
 def _constants(parts, act, config, prefix: int):
     use_prefix = prefix if config.recompute_prefix else 0
     return (parts.heads, parts.scaling, parts.norm1.eps, parts.norm2.eps, act, config.metric,
-            config.selection_feature == "key", use_prefix, config.fused_attention, config.fused_key_splits)
+            config.selection_feature == "key", use_prefix)

@@ -89,7 +89,7 @@ def test_fused_layers_match_eager_and_run_fused():
     fused = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=4, fused=True, cuda_graph=True))
     got = [model(pixel_values=frames[i : i + 1]).last_hidden_state for i in range(8)]
     assert not fused.fused.failed
-    assert fused.fused.calls["selective"] > 0 and fused.fused.calls["reference_into"] > 0, fused.fused.calls
+    assert fused.fused.calls["selective"] > 0 and fused.fused.calls["reference"] > 0, fused.fused.calls
     assert fused.graph_runner.replays == 6
     for e, g in zip(expected, got):
         torch.testing.assert_close(g, e, rtol=2e-3, atol=2e-3)
@@ -189,7 +189,7 @@ def test_fused_lockstep_streams_use_the_batched_reference_layer_and_the_slot_poo
             out = model(pixel_values=torch.cat([clips[s][step - 3 * (s >= 8) : step - 3 * (s >= 8) + 1] for s in members]))
         for row, s in enumerate(members):
             got[s].append(out.last_hidden_state[row])
-    assert not fused.fused.failed and fused.fused.calls["reference_into"] > 0 and fused.fused.calls["mixed"] > 0
+    assert not fused.fused.failed and fused.fused.calls["reference"] > 0 and fused.fused.calls["mixed"] > 0
     assert max(b.capacity for b in fused.pool.banks.values()) == 8
     for s in range(10):
         alone = singles[s][: len(got[s])]

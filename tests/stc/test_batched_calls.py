@@ -154,9 +154,8 @@ def _streams_case(tower, path, batched):
                     gc.collect()
         max_live = max(max_live, len(states))
         max_slots = max(max_slots, max(b.capacity for b in handle.pool.banks.values()) if handle.pool.banks else 0)
-    if path == "fused":  # refreshes written into one pool slice in-function, and by index / within mixed calls
+    if path == "fused":
         assert not handle.fused.failed
-        assert handle.fused.calls["reference_into"] > 0, handle.fused.calls
     for s in lifetimes:
         torch.testing.assert_close(torch.cat(outs[s]), expected[s], **EXACT, msg=lambda m: f"{tower}/{path} stream {s}: {m}")
     # leavers gave their slots back: the pool never held more than twice the live streams (it doubles)

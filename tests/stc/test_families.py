@@ -214,22 +214,18 @@ def test_prefix_tokens_are_recomputed_only_when_asked(tower, monkeypatch):
         assert all(has_prefix) if recompute else not any(has_prefix[:1]), (recompute, has_prefix)
 
 
-@pytest.mark.parametrize("key_splits", [1, 4])
 @pytest.mark.parametrize("tower", [n for n in TOWER_NAMES if n != "qwen2_vl"])
-def test_fused_functions_compute_the_eager_layer_on_every_fusable_family(tower, key_splits):
+def test_fused_functions_compute_the_eager_layer_on_every_fusable_family(tower):
     """The functions `fused=True` compiles on CUDA (stacked q/v and q/k/v GEMMs, layer scales), run
-    uncompiled on CPU, give the eager cacher's layer-0 outputs and references (reference + selective);
-    also with the selective attention over key parts merged by log-sum-exp (SigLIP's 16 tokens: 4 parts;
-    CLIP's and DINOv2's 17 have no divisor, so there it is one call: the split math is
-    tests/stc/test_cacher_attention.py)."""
-    from stc.cacher import attention, fused
+    uncompiled on CPU, give the eager cacher's layer-0 outputs and references (reference + selective)."""
+    from stc.cacher import fused
     from stc.cacher.state import LayerReference
 
     torch.manual_seed(0)
     family = TOWERS[tower]
     model = family.build()
     units = family.frames(2, drift=0.3)
-    config = CacherConfig(update_ratio=0.25, cache_interval=2, fused_key_splits=key_splits)
+    config = CacherConfig(update_ratio=0.25, cache_interval=2)
     handle = attach_cacher(model, config)
     layer = handle.layers[0]
     seen = []
@@ -247,8 +243,6 @@ def test_fused_functions_compute_the_eager_layer_on_every_fusable_family(tower, 
     assert act is not None
     selective_w, reference_w = fused.stacked_weights(handle.anatomy.fused_weights(parts))
     k = config.tokens_to_update(h0.shape[1])
-    if tower == "siglip":
-        assert attention.key_splits(h0.shape[1], config.fused_key_splits) == key_splits
     constants = fused._constants(parts, act, config, 0)
     with torch.no_grad():
         ref_out, stores = fused._reference_layer(h0, None, *reference_w, k, *constants)
