@@ -50,14 +50,26 @@ def _attention(queries, keys, values, o_w, o_b, heads: int, scale: float):
     batch, q_len, width = queries.shape
     split = lambda x: x.view(batch, x.shape[1], heads, width // heads).transpose(1, 2)  # noqa: E731
     out = F.scaled_dot_product_attention(split(queries), split(keys), split(values), scale=scale)
-    return F.linear(out.transpose(1, 2).reshape(batch, q_len, width), o_w, o_b)
+    return _linear_then_bias(out.transpose(1, 2).reshape(batch, q_len, width), o_w, o_b)
 
 
 def _mlp(mid, ln2_w, ln2_b, eps2: float, fc1_w, fc1_b, fc2_w, fc2_b, scale2, act: str):
     """MLP branch output (before the residual add) of the post-attention hidden states."""
     normed = F.layer_norm(mid, (mid.shape[-1],), ln2_w, ln2_b, eps2)
-    out = F.linear(_ACTIVATIONS[act](F.linear(normed, fc1_w, fc1_b)), fc2_w, fc2_b)
+    out = _linear_then_bias(_ACTIVATIONS[act](_linear_then_bias(normed, fc1_w, fc1_b)), fc2_w, fc2_b)
     return out * scale2 if scale2 is not None else out
+
+
+def _linear_then_bias(x, weight, bias):
+    """x W^T + b with the bias added by the consumer, for projections whose output feeds only
+    pointwise ops (out-projection and fc2 -> residual add, fc1 -> activation). Why: Inductor hands
+    `F.linear`'s bias to ATen's addmm expanded to [M, N], and for some shapes (fc1 at M = 729 or 5832
+    rows, fc2 at 182) ATen then copies that expanded bias into the output and runs a beta = 1 GEMM:
+    an extra pass over the output (H200: 6 µs of a 100 µs dense layer at B=1, 43 µs of 503 at B=8;
+    `scripts/gpu/vit_layer_kernels.py`). A bias-free GEMM plus an add that Inductor fuses into the
+    consumer's kernel has no such pass."""
+    out = F.linear(x, weight)
+    return out + bias if bias is not None else out
 
 
 def _scaled(branch, scale):
