@@ -141,6 +141,7 @@ class CudaGraphRunner:
             for state, checkpoint in before:
                 state.restore(checkpoint)
 
+        current = torch.cuda.current_stream()
         try:
             static_input = pixel_values.clone()
             side = torch.cuda.Stream()
@@ -161,6 +162,10 @@ class CudaGraphRunner:
                 raise RuntimeError(f"captured frame kinds {plan.modes} differ from the call's {key[1]}")
             signature = plan.states[0].reference_signature
         except Exception as error:  # any capture problem: fall back to eager for good, say so once
+            # a failed capture_end skips the capture stream's exit: set the caller's stream back, and let
+            # the device finish whatever the failed capture left queued before eager calls go on
+            torch.cuda.set_stream(current)
+            torch.cuda.synchronize()
             self.enabled = False
             self._graphs.clear()
             warnings.warn(f"STC-Cacher: CUDA graph capture failed ({error!r}); tower calls run eager from now on")

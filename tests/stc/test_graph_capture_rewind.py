@@ -66,3 +66,40 @@ def test_capture_reruns_the_call_from_the_state_before_it(cuda_calls_off, phase,
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
     torch.testing.assert_close(got_next, expected_next, rtol=0, atol=1e-12)
     handle.detach()
+
+
+@torch.inference_mode()
+def test_a_failed_capture_sets_the_stream_back_and_falls_back_to_eager(cuda_calls_off, monkeypatch):
+    """A capture whose end fails (torch.cuda.graph's exit raises before it leaves the capture stream):
+    the runner sets the caller's stream back, synchronises, warns once and runs eagerly from then on,
+    with the streams as after the eager call."""
+    calls = []
+    caller = object()
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: caller)
+    monkeypatch.setattr(torch.cuda, "set_stream", lambda stream: calls.append(("set_stream", stream)))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(("synchronize",)))
+
+    @contextlib.contextmanager
+    def failing_graph(graph, pool=None):
+        yield
+        raise RuntimeError("operation failed due to a previous error during capture")
+
+    monkeypatch.setattr(torch.cuda, "graph", failing_graph)
+    family = TOWERS["siglip"]
+    torch.manual_seed(0)
+    model = family.build()
+    units = family.frames(5, drift=0.2)
+    eager = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=2))
+    with eager.use(eager.new_stream()):
+        expected = torch.cat([family.encode(model, units[i:i + 1]) for i in range(5)])
+    eager.detach()
+    handle = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=2, cuda_graph=True))
+    stream = handle.new_stream()
+    with handle.use(stream), pytest.warns(UserWarning, match="capture failed"):
+        got = torch.cat([family.encode(model, units[i:i + 1]) for i in range(5)])
+    runner = handle.graph_runner
+    assert not runner.enabled and runner.captures == 0 and not runner._graphs
+    assert calls == [("set_stream", caller), ("synchronize",)]
+    assert stream.frame_idx == 5
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+    handle.detach()
