@@ -27,9 +27,11 @@ def complement_indices(picked: torch.Tensor, count: int) -> torch.Tensor:
 
 
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """x [F, T, ...], index [F, k] -> x[f, index[f]] for every frame: [F, k, ...]."""
-    shape = index.shape + (1,) * (x.dim() - 2)
-    return torch.gather(x, 1, index.view(shape).expand(*index.shape, *x.shape[2:]))
+    """x [F, T, ...], index [F, k] -> x[f, index[f]] for every frame: [F, k, ...]. One row copy
+    (index_select on the flattened frames: whole rows, faster than gather with an expanded index)."""
+    frames, count = x.shape[:2]
+    flat = (index + torch.arange(frames, device=index.device)[:, None] * count).reshape(-1)
+    return x.reshape(frames * count, *x.shape[2:]).index_select(0, flat).view(*index.shape, *x.shape[2:])
 
 
 def ranked_mask(scores: torch.Tensor, budgets: torch.Tensor) -> torch.Tensor:

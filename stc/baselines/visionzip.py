@@ -59,7 +59,11 @@ def visionzip_frames(tokens: torch.Tensor, attention: torch.Tensor, keys: torch.
     ([F, dominant + contextual, D], dominant indices [F, dominant] in raster order).
 
     Batched over frames (one sort, one gather, one batched matmul each, no per-frame loop and no host
-    sync); every frame has the same number of remaining tokens, so the target slots are shared."""
+    sync); every frame has the same number of remaining tokens, so the target slots are shared.
+    Against the former per-frame loop: same dominant tokens, order and indices (ties at the cut: lowest
+    index); the contextual sums and similarities run in a batched matmul, whose float summation order
+    may differ from a per-frame matmul in the last bit (identical whenever the sums are exact). Targets
+    with exactly equal keys tie only up to that rounding, as before."""
     frames, count, _ = tokens.shape
     top = top_indices(attention.float(), dominant)
     if contextual == 0:
