@@ -6,7 +6,9 @@ Released algorithm (xuyang-liu16/VidCom2 `vidcom2.py`), on the F frames x N toke
      f_i = g(x_i, centre of x_i's frame);
   3. frame uniqueness u_f = -mean_{i in f} v_i; p = softmax((u - max u) / tau), tau = 0.01;
      scale_f = R (1 + p_f - mean p) clamped <= 1; k_f ~ scale_f N  (R = k / N);
-  4. in frame f keep the k_f tokens with the SMALLEST v_i + f_i, in raster order.
+  4. in frame f keep the k_f tokens with the SMALLEST v_i + f_i, in raster order (equal scores at the
+     cut: the lowest index, where the release's torch.topk leaves it unspecified). All frames of a call
+     are selected at once: one stable sort, a rank mask against the per-frame budgets, one gather.
 
 Stream differences (docs/baselines/README.md):
   - "video" = the frames of one host call (a pre-fill chunk); with 1-frame chunks step 3 is a no-op
@@ -22,12 +24,14 @@ Stream differences (docs/baselines/README.md):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
+from stc.baselines.batched import gather_rows, packed_positions, ranked_mask, top_indices
 from stc.baselines.budget import TokenCounts, check_budget, check_positive
 from stc.compression.base import TokenMethod, TokenSide
 
@@ -66,16 +70,33 @@ def gaussian_similarity(x: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
 
 
 def frame_budgets(uniqueness: torch.Tensor, tokens: int, budget: int, temperature: float) -> torch.Tensor:
-    """Per-frame budgets [F] from uniqueness [F]: scale_f = R (1 + p_f - mean p) clamped to <= 1, then
-    integers in [1, N] summing exactly to F * budget (largest remainder)."""
-    frames = uniqueness.shape[0]
+    """Per-frame budgets [F] (long, on uniqueness' device) from uniqueness [F]: see `budget_counts`."""
+    counts = budget_counts(uniqueness, tokens, budget, temperature)
+    return torch.tensor(counts, dtype=torch.long, device=uniqueness.device)
+
+
+def budget_counts(uniqueness: torch.Tensor, tokens: int, budget: int, temperature: float) -> list[int]:
+    """Per-frame budgets from uniqueness [F]: scale_f = R (1 + p_f - mean p) clamped to <= 1, then
+    integers in [1, N] summing exactly to F * budget (largest remainder).
+
+    The scale is computed for all frames by tensor ops; the largest-remainder step stays a loop, but
+    O(F) scalar work on the host after ONE device-to-host copy of the wanted counts (no per-frame
+    tensor ops, no per-frame sync)."""
     p = torch.softmax((uniqueness - uniqueness.max()) / temperature, dim=0)
     scale = (budget / tokens) * (1 + p - p.mean())
-    wanted = (scale.clamp(max=1.0) * tokens).double()
-    k = wanted.floor().clamp(1, tokens).long()
-    missing = frames * budget - int(k.sum())
-    fraction = (wanted - wanted.floor()).tolist()
-    order = sorted(range(frames), key=lambda f: -fraction[f]) if missing > 0 else sorted(range(frames), key=lambda f: fraction[f])
+    wanted = (scale.clamp(max=1.0) * tokens).double().tolist()
+    return largest_remainder(wanted, tokens, uniqueness.shape[0] * budget)
+
+
+def largest_remainder(wanted: list[float], tokens: int, total: int) -> list[int]:
+    """Integers k_f in [1, tokens] summing to `total`: floor(wanted_f) clamped, then +1 to the frames
+    with the largest fractions first (or -1 to the smallest fractions first when over), round robin
+    until the total is met. Equal fractions: the earlier frame first (a stable sort)."""
+    k = [min(max(int(math.floor(w)), 1), tokens) for w in wanted]
+    missing = total - sum(k)
+    fraction = [w - math.floor(w) for w in wanted]
+    frames = range(len(wanted))
+    order = sorted(frames, key=lambda f: -fraction[f]) if missing > 0 else sorted(frames, key=lambda f: fraction[f])
     while missing != 0:
         moved = False
         for f in order:
@@ -141,14 +162,15 @@ class VidCom2Method(TokenMethod):
         k = check_budget(self.name, self.config.tokens_per_frame, count)
         scores, uniqueness = self.scores(tokens)
         adaptive = self.config.frame_budgets and self.config.anchor == "video" and frames > 1
-        budgets = frame_budgets(uniqueness, count, k, self.config.temperature) if adaptive else \
-            torch.full((frames,), k, dtype=torch.long)
-        self.last_budgets = budgets.tolist()
-        picked = [torch.topk(scores[f], int(budgets[f]), largest=False).indices.sort().values for f in range(frames)]
-        kept = torch.cat([tokens[f, picked[f]] for f in range(frames)]).view(frames, k, dim)
         self.counts.add(frames, frames * count, frames * k)
-        indices = None if adaptive else torch.stack(picked)
-        return kept, indices
+        if not adaptive:
+            self.last_budgets = [k] * frames
+            picked = top_indices(scores, k, largest=False)
+            return gather_rows(tokens, picked), picked
+        self.last_budgets = budget_counts(uniqueness, count, k, self.config.temperature)
+        budgets = torch.tensor(self.last_budgets, dtype=torch.long, device=tokens.device)
+        positions = packed_positions(ranked_mask(scores, budgets), frames * k)
+        return tokens.reshape(-1, dim).index_select(0, positions).view(frames, k, dim), None
 
     def stats(self) -> dict:
         return {**self.counts.as_dict(), "last_frame_budgets": self.last_budgets}

@@ -1,13 +1,16 @@
 """VisionZip (Yang et al., CVPR 2025): dominant tokens by attention + contextual tokens by merging.
 
-Released algorithm (dvlab-research/VisionZip, per image), reproduced per frame:
+Released algorithm (dvlab-research/VisionZip, per image), reproduced per frame (computed for all frames
+of a call at once, `visionzip_frames`):
   1. dominant: the D tokens that receive the most attention in the tower's feature layer (CLS row for
      towers with a CLS token; for SigLIP, which has none, the attention each token receives averaged over
-     heads and queries, as the release's LLaVA-OV demo does). Kept in raster order.
+     heads and queries, as the release's LLaVA-OV demo does). Kept in raster order; equal attention at
+     the cut keeps the lowest index (the release's torch.topk leaves that order unspecified).
   2. contextual: of the remaining R tokens, C targets taken uniformly (every max(1, R // C)-th), every
      other remaining token assigned to its most similar target (dot product of L2-normalised keys,
-     head-averaged, of that same layer); contextual token = target + MEAN of its assignees (the release
-     adds the target to the mean, it does not average over all members).
+     head-averaged, of that same layer; equal similarity -> the first target); contextual token =
+     target + MEAN of its assignees (the release adds the target to the mean, it does not average over
+     all members).
   3. output [dominant ; contextual].
 Budget split as released (54+10 = 64, 108+20 = 128): C = round(k * contextual_ratio), ratio 10/64,
 so 49 -> 41 + 8 and 64 -> 54 + 10.
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from stc.baselines.batched import complement_indices, gather_rows, top_indices
 from stc.baselines.budget import TokenCounts, check_budget, check_positive
 from stc.compression.base import TokenMethod, TokenSide
 
@@ -49,29 +53,34 @@ class VisionZipConfig:
         return self.tokens_per_frame - contextual, contextual
 
 
-def visionzip_frame(tokens: torch.Tensor, attention: torch.Tensor, keys: torch.Tensor, dominant: int,
-                    contextual: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One frame: tokens [T, D], attention [T], keys [T, C] -> ([dominant + contextual, D], dominant
-    indices [dominant] in raster order)."""
-    count = tokens.shape[0]
-    top = torch.topk(attention.float(), dominant).indices.sort().values
+def visionzip_frames(tokens: torch.Tensor, attention: torch.Tensor, keys: torch.Tensor, dominant: int,
+                     contextual: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All frames of a call at once: tokens [F, T, D], attention [F, T], keys [F, T, C] ->
+    ([F, dominant + contextual, D], dominant indices [F, dominant] in raster order).
+
+    Batched over frames (one sort, one gather, one batched matmul each, no per-frame loop and no host
+    sync); every frame has the same number of remaining tokens, so the target slots are shared.
+    Against the former per-frame loop: same dominant tokens, order and indices (ties at the cut: lowest
+    index); the contextual sums and similarities run in a batched matmul, whose float summation order
+    may differ from a per-frame matmul in the last bit (identical whenever the sums are exact). Targets
+    with exactly equal keys tie only up to that rounding, as before."""
+    frames, count, _ = tokens.shape
+    top = top_indices(attention.float(), dominant)
     if contextual == 0:
-        return tokens[top], top
-    rest_mask = torch.ones(count, dtype=torch.bool, device=tokens.device)
-    rest_mask[top] = False
-    rest = rest_mask.nonzero().squeeze(1)
-    metric = F.normalize(keys[rest].float(), dim=-1)
-    step = max(1, rest.numel() // contextual)
-    targets = torch.arange(0, rest.numel(), step, device=tokens.device)[:contextual]
-    is_target = torch.zeros(rest.numel(), dtype=torch.bool, device=tokens.device)
-    is_target[targets] = True
-    sources = (~is_target).nonzero().squeeze(1)
-    assign = (metric[sources] @ metric[targets].T).argmax(dim=1)  # [S] target slot of every source
-    one_hot = F.one_hot(assign, targets.numel()).to(tokens.dtype)  # [S, C]
-    counts = one_hot.sum(0).clamp(min=1)[:, None]
-    merged = (one_hot.T @ tokens[rest[sources]]) / counts
-    context = tokens[rest[targets]] + merged
-    return torch.cat([tokens[top], context]), top
+        return gather_rows(tokens, top), top
+    rest = complement_indices(top, count)  # [F, R]
+    remaining = count - dominant
+    metric = F.normalize(gather_rows(keys, rest).float(), dim=-1)  # [F, R, C]
+    step = max(1, remaining // contextual)
+    targets = torch.arange(0, remaining, step, device=tokens.device)[:contextual]
+    sources = complement_indices(targets[None], remaining)[0]  # the other slots, ascending
+    similarity = metric[:, sources] @ metric[:, targets].transpose(1, 2)  # [F, S, C]
+    assign = similarity.argmax(dim=2)  # target slot of every source; first maximum on ties
+    one_hot = F.one_hot(assign, targets.numel()).to(tokens.dtype)  # [F, S, C]
+    counts = one_hot.sum(1).clamp(min=1)[..., None]  # [F, C, 1]
+    merged = (one_hot.transpose(1, 2) @ gather_rows(tokens, rest[:, sources])) / counts
+    context = gather_rows(tokens, rest[:, targets]) + merged
+    return torch.cat([gather_rows(tokens, top), context], dim=1), top
 
 
 class VisionZipMethod(TokenMethod):
@@ -100,14 +109,10 @@ class VisionZipMethod(TokenMethod):
                 raise ValueError(f"compression.visionzip: the host must provide TokenSide.{field} of shape "
                                  f"[{frames}, {count}, ...], got {got}")
         dominant, contextual = self.config.split()
-        kept, picked = [], []
-        for f in range(frames):
-            out, top = visionzip_frame(tokens[f], side.attention[f], side.keys[f], dominant, contextual)
-            kept.append(out)
-            picked.append(top)
+        kept, top = visionzip_frames(tokens, side.attention, side.keys, dominant, contextual)
         self.counts.add(frames, frames * count, frames * (dominant + contextual))
         self.merged += frames * (count - dominant - contextual)
-        return torch.stack(kept), (torch.stack(picked) if contextual == 0 else None)
+        return kept, (top if contextual == 0 else None)
 
     def stats(self) -> dict:
         dominant, contextual = self.config.split()
