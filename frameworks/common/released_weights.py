@@ -143,9 +143,9 @@ def load_released_weights(model: torch.nn.Module, files: Sequence[WeightFile], n
     targets = model.state_dict()
     required = {name for name, _ in model.named_parameters()}
     required |= {name for name, _ in model.named_buffers() if name in targets}
-    plan: list[tuple[WeightFile, str, str]] = []  # (file, key, our name), in file order: a later duplicate wins
+    plan: list[list[tuple[str, str]]] = [[] for _ in files]  # per file (key, our name); a later duplicate wins
     mismatch = Mismatch(files=[_label(file.path, root) for file in files])
-    for file in files:
+    for file, copies in zip(files, plan):
         with _open(file.path, "cpu") as reader:
             for key in reader.keys():
                 ours = _target(names, file.prefix + key, targets)
@@ -157,14 +157,14 @@ def load_released_weights(model: torch.nn.Module, files: Sequence[WeightFile], n
                 theirs, wanted = reader.shape(key), tuple(targets[ours].shape)
                 if theirs != wanted:
                     mismatch.wrong_shape.append((_label(file.path, root), key, theirs, wanted))
-                plan.append((file, key, ours))
-    mismatch.missing = sorted(required - {ours for _, _, ours in plan} - set(optional))
+                copies.append((key, ours))
+    mismatch.missing = sorted(required - {ours for copies in plan for _, ours in copies} - set(optional))
     if mismatch:
         default = f"checkpoint {str(root)!r} does not fit {layout}: {mismatch.describe()}"
         raise ReleasedWeightsError(message(mismatch) if message else default, mismatch)
-    for file in files:
+    for file, copies in zip(files, plan):
         with _open(file.path, str(device)) as reader, torch.no_grad():
-            for _, key, ours in (entry for entry in plan if entry[0] is file):
+            for key, ours in copies:
                 targets[ours].copy_(reader.tensor(key))
 
 
