@@ -17,7 +17,8 @@ holds the stream compressor (its own `model.vision_tower.vision_tower`, `model.m
 `stream_compressor/` are read as if prefixed `model.compressor.`; the portable re-export's extra
 `model.compressor.compressor.` level is folded. These names are inferred from the released code (the
 weights were not inspected here): a checkpoint that does not fit fails with ONE error listing the
-missing and unmapped keys, never a silently random layer.
+missing, unmapped and mis-shaped keys, never a silently random layer (reading, checking and copying:
+`frameworks/common/released_weights.py`; this module declares the names and the folders).
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from frameworks.common.llava_loading import resolve_device, resolve_dtype
 from frameworks.common.llava_video import PixelSpec
+from frameworks.common.released_weights import Mismatch, NameMap, load_released_weights, weight_files
 from frameworks.common.text_codec import ByteTextCodec, HFTextCodec, TextCodec
 from frameworks.dispider.model import DispiderArchitecture, DispiderModel, build_random_model
 
@@ -53,17 +53,8 @@ RELEASED_TO_OURS: tuple[tuple[str, str | None], ...] = (
     ("model.", "reaction.model."),
     ("lm_head.", "reaction.lm_head."),
 )
-# ours -> released, used by `save_dispider` (the first released spelling of each rule above)
-OURS_TO_RELEASED: tuple[tuple[str, str], ...] = (
-    ("vision_tower.", "model.compressor.model.vision_tower.vision_tower.vision_model."),
-    ("pool_projector.mlp.", "model.compressor.model.mm_projector.mlp."),
-    ("compressor.", "model.compressor.model."),
-    ("silent_head.", "model.compressor.silent_head."),
-    ("compress_projector.", "model.compress_projector."),
-    ("clip_projector.", "model.clip_projector."),
-    ("reaction.model.", "model."),
-    ("reaction.lm_head.", "lm_head."),
-)
+# the portable re-export nests the compressor one level deeper; folded before the rules
+NAMES = NameMap(RELEASED_TO_OURS, folds=(("model.compressor.compressor.", "model.compressor."),))
 
 
 @dataclass
@@ -80,19 +71,7 @@ class LoadedDispider:
 
 def released_to_ours(name: str) -> str | None:
     """Our parameter name for a released one; None = ignored; KeyError when no rule matches."""
-    if name.startswith("model.compressor.compressor."):
-        name = "model.compressor." + name[len("model.compressor.compressor."):]
-    for released, ours in RELEASED_TO_OURS:
-        if name.startswith(released):
-            return None if ours is None else ours + name[len(released):]
-    raise KeyError(name)
-
-
-def ours_to_released(name: str) -> str:
-    for ours, released in OURS_TO_RELEASED:
-        if name.startswith(ours):
-            return released + name[len(ours):]
-    raise KeyError(name)
+    return NAMES.ours(name)
 
 
 # ------------------------------------------------------------------------------------------- random
@@ -130,50 +109,26 @@ def read_architecture(root: Path) -> DispiderArchitecture:
                                 pool_num=int(extra.get("pool_num", 4)))
 
 
-def _weight_files(root: Path) -> list[tuple[Path, str]]:
-    """(file, prefix to prepend to its keys) for every safetensors file of the two folders."""
-    files = [(f, "") for f in sorted(root.glob("*.safetensors"))]
-    files += [(f, "model.compressor.") for f in sorted((root / COMPRESSOR_DIR).glob("*.safetensors"))]
+def load_weights(model: DispiderModel, root: Path) -> None:
+    """Copy every released weight into `model`; one ValueError naming missing/unmapped/mis-shaped keys.
+    Keys of `stream_compressor/` files are read as if prefixed `model.compressor.`; every shard of each
+    folder is read (no index file is consulted)."""
+    files = weight_files(root, index=False) + weight_files(root / COMPRESSOR_DIR, "model.compressor.", index=False)
     if not files:
         raise FileNotFoundError(f"model_path={str(root)!r}: no *.safetensors weights in it or in {COMPRESSOR_DIR}/")
-    return files
+    load_released_weights(model, files, NAMES, root, message=lambda mismatch: _unfit(mismatch, root))
 
 
-def load_weights(model: DispiderModel, root: Path) -> None:
-    """Copy every released weight into `model`; one ValueError naming missing/unmapped/mis-shaped keys."""
-    from safetensors import safe_open
-
-    targets = model.state_dict()
-    seen: set[str] = set()
-    unmapped, wrong_shape = [], []
-    for file, prefix in _weight_files(root):
-        with safe_open(str(file), framework="pt", device="cpu") as handle:
-            for key in handle.keys():
-                try:
-                    ours = released_to_ours(prefix + key)
-                except KeyError:
-                    unmapped.append(f"{file.name}:{key}")
-                    continue
-                if ours is None:
-                    continue
-                if ours not in targets:
-                    unmapped.append(f"{file.name}:{key}")
-                    continue
-                tensor = handle.get_tensor(key)
-                if tuple(tensor.shape) != tuple(targets[ours].shape):
-                    wrong_shape.append(f"{key} {tuple(tensor.shape)} != {tuple(targets[ours].shape)}")
-                    continue
-                with torch.no_grad():
-                    targets[ours].copy_(tensor)
-                seen.add(ours)
-    persistent = {name for name, _ in model.named_parameters()}
-    missing = sorted(persistent - seen)
-    if missing or unmapped or wrong_shape:
-        parts = []
-        for label, items in (("missing", missing), ("unmapped", unmapped), ("wrong shape", wrong_shape)):
-            if items:
-                parts.append(f"{len(items)} {label} (e.g. {', '.join(items[:4])})")
-        raise ValueError(f"model_path={str(root)!r} is not a Dispider checkpoint this loader can map: {'; '.join(parts)}")
+def _unfit(mismatch: Mismatch, root: Path) -> str:
+    """The error line (its wording is what docs/dispider/REPRODUCE.md tells users to look for)."""
+    parts = []
+    for label, items in (("missing", mismatch.missing),
+                         ("unmapped", [f"{Path(file).name}:{key}" for file, key in mismatch.unexpected]),
+                         ("wrong shape", [f"{key} {theirs} != {ours}"
+                                          for _, key, theirs, ours in mismatch.wrong_shape])):
+        if items:
+            parts.append(f"{len(items)} {label} (e.g. {', '.join(items[:4])})")
+    return f"model_path={str(root)!r} is not a Dispider checkpoint this loader can map: {'; '.join(parts)}"
 
 
 def _tokenizer(folder: Path):
@@ -229,7 +184,7 @@ def save_dispider(model: DispiderModel, folder: str | Path, tokenizer=None, comp
     arch.vision.save_pretrained(compressor_dir / "vision_tower")
     main, side = {}, {}
     for name, tensor in model.named_parameters():
-        released = ours_to_released(name)
+        released = NAMES.released(name)
         if released.startswith("model.compressor."):
             side[released[len("model.compressor."):]] = tensor.detach().contiguous().cpu()
         else:

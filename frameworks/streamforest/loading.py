@@ -10,8 +10,10 @@ config.json with the Qwen2 fields at top level plus `mm_*` fields, safetensors s
     lm_head.*                                       -> language_model.lm_head.*
 
 Tensors the host does not use are skipped by name (the tower's post-layernorm and head, the dropped
-27th tower layer, an image-newline parameter). Anything else that does not map, and any of our
-parameters left without a tensor, is reported in ONE error listing the keys. The vision config is not
+27th tower layer, an image-newline parameter). Anything else that does not map, any of our parameters
+left without a tensor, and any shape that disagrees with config.json is reported in ONE error naming the
+files and keys (`frameworks/common/released_weights.py` reads, checks and copies; this module declares
+the names). The vision config is not
 in the released config.json (LLaVA reads it from the hub name `mm_vision_tower`): it is SigLIP-so400m
 with 26 layers unless the folder's config.json carries a `vision_config` mapping (small test models).
 Nothing is ever downloaded.
@@ -20,10 +22,9 @@ Nothing is ever downloaded.
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import torch
 from transformers import AutoTokenizer, Qwen2Config, SiglipVisionConfig
@@ -31,17 +32,19 @@ from transformers import AutoTokenizer, Qwen2Config, SiglipVisionConfig
 from frameworks.common.llava_loading import resolve_device, resolve_dtype
 from frameworks.common.llava_video import PixelSpec
 from frameworks.common.model_sizes import siglip_so400m_config
+from frameworks.common.released_weights import NameMap, load_released_weights, weight_files
 from frameworks.common.text_codec import ByteTextCodec, HFTextCodec, TextCodec
 from frameworks.streamforest.memory import MemorySettings
 from frameworks.streamforest.model import StreamForestModel, StreamForestSizes
 
 # (released prefix, our prefix), first match wins
-NAME_MAP: tuple[tuple[str, str], ...] = (
+NAME_MAP = NameMap((
     ("model.vision_tower.vision_tower.vision_model.", "vision_tower."),
     ("model.mm_projector.", "projector."),
     ("model.", "language_model.model."),
     ("lm_head.", "language_model.lm_head."),
-)
+))
+LAYOUT = "the StreamForest (LLaVA-Qwen) layout"
 _TEXT_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
               "vocab_size", "max_position_embeddings", "rms_norm_eps", "hidden_act", "tie_word_embeddings",
               "bos_token_id", "eos_token_id")
@@ -56,78 +59,13 @@ class LoadedStreamForest:
     pixels: PixelSpec
 
 
-def our_name(released: str) -> str | None:
-    for source, target in NAME_MAP:
-        if released.startswith(source):
-            return target + released[len(source):]
-    return None
-
-
-def released_name(ours: str) -> str:
-    """Inverse of `our_name` (used to write checkpoints in the released layout)."""
-    for source, target in NAME_MAP:
-        if ours.startswith(target):
-            return source + ours[len(target):]
-    raise ValueError(f"parameter {ours!r} has no name in the released layout")
-
-
-def _skipped(released: str, vision_layers: int) -> bool:
-    """Released tensors the host does not use (the 26-layer tower has no post-layernorm use and no head)."""
-    if re.search(r"vision_model\.(post_layernorm|head)\.", released) or released.endswith("image_newline"):
-        return True
-    if released.endswith("rotary_emb.inv_freq"):
-        return True
-    layer = re.search(r"vision_model\.encoder\.layers\.(\d+)\.", released)
-    return bool(layer) and int(layer.group(1)) == vision_layers  # the dropped last so400m layer
-
-
-def map_names(released: Iterable[str], model: StreamForestModel) -> dict[str, str]:
-    """Released tensor names -> our parameter names; ValueError listing missing and unexpected keys when
-    the names do not fit (checked before any tensor is read)."""
-    expected = set(model.state_dict())
-    vision_layers = model.sizes.vision.num_hidden_layers
-    mapped, unexpected = {}, []
-    for name in released:
-        target = our_name(name)
-        if target in expected:
-            mapped[name] = target
-        elif not _skipped(name, vision_layers):
-            unexpected.append(name)
-    if model.language_model.config.tie_word_embeddings:
-        expected.discard("language_model.lm_head.weight")
-    missing = sorted(expected - set(mapped.values()))
-    if missing or unexpected:
-        def show(keys):
-            return ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
-        raise ValueError("checkpoint is not in the StreamForest (LLaVA-Qwen) layout: "
-                         f"missing keys [{show(missing)}]; unexpected keys [{show(sorted(unexpected))}]")
-    return mapped
-
-
-def _load_weights(files: list[Path], model: StreamForestModel, device: torch.device) -> None:
-    """Copy the checkpoint's tensors into `model`, one tensor at a time (never a second full copy)."""
-    from safetensors import safe_open
-
-    where = {}
-    for file in files:
-        with safe_open(str(file), framework="pt", device="cpu") as handle:
-            where.update({name: file for name in handle.keys()})
-    plan = map_names(where, model)
-    ours = model.state_dict()
-    wrong = []
-    for file in files:
-        with safe_open(str(file), framework="pt", device=str(device)) as handle:
-            for released, target in plan.items():
-                if where[released] != file:
-                    continue
-                shape = tuple(handle.get_slice(released).get_shape())
-                if shape != tuple(ours[target].shape):
-                    wrong.append(f"{released}: checkpoint {shape} vs model {tuple(ours[target].shape)}")
-                    continue
-                with torch.no_grad():
-                    ours[target].copy_(handle.get_tensor(released))
-    if wrong:
-        raise ValueError(f"checkpoint shapes do not match the config: {'; '.join(wrong[:4])}")
+def name_map(vision_layers: int) -> NameMap:
+    """`NAME_MAP` plus the released tensors the host does not use, skipped by name: the tower's head and
+    post-layernorm when ours has none, the dropped last so400m layer (index `vision_layers`), the image
+    newline and stored rotary frequencies."""
+    return replace(NAME_MAP, ignore=(r"vision_model\.(post_layernorm|head)\.",
+                                     rf"vision_model\.encoder\.layers\.{vision_layers}\.",
+                                     r"image_newline$", r"rotary_emb\.inv_freq$"))
 
 
 def read_sizes(path: Path, memory: MemorySettings | None = None) -> StreamForestSizes:
@@ -146,14 +84,6 @@ def read_sizes(path: Path, memory: MemorySettings | None = None) -> StreamForest
     return StreamForestSizes(sizes.vision, sizes.text, memory) if memory else sizes
 
 
-def _checkpoint_files(path: Path) -> list[Path]:
-    index = path / "model.safetensors.index.json"
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return [path / shard for shard in shards]
-    return sorted(path.glob("*.safetensors"))
-
-
 def load_streamforest(model_path: str | Path, dtype="bfloat16", device="auto",
                       memory: MemorySettings | None = None) -> tuple[LoadedStreamForest, StreamForestSizes]:
     """Model + tokenizer from a local folder in the released layout (see the module docstring)."""
@@ -161,15 +91,17 @@ def load_streamforest(model_path: str | Path, dtype="bfloat16", device="auto",
     if not path.is_dir() or not (path / "config.json").is_file():
         raise FileNotFoundError(f"model_path={str(model_path)!r} is not a local StreamForest checkpoint (no config.json "
                                 "there). Download MCG-NJU/StreamForest-Qwen2-7B to a folder and pass it; nothing is fetched.")
-    files = _checkpoint_files(path)
+    files = weight_files(path)
     if not files:
         raise FileNotFoundError(f"model_path={str(path)!r} has no *.safetensors weights")
     sizes = read_sizes(path, memory)
     torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
     with torch.device(torch_device):
         model = StreamForestModel(sizes, torch_dtype)
-    _load_weights(files, model, torch_device)
-    if model.language_model.config.tie_word_embeddings:
+    tied = model.language_model.config.tie_word_embeddings
+    load_released_weights(model, files, name_map(sizes.vision.num_hidden_layers), path, LAYOUT,
+                          optional=["language_model.lm_head.weight"] if tied else [], device=torch_device)
+    if tied:
         model.language_model.tie_weights()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -198,7 +130,7 @@ def save_released_layout(model: StreamForestModel, folder: str | Path, extra_con
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {released_name(k): v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {NAME_MAP.released(k): v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if model.language_model.config.tie_word_embeddings:
         state.pop("lm_head.weight", None)
     save_file(state, str(folder / "model.safetensors"))
