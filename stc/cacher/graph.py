@@ -141,7 +141,7 @@ class CudaGraphRunner:
             for state, checkpoint in before:
                 state.restore(checkpoint)
 
-        current = torch.cuda.current_stream()
+        current = torch.cuda.current_stream(pixel_values.device)
         try:
             static_input = pixel_values.clone()
             side = torch.cuda.Stream()
@@ -165,7 +165,7 @@ class CudaGraphRunner:
             # a failed capture_end skips the capture stream's exit: set the caller's stream back, and let
             # the device finish whatever the failed capture left queued before eager calls go on
             torch.cuda.set_stream(current)
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(pixel_values.device)
             self.enabled = False
             self._graphs.clear()
             warnings.warn(f"STC-Cacher: CUDA graph capture failed ({error!r}); tower calls run eager from now on")
