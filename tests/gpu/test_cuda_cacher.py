@@ -28,6 +28,16 @@ def stream_frames(count, drift=0.05):
     return torch.cat(out).to(torch.bfloat16)
 
 
+def alone_per_clip(model, handle, clips):
+    """Each clip alone on `handle`'s default stream, one frame per call (the plain path the batched
+    and fused calls are compared with): one [frames, T, D] tensor per clip."""
+    out = []
+    for clip in clips:
+        handle.stream.reset()
+        out.append(torch.cat([model(pixel_values=clip[i : i + 1]).last_hidden_state for i in range(clip.shape[0])]))
+    return out
+
+
 @torch.inference_mode()
 def test_graph_replay_equals_eager_and_really_replays():
     model = siglip()
@@ -66,10 +76,7 @@ def test_batched_streams_on_cuda_with_graphs_equal_single_streams():
     model = siglip(layers=3)
     clips = [stream_frames(5, drift=0.1 * (s + 1)) for s in range(4)]
     handle = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=4, cuda_graph=True))
-    singles = []
-    for clip in clips:
-        handle.stream.reset()
-        singles.append(torch.cat([model(pixel_values=clip[i : i + 1]).last_hidden_state for i in range(5)]))
+    singles = alone_per_clip(model, handle, clips)
     streams = [handle.new_stream() for _ in clips]
     with handle.use(streams):
         steps = [model(pixel_values=torch.cat([c[i : i + 1] for c in clips])).last_hidden_state for i in range(5)]
@@ -117,10 +124,7 @@ def test_fused_batched_streams_match_single_eager_streams():
     model = siglip(layers=3, dtype=torch.float32)
     clips = [stream_frames(5, drift=0.1 * (s + 1)).float() for s in range(3)]
     eager = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=4))
-    singles = []
-    for clip in clips:
-        eager.stream.reset()
-        singles.append(torch.cat([model(pixel_values=clip[i : i + 1]).last_hidden_state for i in range(5)]))
+    singles = alone_per_clip(model, eager, clips)
     eager.detach()
     fused = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=4, fused=True, cuda_graph=True))
     streams = [fused.new_stream() for _ in clips]
@@ -170,10 +174,7 @@ def test_fused_lockstep_streams_use_the_batched_reference_layer_and_the_slot_poo
     model = siglip(layers=3, dtype=torch.float32)
     clips = [stream_frames(6, drift=0.1 * (s + 1)).float() for s in range(10)]
     eager = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=4))
-    singles = []
-    for clip in clips:
-        eager.stream.reset()
-        singles.append(torch.cat([model(pixel_values=clip[i : i + 1]).last_hidden_state for i in range(6)]))
+    singles = alone_per_clip(model, eager, clips)
     eager.detach()
     fused = attach_cacher(model, CacherConfig(update_ratio=0.25, cache_interval=4, fused=True, cuda_graph=True))
     members = list(range(8))
