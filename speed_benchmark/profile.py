@@ -24,12 +24,21 @@ def _self_device_us(evt) -> float:
     return 0.0
 
 
-def _kernels(events) -> tuple[int, float]:
-    """(kernel launches, busy microseconds) of the device-side events."""
+def device_kernels(events) -> list[dict]:
+    """Per device-side event name of `prof.key_averages()` (kernels, memcpy, memset): {"kernel", "calls",
+    "us"} (self device time), longest first. Shared by the harness's profile pass and the GPU scripts'
+    kernel tables (scripts/gpu/vit_layer_kernels.py, profile_rekv_step.py)."""
     from torch.autograd import DeviceType
 
-    device_events = [e for e in events if getattr(e, "device_type", None) == DeviceType.CUDA]
-    return sum(e.count for e in device_events), sum(_self_device_us(e) for e in device_events)
+    rows = [{"kernel": e.key, "calls": e.count, "us": _self_device_us(e)}
+            for e in events if getattr(e, "device_type", None) == DeviceType.CUDA]
+    return sorted((r for r in rows if r["us"] > 0), key=lambda r: -r["us"])
+
+
+def _kernels(events) -> tuple[int, float]:
+    """(kernel launches, busy microseconds) of the device-side events."""
+    rows = device_kernels(events)
+    return sum(r["calls"] for r in rows), sum(r["us"] for r in rows)
 
 
 def profile_variants(variants, frames: torch.Tensor, device: torch.device, out_dir: Path, run_stream) -> dict:

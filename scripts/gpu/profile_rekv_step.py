@@ -21,6 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from frameworks.common.timing import EventTimer  # noqa: E402
+from speed_benchmark.profile import device_kernels  # noqa: E402
 from speed_benchmark.roofline import measure_peaks  # noqa: E402
 
 
@@ -77,15 +78,10 @@ def _profile(host, chunk, steps: int = 5):
             _step(host, chunk)
         torch.cuda.synchronize()
     classes = defaultdict(lambda: [0, 0.0])
-    for event in prof.key_averages():
-        if event.device_type.name != "CUDA" and getattr(event, "self_device_time_total", 0) == 0:
-            continue
-        total = getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0)
-        if total <= 0:
-            continue
-        bucket = classes[_classify(event.key)]
-        bucket[0] += event.count
-        bucket[1] += total / 1000.0
+    for row in device_kernels(prof.key_averages()):
+        bucket = classes[_classify(row["kernel"])]
+        bucket[0] += row["calls"]
+        bucket[1] += row["us"] / 1000.0
     return {name: {"kernels_per_step": count / steps, "ms_per_step": ms / steps} for name, (count, ms) in classes.items()}
 
 

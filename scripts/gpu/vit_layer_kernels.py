@@ -34,6 +34,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere in the repo
 
+from frameworks.common.timing import EventTimer  # noqa: E402
+from speed_benchmark.profile import device_kernels  # noqa: E402
 from stc.cacher.fused import FUNCTIONS, stacked_weights  # noqa: E402
 from stc.cacher.selection import prepare_reference, select_dynamic_tokens, token_similarity  # noqa: E402
 
@@ -93,35 +95,20 @@ def timed(step, layers: int, replays: int, device) -> tuple[float, object]:
     with torch.cuda.graph(graph):
         for _ in range(layers):
             step()
-    times = []
+    timer = EventTimer(device)
     for _ in range(replays):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3 / layers)
-    return statistics.median(times), graph
+        timer.call(graph.replay)
+    return statistics.median(timer.finish()) * 1e3 / layers, graph
 
 
 def kernel_table(graph, layers: int, path: Path) -> list[dict]:
-    """One profiled replay: per kernel name, calls and µs per layer (sorted by time)."""
+    """One profiled replay: per kernel name, calls and µs per layer (longest first)."""
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         graph.replay()
         torch.cuda.synchronize()
-    rows = {}
-    for event in prof.events():
-        if getattr(event, "device_type", None) is None or str(event.device_type) != "DeviceType.CUDA":
-            continue
-        name = event.name
-        entry = rows.setdefault(name, {"kernel": name, "calls": 0, "us": 0.0})
-        entry["calls"] += 1
-        entry["us"] += event.device_time_total if hasattr(event, "device_time_total") else event.cuda_time_total
-    table = sorted(rows.values(), key=lambda r: -r["us"])
-    for r in table:
-        r["calls"] /= layers
-        r["us"] /= layers
+    table = [{**row, "calls": row["calls"] / layers, "us": row["us"] / layers}
+             for row in device_kernels(prof.key_averages())]
     lines = [f"{'us/layer':>9} {'calls/layer':>11}  kernel"]
     lines += [f"{r['us']:9.2f} {r['calls']:11.2f}  {r['kernel'][:150]}" for r in table]
     lines.append(f"{sum(r['us'] for r in table):9.2f} {sum(r['calls'] for r in table):11.2f}  TOTAL")

@@ -89,3 +89,20 @@ def test_chunked_vit_and_e2e_floors_count_ceil_frames_over_chunk_calls(ctx):
     prefill = [flops.prefill_flops(llm, 24, 5), flops.prefill_flops(llm, 24, 29), flops.prefill_flops(llm, 8, 53)]
     expected = 3 * vit_call + sum(max(f / 1e9, llm_weights / 1e8) for f in prefill)
     assert e2e.extra["floor"]["floor"] == pytest.approx(expected / 7 * 1e3)
+
+
+def test_device_kernels_keeps_device_events_with_time_longest_first():
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    from speed_benchmark.profile import _kernels, device_kernels
+
+    def event(key, count, us, device=DeviceType.CUDA):
+        return SimpleNamespace(key=key, count=count, self_device_time_total=us, device_type=device)
+
+    events = [event("gemm", 2, 30.0), event("aten::mm", 1, 0.0, DeviceType.CPU), event("memset", 3, 0.0),
+              event("flash_fwd", 1, 45.5), event("cpu op with time", 1, 9.0, DeviceType.CPU)]
+    rows = device_kernels(events)
+    assert rows == [{"kernel": "flash_fwd", "calls": 1, "us": 45.5}, {"kernel": "gemm", "calls": 2, "us": 30.0}]
+    assert _kernels(events) == (3, 75.5)
