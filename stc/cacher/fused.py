@@ -64,7 +64,7 @@ def _linear_then_bias(x, weight, bias):
     """x W^T + b with the bias added by the consumer, for projections whose output feeds only
     pointwise ops (out-projection and fc2 -> residual add, fc1 -> activation). Why (H200 profile,
     docs/stc/layer-kernels.md): with the bias inside `F.linear`, the compiled layer ran fc1 (and fc2 at
-    182 rows) as a beta = 1 GEMM after an ATen copy kernel the size of the output - 6 µs of a 100 µs
+    182 rows) as a `badd` GEMM after an ATen copy kernel the size of the output - 6 µs of a 100 µs
     dense layer at B=1, 43 µs of 517 at B=8. Bias-free GEMMs plus an add that Inductor fuses into the
     consumer's kernel have no such pass (dense layer 100.8 -> 83.2 µs at B=1)."""
     out = F.linear(x, weight)
