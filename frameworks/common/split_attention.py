@@ -16,9 +16,11 @@ more item of the merge.
 Long contexts with few queries (one frame, a decoding step) are cut into P key chunks (flash-decoding,
 `plan_chunks` / `context`): FlashAttention gives one thread block per (128 query rows, head), so 64
 queries of a 7B model over 15 000 keys would occupy 28 of an H200's 132 SMs. The chunks are ONE
-variable-length call with each chunk's valid length computed on the device, and the G query heads of a
-KV head are folded into its query rows (K/V read once per KV head). `merge_chunks` un-folds and merges;
-with `compile_glue` that glue is one or two Inductor kernels.
+variable-length call, and the G query heads of a KV head are folded into its query rows (K/V read once
+per KV head). When the valid length lives on the device, the chunk bounds are computed there as P equal
+shares of the VALID rows (not of the buffer's capacity): a window 2 000 rows into a 15 000-row ring keeps
+all P chunks busy with ~2 000/P keys each, instead of 2 busy chunks and P-2 empty ones. `merge_chunks`
+un-folds and merges; with `compile_glue` that glue is one or two Inductor kernels.
 
 Kernels:
 - "flash": `aten::_flash_attention_forward` in its variable-length form (FlashAttention-2, shipped with
@@ -44,15 +46,16 @@ Used = Union[int, torch.Tensor, None]
 
 @dataclass(frozen=True)
 class ChunkPlan:
-    """Key chunks of one context (`SplitAttention.plan_chunks`): rows [0, total) cut into `count` chunks
-    of `size` rows (the last may be shorter); `bounds` int32 [count + 1]; `seqused` int32 [count] valid
-    rows per chunk on the device, or None (all valid)."""
+    """Key chunks of one context (`SplitAttention.plan_chunks`): rows [0, total) of a key buffer cut into
+    `count` chunks of at most `size` rows; chunk i is rows [bounds[i], bounds[i+1]) (`bounds` int32
+    [count + 1], on the device). `on_device`: the bounds were computed on the device from a valid length
+    (equal shares of it), so a chunk may be empty (fewer valid rows than chunks)."""
 
     total: int
     size: int
     count: int
     bounds: torch.Tensor
-    seqused: Optional[torch.Tensor]
+    on_device: bool
 
 
 @dataclass(frozen=True)
@@ -148,19 +151,21 @@ class SplitAttention:
         return _reference(queries, keys, values, scale, causal, used)
 
     def plan_chunks(self, total: int, splits: int, used: Used, device: torch.device) -> "ChunkPlan":
-        """Split `total` context rows into `splits` chunks (flash-decoding). Made once per step and shared
-        by every layer: each chunk's valid length is computed here, on the device, from `used`."""
+        """Split the valid rows of a `total`-row context into `splits` chunks (flash-decoding). Made once per
+        step and shared by every layer. `used` on the device (a graph-captured step): chunk i is rows
+        [i·used // P, (i+1)·used // P), computed on the device, so every chunk holds a share of the valid
+        keys whatever the fill (`size`, the host's bound for the kernel, is ceil(total / P)). `used` an int
+        or None: the same cut of the first `used` (or `total`) rows, on the host."""
         if isinstance(used, int):
             total, used = used, None
         splits = max(1, min(splits, total))
         size = -(-total // splits)
-        bounds = self._edges(total, size, device)
-        count = bounds.numel() - 1
-        seqused = None
-        if used is not None:
-            offsets = bounds[:-1]
-            seqused = (used.reshape(1).to(torch.int32) - offsets).clamp(min=0).minimum(bounds[1:] - offsets)
-        return ChunkPlan(total, size, count, bounds, seqused)
+        if used is None:
+            bounds = self._edges(total, size, device)
+            return ChunkPlan(total, size, bounds.numel() - 1, bounds, False)
+        steps = self._edges(splits, 1, device)                       # [0, 1, ..., P] int32, cached
+        bounds = (steps * used.reshape(1).to(torch.int32)) // splits  # int32: P·used stays far below 2^31
+        return ChunkPlan(total, size, splits, bounds, True)
 
     def context(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float,
                 plan: "ChunkPlan") -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,9 +179,12 @@ class SplitAttention:
         if self.kernel != "flash":
             outs, lses = [], []
             for index in range(plan.count):
-                lo = index * plan.size
-                used = None if plan.seqused is None else plan.seqused[index:index + 1]
-                out, lse = _reference(queries, keys[lo:lo + plan.size], values[lo:lo + plan.size], scale, False, used)
+                if plan.on_device:  # rows outside the chunk masked (graph-safe: no host read of the bounds)
+                    out, lse = _reference(queries, keys, values, scale, False, plan.bounds[index + 1:index + 2],
+                                          start=plan.bounds[index:index + 1])
+                else:
+                    lo, hi = index * plan.size, (index + 1) * plan.size
+                    out, lse = _reference(queries, keys[lo:hi], values[lo:hi], scale, False, None)
                 outs.append(out)
                 lses.append(lse)
             return torch.stack(outs), torch.stack(lses)
@@ -190,10 +198,10 @@ class SplitAttention:
         folded = folded.expand(plan.count, groups, length, kv_heads, dim).reshape(plan.count * rows, kv_heads, dim)
         out, lse, *_ = torch.ops.aten._flash_attention_forward(
             folded, keys, values, self._edges(plan.count * rows, rows, queries.device),
-            plan.bounds, rows, plan.size, 0.0, False, False, scale=scale, seqused_k=plan.seqused)
+            plan.bounds, rows, plan.size, 0.0, False, False, scale=scale)
         if lse.dim() == 3:  # [batch, H, rows] layout of some builds
             lse = lse.transpose(0, 1).reshape(lse.shape[1], -1)
-        return FoldedChunks(out, lse[:, :plan.count * rows], plan.count, groups, plan.seqused is not None)
+        return FoldedChunks(out, lse[:, :plan.count * rows], plan.count, groups, plan.on_device)
 
     def merge_chunks(self, chunks, parts: list[tuple[torch.Tensor, torch.Tensor]] = (),
                      dtype: Optional[torch.dtype] = None) -> torch.Tensor:
@@ -256,7 +264,8 @@ def _merge_stacked(outs: torch.Tensor, lses: torch.Tensor, dtype: torch.dtype) -
 
 
 # ---- kernels -------------------------------------------------------------------------------------------
-def _reference(queries, keys, values, scale, causal, used):
+def _reference(queries, keys, values, scale, causal, used, start: Optional[torch.Tensor] = None):
+    """`start` (device [1], non-causal only): rows before it are masked too (a chunk of `plan_chunks`)."""
     if isinstance(used, int):
         keys, values, used = keys[:used], values[:used], None
     length, q_heads, dim = queries.shape
@@ -267,7 +276,10 @@ def _reference(queries, keys, values, scale, causal, used):
     scores = torch.einsum("hgsd,hld->hgsl", q, k) * scale
     v = values.to(acc)
     if used is not None:  # rows beyond `used` may hold anything (torch.empty buffers): mask scores AND values
-        valid = torch.arange(keys.shape[0], device=keys.device) < used.to(keys.device).reshape(())
+        rows = torch.arange(keys.shape[0], device=keys.device)
+        valid = rows < used.to(keys.device).reshape(())
+        if start is not None:
+            valid &= rows >= start.to(keys.device).reshape(())
         scores = scores.masked_fill(~valid, float("-inf"))
         v = v.masked_fill(~valid[:, None, None], 0)
     if causal:  # lower-right: query i sees keys j <= valid - S + i

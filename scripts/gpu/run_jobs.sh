@@ -2,7 +2,7 @@
 # Run several GPU jobs in one session on a bare machine, each under its own time limit, and pack every
 # output into ONE archive (the lab's device runner returns only a few files).
 #   OUT=/tmp/out bash scripts/gpu/run_jobs.sh tests:90 speed:300 dispider:150 ...
-# Jobs (name:seconds): tests, speed, kernels, kernels_autotune, streamforest, dispider, livecc, baselines, adaptive, step, tokens, eval2gpu, e2e_hosts, answer.
+# Jobs (name:seconds): tests, speed, kernels, kernels_autotune, streamforest, dispider, livecc, baselines, adaptive, step, splits, tokens, eval2gpu, e2e_hosts, answer.
 # Wheels for hydra/omegaconf/antlr4/decord are installed from .whl/ when present (Python 3.12 machine).
 # Time limits: the whole GPU test set (tests) took 88 s on a warm H200 but did not finish in 240 s on a
 # freshly started one (Inductor compiles every fused kernel cold); give it ~400 s as the first job.
@@ -28,6 +28,7 @@ job() {
     baselines) python3 scripts/gpu/baselines_speed.py --out "$W/baselines" ;;
     adaptive) python3 scripts/gpu/adaptive_refresh_speed.py --out "$W/adaptive" ;;
     step) python3 scripts/gpu/profile_rekv_step.py --out "$W/step" ${STEP_ARGS:-} ;;
+    splits) python3 scripts/gpu/split_attention_bench.py --out "$W/splits" ${SPLITS_ARGS:-} ;;
     tokens) python3 scripts/gpu/token_stage_speed.py --out "$W/tokens" ;;
     kernels) python3 scripts/gpu/vit_layer_kernels.py --out "$W/kernels" --modes eager,default ${KERNEL_ARGS:-} ;;
     kernels_autotune) python3 scripts/gpu/vit_layer_kernels.py --out "$W/kernels_autotune" --modes max-autotune ${KERNEL_ARGS:-} ;;

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 import types
@@ -34,8 +33,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere in the repo
 
-from frameworks.common.timing import EventTimer  # noqa: E402
-from speed_benchmark.profile import device_kernels  # noqa: E402
+from speed_benchmark.profile import device_kernels, graph_replay_us  # noqa: E402
 from stc.cacher.fused import FUNCTIONS, stacked_weights  # noqa: E402
 from stc.cacher.selection import prepare_reference, select_dynamic_tokens, token_similarity  # noqa: E402
 
@@ -79,26 +77,6 @@ def compiled(name, mode):
 def dense_layer(hidden, *args):
     """Our dense layer without the stores: `_reference_rows`' output only."""
     return FUNCTIONS["reference"].__globals__["_reference_rows"](hidden, *args)[0]
-
-
-def timed(step, layers: int, replays: int, device) -> tuple[float, object]:
-    """µs per layer of `step` run `layers` times in one CUDA graph (median of `replays`); on CPU, wall."""
-    for _ in range(3):
-        step()
-    if device.type != "cuda":
-        start = time.perf_counter()
-        for _ in range(layers):
-            step()
-        return (time.perf_counter() - start) * 1e6 / layers, None
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(layers):
-            step()
-    timer = EventTimer(device)
-    for _ in range(replays):
-        timer.call(graph.replay)
-    return statistics.median(timer.finish()) * 1e3 / layers, graph
 
 
 def kernel_table(graph, layers: int, path: Path) -> list[dict]:
@@ -153,7 +131,7 @@ def main(argv=None) -> int:
                 def hf_step():
                     with torch.no_grad():
                         return hf(hidden, attention_mask=None)
-                us, graph = timed(hf_step, a.layers, a.replays, device)
+                us, graph = graph_replay_us(hf_step, a.layers, a.replays, device)
                 record("hf dense", batch, "eager", us, graph, profile=True)
             except Exception as error:  # noqa: BLE001 - a diagnostic: report and go on
                 print(f"hf dense B={batch}: {type(error).__name__}: {error}")
@@ -167,18 +145,18 @@ def main(argv=None) -> int:
                 reference = compiled("reference", mode)
                 selective = compiled("selective", mode)
                 with torch.no_grad():
-                    us, graph = timed(lambda: dense(hidden, *reference_w, *consts), a.layers, a.replays, device)
+                    us, graph = graph_replay_us(lambda: dense(hidden, *reference_w, *consts), a.layers, a.replays, device)
                     record("dense", batch, mode, us, graph, profile=mode != "eager")
 
                     def ref_step():
                         _, stores = reference(hidden, None, *reference_w, k, *consts, 0)
                         pool.copy_(stores)
-                    us, graph = timed(ref_step, a.layers, a.replays, device)
+                    us, graph = graph_replay_us(ref_step, a.layers, a.replays, device)
                     record("reference", batch, mode, us, graph, profile=mode != "eager")
                     pool[0].copy_(prepare_reference(hidden * 0.9, "cosine"))
                     pool[1].copy_(hidden * 0.5)
                     pool[2].copy_(hidden * 0.1)
-                    us, graph = timed(lambda: selective(hidden, pool[0], pool[1], pool[2], *selective_w, k, *consts, 0),
+                    us, graph = graph_replay_us(lambda: selective(hidden, pool[0], pool[1], pool[2], *selective_w, k, *consts, 0),
                                       a.layers, a.replays, device)
                     record("selective", batch, mode, us, graph, profile=mode != "eager")
             except Exception as error:  # noqa: BLE001
@@ -211,7 +189,7 @@ def main(argv=None) -> int:
     parts["layer_norm (T rows)"] = lambda: F.layer_norm(hidden, (a.width,), ln1_w, ln1_b, 1e-6)
     with torch.no_grad():
         for name, step in parts.items():
-            us, _ = timed(step, a.layers, a.replays, device)
+            us, _ = graph_replay_us(step, a.layers, a.replays, device)
             record(name, 1, "eager", us)
 
     return 0

@@ -125,6 +125,27 @@ def test_split_attention_merge_is_one_softmax_over_all_keys():
     torch.testing.assert_close(host_sliced, merged, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("used", [1, 2, 5, 13, 29, 37])
+@pytest.mark.parametrize("splits", [1, 4, 7])
+def test_device_length_chunks_share_the_valid_rows_and_merge_to_one_softmax(used, splits):
+    """`plan_chunks` with the length on the device cuts the VALID rows (not the 37-row capacity) into
+    equal shares, some empty when used < splits; rows past `used` hold NaN. The merged chunks equal the
+    one-call attention over the first `used` rows, and the bounds are the shares i·used // P."""
+    gen = torch.Generator().manual_seed(used * 10 + splits)
+    q = torch.randn(5, HQ, D, generator=gen, dtype=torch.float64)
+    keys, values = (torch.randn(37, HKV, D, generator=gen, dtype=torch.float64) for _ in range(2))
+    keys[used:], values[used:] = float("nan"), float("nan")
+    new = [torch.randn(5, HKV, D, generator=gen, dtype=torch.float64) for _ in range(2)]
+    attention = SplitAttention("reference")
+    plan = attention.plan_chunks(37, splits, torch.tensor([used]), torch.device("cpu"))
+    assert plan.on_device and plan.count == splits and plan.size == -(-37 // splits)
+    assert plan.bounds.tolist() == [i * used // splits for i in range(splits + 1)]
+    own = attention(q, *new, 0.3, causal=True)
+    chunked = attention.merge_chunks(attention.context(q, keys, values, 0.3, plan), [own])
+    whole = merge([attention(q, keys[:used], values[:used], 0.3), own])
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-12)
+
+
 def test_split_attention_rejects_bad_shapes():
     attention = SplitAttention("reference")
     with pytest.raises(ValueError, match="causal attention needs"):
