@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from frameworks.common.uploads import upload, upload_tensor
+
 
 @dataclass(frozen=True)
 class PixelSpec:
@@ -51,12 +53,12 @@ def preprocess_frames(frames: torch.Tensor, spec: PixelSpec, device: torch.devic
         raise ValueError(f"frames must be uint8 [F, H, W, 3] RGB, got shape {tuple(frames.shape)}")
     if frames.dtype != torch.uint8:
         raise ValueError(f"frames must be uint8 (0..255), got dtype {frames.dtype}")
-    pixels = frames.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+    pixels = upload_tensor(frames, device).permute(0, 3, 1, 2).float()  # no stream sync (uploads.py)
     if pixels.shape[-2:] != (spec.size, spec.size):
         pixels = F.interpolate(pixels, size=(spec.size, spec.size), mode="bicubic", antialias=True, align_corners=False)
         pixels = pixels.clamp_(0.0, 255.0)
-    mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
+    mean = upload(spec.mean, device, torch.float32).view(1, 3, 1, 1)
+    std = upload(spec.std, device, torch.float32).view(1, 3, 1, 1)
     return ((pixels / 255.0 - mean) / std).to(dtype)
 
 

@@ -87,14 +87,23 @@ def _merge_folded(out: torch.Tensor, lse: torch.Tensor, part_outs: list, part_ls
 
 
 def context_splits(queries: int, q_heads: int, kv_heads: int, keys: int, device: torch.device, block: int = 128,
-                   min_chunk: int = 512) -> int:
-    """Key chunks that give FlashAttention about two waves of thread blocks on this GPU (1 on CPU), for
-    `SplitAttention.context` (which folds the q_heads/kv_heads query heads of a KV head into its rows)."""
+                   blocks_per_sm: int = 2, min_chunk: int = 128) -> int:
+    """Key chunks P for `SplitAttention.context` (which folds the q_heads/kv_heads query heads of a KV head
+    into its rows): as many as fit ONE wave of FlashAttention-2 thread blocks on this GPU (1 on CPU).
+
+    A chunk costs ceil(folded rows / 128) × kv_heads thread blocks; FA2's head-dim-128 forward kernel
+    runs `blocks_per_sm` = 2 blocks per SM on an H200. The split attention bench
+    (scripts/gpu/split_attention_bench.py, docs/rekv/graphed-step.md) shows the wave edge sharply: 64
+    queries of a 7B model over a full 15 000-key window take 61 µs per layer at P = 16 (256 blocks on 264
+    slots) and 85 µs at P = 17 (272 blocks: a second wave for 8 blocks); one decoding query 19 µs at
+    P = 66 and 27 µs at P = 67. Rounding P down to the wave was the best or within 5 µs of the best P at
+    every size measured (1, 64, 196, 512 queries; 1 024, 2 800, 15 004 valid keys). `min_chunk` keeps
+    chunks of a short buffer from being a handful of keys."""
     if device.type != "cuda":
         return 1
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    slots = blocks_per_sm * torch.cuda.get_device_properties(device).multi_processor_count
     blocks = -(-queries * (q_heads // kv_heads) // block) * kv_heads
-    return max(1, min(-(-2 * sms // blocks), keys // min_chunk))
+    return max(1, min(slots // blocks, keys // min_chunk))
 
 
 def flash_supported(queries: torch.Tensor) -> bool:

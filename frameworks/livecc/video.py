@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from frameworks.common.uploads import upload, upload_tensor
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 MAX_ASPECT_RATIO = 200
@@ -79,11 +81,11 @@ def resize_frames(frames: torch.Tensor, size: tuple[int, int], spec: PatchSpec, 
         raise ValueError(f"frames must be uint8 [F, H, W, 3] RGB, got shape {tuple(frames.shape)}")
     if frames.dtype != torch.uint8:
         raise ValueError(f"frames must be uint8 (0..255), got dtype {frames.dtype}")
-    pixels = frames.to(device).permute(0, 3, 1, 2).float()
+    pixels = upload_tensor(frames, device).permute(0, 3, 1, 2).float()  # no stream sync (uploads.py)
     if tuple(pixels.shape[-2:]) != tuple(size):
         pixels = F.interpolate(pixels, size=size, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 255)
-    mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
+    mean = upload(spec.mean, device, torch.float32).view(1, 3, 1, 1)
+    std = upload(spec.std, device, torch.float32).view(1, 3, 1, 1)
     return ((pixels / 255.0 - mean) / std).to(dtype)
 
 

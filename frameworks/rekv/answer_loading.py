@@ -27,7 +27,8 @@ import contextlib
 import torch
 
 from frameworks.rekv.block_cache import BlockCache
-from frameworks.rekv.block_store import BlockStore, upload_indices
+from frameworks.common.uploads import upload
+from frameworks.rekv.block_store import BlockStore
 
 
 class PendingBlocks:
@@ -181,7 +182,7 @@ class BlockLoader:
             spans.append([len(part) for part in parts])
             for part in parts:
                 flat.extend(part)
-        device = upload_indices(flat, self.store.device)
+        device = upload(flat, self.store.device)
         out, start = [], 0
         for sizes in spans:
             pieces = []

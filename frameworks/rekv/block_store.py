@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import torch
 
+from frameworks.common.uploads import upload
+
 
 class BlockStore:
     def __init__(self, num_layers: int, kv_heads: int, head_dim: int, block_tokens: int, dtype: torch.dtype,
@@ -113,7 +115,10 @@ class BlockStore:
             for layer in range(layers):
                 self.pages[page][layer, slot:slot + size].copy_(blocks[layer, first:first + size], non_blocking=True)
         sums = keys.float().view(layers, heads, count, self.block_tokens, dim).sum(3)  # [L, Hkv, n, D] (pads are 0)
-        means = sums / torch.tensor(lengths, dtype=torch.float32, device=sums.device).view(1, 1, count, 1)
+        if all(n == self.block_tokens for n in lengths):  # the usual call: no per-block divisor to upload
+            means = sums / self.block_tokens
+        else:
+            means = sums / upload(lengths, sums.device, torch.float32).view(1, 1, count, 1)
         self.rep_keys[:, self.num_blocks:self.num_blocks + count] = means.transpose(1, 2).reshape(layers, count, -1)
         self.lengths[self.num_blocks:] = lengths
 
@@ -220,7 +225,7 @@ class BlockStore:
         if not by_page:
             return 0
         pages = sorted(by_page)
-        index = upload_indices([i for page in pages for part in by_page[page] for i in part], out.device)
+        index = upload([i for page in pages for part in by_page[page] for i in part], out.device)
         rows = out.view(out.shape[0] * width, -1)
         start = 0
         for page in pages:
@@ -290,15 +295,6 @@ class BlockStore:
                                 dtype=torch.float32, device=self.device)
             grown[:, :self.num_blocks] = self.rep_keys[:, :self.num_blocks]
             self.rep_keys = grown
-
-
-def upload_indices(values: list[int], device: torch.device) -> torch.Tensor:
-    """int64 indices on `device` in ONE host->device copy that does not block the host (pinned staging
-    on CUDA; the caching host allocator keeps the staging alive until the copy is done)."""
-    host = torch.tensor(values, dtype=torch.long)
-    if torch.device(device).type == "cuda":
-        host = host.pin_memory()
-    return host.to(device, non_blocking=True)
 
 
 def cuda_alias(pinned: torch.Tensor, device: torch.device) -> torch.Tensor:

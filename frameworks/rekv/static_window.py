@@ -14,8 +14,9 @@ storage:
   advanced by the step itself: a captured step replays with no host->device traffic;
 - attention is split (frameworks/common/split_attention.py): the new queries over the context (sink +
   valid ring rows; its length read on the device) in P key chunks — ONE variable-length FlashAttention
-  call, P chosen so the GPU gets about two waves of thread blocks (flash-decoding; without it 64 queries
-  over 15 000 keys ran on 28 of 132 SMs and took 12.8 ms per step on an H200) — plus the new tokens over
+  call over equal shares of the valid rows, P chosen to fill one wave of thread blocks (flash-decoding;
+  without it 64 queries over 15 000 keys ran on 28 of 132 SMs and took 12.8 ms per step on an H200;
+  `context_splits`) — plus the new tokens over
   themselves (causal), all merged by log-sum-exp. The new tokens are written into the ring (over the
   oldest rows) only AFTER their layer's attention, so the tokens evicted by this call are still visible
   to it, as in ReKV;

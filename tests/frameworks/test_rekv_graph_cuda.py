@@ -125,3 +125,58 @@ def test_flash_context_chunks_equal_reference(count, capacity, used, splits):
         merged[kernel, compiled] = attention.merge_chunks(chunks, [attention(q, *new, 0.088, causal=True)], torch.float32)
     torch.testing.assert_close(merged["flash", False], merged["reference", False], rtol=2e-2, atol=2e-2)
     torch.testing.assert_close(merged["flash", True], merged["flash", False], rtol=1e-5, atol=1e-5)
+
+
+def _sync_sites(run) -> list[str]:
+    """Run `run()` with torch's CUDA sync debug mode on ("warn": every call that makes the host wait for
+    the device - a pageable upload, a blocking copy, .item(), cudaStreamSynchronize - warns) and return
+    each warning with the Python stack that caused it (innermost project frames)."""
+    import traceback
+    import warnings
+
+    sites = []
+
+    def record(message, category, filename, lineno, file=None, line=None):
+        frames = [f for f in traceback.extract_stack()[:-2] if "/site-packages/" not in f.filename]
+        sites.append(f"{message} at " + " <- ".join(f"{f.filename.split('/')[-1]}:{f.lineno}" for f in frames[::-1][:5]))
+
+    saved_mode, saved_show = torch.cuda.get_sync_debug_mode(), warnings.showwarning
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = record
+            torch.cuda.set_sync_debug_mode("warn")
+            run()
+            torch.cuda.set_sync_debug_mode(saved_mode)
+    finally:
+        torch.cuda.set_sync_debug_mode(saved_mode)
+        warnings.showwarning = saved_show
+    return sites
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_steady_state_ingest_never_makes_the_host_wait_for_the_gpu(rekv, chunk):
+    """A per-frame host<->device sync (a pageable upload such as torch.tensor(list, device=...), a
+    blocking copy, .item()) makes the host wait for the previous frame's GPU work; the GPU then idles
+    while the host launches the next frame, once per sync per frame. After warm-up passes (first calls
+    eager, second calls captured), a ReKV+STC stream with every stage graphed (cacher graphs, graphed
+    token stage, graphed LLM steps) must ingest without any such call."""
+    from stc import CacherConfig, PrunerConfig, STCConfig
+
+    loaded = rekv.loaded(device="cuda", dtype="bfloat16")
+    stc = STCConfig(cacher=CacherConfig(update_ratio=0.25, cache_interval=4, cuda_graph=True),
+                    pruner=PrunerConfig(tokens_per_frame=6))
+    host = rekv.host(loaded, stc=stc, n_local=300, retrieve_size=3, frames_per_chunk=chunk, device="cuda",
+                     dtype="bfloat16")
+    frames = rekv.video(13, seed=2)
+
+    def stream():
+        host.reset()
+        host.ingest(frames, [float(i) for i in range(frames.shape[0])])
+
+    for _ in range(3):  # eager first calls, captures, then replays
+        stream()
+    torch.cuda.synchronize()
+    sites = _sync_sites(stream)
+    assert not sites, "host waits for the GPU during ingest:\n" + "\n".join(sites)
+    host.close()
