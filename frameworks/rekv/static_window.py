@@ -34,6 +34,7 @@ from typing import Optional
 import torch
 
 from frameworks.common.split_attention import SplitAttention, context_splits
+from frameworks.common.uploads import upload
 from frameworks.rekv.backends import RawKV
 from frameworks.rekv.rope import RotaryTable, rope_pair, rotate, rotation_tables
 
@@ -77,7 +78,7 @@ class StaticWindow:
         """Empty the window (new video). The sink stays."""
         self.fill = self.write = self.evicted = 0
         self.next_position = self.n_init
-        self.meta.copy_(torch.tensor([self.next_position, 0, 0], dtype=torch.long))
+        self.meta.copy_(upload([self.next_position, 0, 0], self.device))  # no stream sync (uploads.py)
 
     @property
     def length(self) -> int:

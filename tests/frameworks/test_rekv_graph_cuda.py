@@ -137,6 +137,8 @@ def _sync_sites(run) -> list[str]:
     sites = []
 
     def record(message, category, filename, lineno, file=None, line=None):
+        if "prototype feature" in str(message):  # the notice printed when the mode is switched on
+            return
         frames = [f for f in traceback.extract_stack()[:-2] if "/site-packages/" not in f.filename]
         sites.append(f"{message} at " + " <- ".join(f"{f.filename.split('/')[-1]}:{f.lineno}" for f in frames[::-1][:5]))
 
