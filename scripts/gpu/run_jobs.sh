@@ -2,7 +2,7 @@
 # Run several GPU jobs in one session on a bare machine, each under its own time limit, and pack every
 # output into ONE archive (the lab's device runner returns only a few files).
 #   OUT=/tmp/out bash scripts/gpu/run_jobs.sh tests:90 speed:300 dispider:150 ...
-# Jobs (name:seconds): tests, speed, kernels, kernels_autotune, streamforest, dispider, livecc, baselines, adaptive, step, splits, e2e, tokens, eval2gpu, e2e_hosts, answer.
+# Jobs (name:seconds): tests, speed, kernels, kernels_autotune, streamforest, dispider, livecc, baselines, adaptive, step, splits, e2e, harness, tokens, eval2gpu, e2e_hosts, answer.
 # Wheels for hydra/omegaconf/antlr4/decord are installed from .whl/ when present (Python 3.12 machine).
 # Time limits: the whole GPU test set (tests) took 88 s on a warm H200 but did not finish in 240 s on a
 # freshly started one (Inductor compiles every fused kernel cold); give it ~400 s as the first job.
@@ -36,6 +36,7 @@ job() {
     eval2gpu) bash scripts/gpu/eval_two_gpu.sh "$W/eval2gpu" ;;
     e2e) python3 -m speed_benchmark preset=${E2E_PRESET:-llava_ov_7b} device=cuda progress=false vit.enabled=false \
            multistream.enabled=false prefill.enabled=false out_dir="$W/e2e" ${E2E_ARGS:-} ;;
+    harness) python3 -m speed_benchmark device=cuda progress=false out_dir="$W/harness" ${HARNESS_ARGS:-} ;;
     e2e_hosts) for preset in livecc_7b streamforest_7b dispider; do
                  timeout ${E2E_SECONDS:-110} python3 -m speed_benchmark preset=$preset device=cuda progress=false vit.enabled=false \
                    multistream.enabled=false prefill.enabled=false 'e2e.variants=[baseline,stc]' 'e2e.modes=[graph]' \
