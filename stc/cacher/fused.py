@@ -167,12 +167,17 @@ def _mixed_layer(
     """A call with R reference rows and S selective rows (several frames of one stream, or streams at
     different phases): ONE dense pass over the R rows, ONE selective pass over the S rows, each
     selective row reading its in-call reference row (`from_call`, at `call_pos`) or its stored one
-    (`stored_*` [S or 1, T, D]; None when every row reads an in-call one). -> (output [B, T, D],
+    (`stored_*` [S or 1, T, D]; None when every row reads an in-call one). `from_call` None: no row
+    reads an in-call one (streams at different phases, one frame each: the staggered multi-stream call),
+    so the stored references are used as they are, without three [S, T, D] selects. -> (output [B, T, D],
     references to store [3, W, T, D])."""
     out_r, selection, values, branch_sum = _reference_rows(
         hidden.index_select(0, ref_rows), *reference_weights, heads, scale, eps1, eps2, act, metric, use_keys)
-    refs = [t.index_select(0, call_pos) for t in (selection, values, branch_sum)]
-    if stored_selection is not None:
+    if from_call is None:
+        refs = [stored_selection, stored_value, stored_branch_sum]
+    else:
+        refs = [t.index_select(0, call_pos) for t in (selection, values, branch_sum)]
+    if stored_selection is not None and from_call is not None:
         chosen = from_call[:, None, None]
         refs = [torch.where(chosen, mine, old) for mine, old in zip(refs, (stored_selection, stored_value, stored_branch_sum))]
     out_s = _selective_layer(hidden.index_select(0, sel_rows), *refs, *selective_weights,
@@ -226,14 +231,16 @@ class FusedSelectiveLayer:
             index, pool = plan.index, plan.bank.layer(layer_idx)
             stored = (None,) * 3 if index.all_from_call else slot_references(plan, layer_idx).unbind(0)
             pattern = (tuple(hidden.shape), hidden.dtype, hidden.device, len(plan.reference_rows), len(plan.store_rows),
-                       None if stored[0] is None else stored[0].shape[0], tuple(selective_w[6].shape), constants)
+                       None if stored[0] is None else stored[0].shape[0], index.any_from_call,
+                       tuple(selective_w[6].shape), constants)
             if not plan.reference_rows:
                 return self.compiled("selective", pattern)(hidden, *stored, *selective_w, *constants)
             if not plan.selective_rows:
                 out, stores = self.compiled("reference", pattern)(hidden, index.store_pos, *reference_w, *constants)
             else:
+                from_call = index.from_call if index.any_from_call else None  # None: stored references only
                 out, stores = self.compiled("mixed", pattern)(
-                    hidden, *stored, index.ref_rows, index.sel_rows, index.from_call, index.call_pos, index.store_pos,
+                    hidden, *stored, index.ref_rows, index.sel_rows, from_call, index.call_pos, index.store_pos,
                     index.inverse, selective_w, reference_w, *constants)
             write_references(pool, index, stores)
             return out
