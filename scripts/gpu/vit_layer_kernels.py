@@ -52,6 +52,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batches", default="1,8")
     p.add_argument("--modes", default="eager,default,max-autotune")
     p.add_argument("--replays", type=int, default=20)
+    p.add_argument("--mixed-refs", type=int, default=2,
+                   help="reference rows of the `mixed` row (a staggered multi-stream call: R of B streams refresh)")
+    p.add_argument("--only", default="",
+                   help="run only these row:B pairs, e.g. reference:2,selective:6,mixed:8 (parts: 'parts:1')")
     return p.parse_args(argv)
 
 
@@ -94,6 +98,28 @@ def kernel_table(graph, layers: int, path: Path) -> list[dict]:
     return table
 
 
+def mixed_call(mixed, hidden, pool, refs: int, selective_w, reference_w, k: int, consts):
+    """One staggered multi-stream call as the cacher runs it (fused.py `FusedSelectiveLayer.run`): B streams,
+    `refs` of them refresh (rows spread over the batch), the others read their stored references from
+    the slot pool (one index_select, non-consecutive slots), and the refreshed references are written
+    back (one index_copy)."""
+    batch, device = hidden.shape[0], hidden.device
+    ref = sorted({i * batch // refs for i in range(refs)})
+    sel = [i for i in range(batch) if i not in ref]
+    order = ref + sel
+    inverse = [order.index(row) for row in range(batch)]
+    tensor = lambda values: torch.tensor(values, device=device)  # noqa: E731
+    ref_rows, sel_rows, inverse, call_pos = tensor(ref), tensor(sel), tensor(inverse), tensor([0] * len(sel))
+
+    def step():
+        stored = pool.index_select(1, sel_rows)
+        out, stores = mixed(hidden, stored[0], stored[1], stored[2], ref_rows, sel_rows, None, call_pos, None, inverse,
+                            selective_w, reference_w, k, *consts, 0)
+        pool.index_copy_(1, ref_rows, stores)
+        return out
+    return step
+
+
 def main(argv=None) -> int:
     a = parse_args(argv)
     out = Path(a.out)
@@ -115,10 +141,12 @@ def main(argv=None) -> int:
             profiles[slug] = kernel_table(graph, a.layers, out / f"profile_{slug}.txt")
         write(out, a, device, results, profiles)
 
+    only = {tuple(x.split(":")) for x in a.only.split(",") if x}
+    wanted = lambda name, batch: not only or (name, str(batch)) in only  # noqa: E731
     batches = [int(b) for b in a.batches.split(",")]
     inputs = {b: torch.randn(b, a.tokens, a.width, generator=gen).to(device, dtype) for b in batches}
     if device.type == "cuda":
-        for batch in batches:
+        for batch in (b for b in batches if wanted("hf dense", b)):
             hidden = inputs[batch]
             try:
                 from transformers import SiglipVisionConfig
@@ -141,28 +169,40 @@ def main(argv=None) -> int:
             pool = torch.zeros(3, batch, a.tokens, a.width, device=device, dtype=dtype)
             started = time.perf_counter()
             try:
-                dense = compiled(dense_layer, mode)
-                reference = compiled("reference", mode)
-                selective = compiled("selective", mode)
                 with torch.no_grad():
-                    us, graph = graph_replay_us(lambda: dense(hidden, *reference_w, *consts), a.layers, a.replays, device)
-                    record("dense", batch, mode, us, graph, profile=mode != "eager")
+                    if wanted("dense", batch):
+                        dense = compiled(dense_layer, mode)
+                        us, graph = graph_replay_us(lambda: dense(hidden, *reference_w, *consts), a.layers, a.replays,
+                                                    device)
+                        record("dense", batch, mode, us, graph, profile=mode != "eager")
+                    if wanted("reference", batch):
+                        reference = compiled("reference", mode)
 
-                    def ref_step():
-                        _, stores = reference(hidden, None, *reference_w, k, *consts, 0)
-                        pool.copy_(stores)
-                    us, graph = graph_replay_us(ref_step, a.layers, a.replays, device)
-                    record("reference", batch, mode, us, graph, profile=mode != "eager")
+                        def ref_step():
+                            _, stores = reference(hidden, None, *reference_w, k, *consts, 0)
+                            pool.copy_(stores)
+                        us, graph = graph_replay_us(ref_step, a.layers, a.replays, device)
+                        record("reference", batch, mode, us, graph, profile=mode != "eager")
                     pool[0].copy_(prepare_reference(hidden * 0.9, "cosine"))
                     pool[1].copy_(hidden * 0.5)
                     pool[2].copy_(hidden * 0.1)
-                    us, graph = graph_replay_us(lambda: selective(hidden, pool[0], pool[1], pool[2], *selective_w, k, *consts, 0),
-                                      a.layers, a.replays, device)
-                    record("selective", batch, mode, us, graph, profile=mode != "eager")
+                    if wanted("selective", batch):
+                        selective = compiled("selective", mode)
+                        us, graph = graph_replay_us(
+                            lambda: selective(hidden, pool[0], pool[1], pool[2], *selective_w, k, *consts, 0),
+                            a.layers, a.replays, device)
+                        record("selective", batch, mode, us, graph, profile=mode != "eager")
+                    if wanted("mixed", batch) and batch > a.mixed_refs:
+                        step = mixed_call(compiled("mixed", mode), hidden, pool, a.mixed_refs, selective_w,
+                                          reference_w, k, consts)
+                        us, graph = graph_replay_us(step, a.layers, a.replays, device)
+                        record(f"mixed ({a.mixed_refs} ref)", batch, mode, us, graph, profile=mode != "eager")
             except Exception as error:  # noqa: BLE001
                 print(f"mode {mode} B={batch}: {type(error).__name__}: {str(error)[:300]}")
             print(f"  (mode {mode} B={batch}: {time.perf_counter() - started:.0f} s incl. compile)", flush=True)
 
+    if not wanted("parts", 1):
+        return 0
     # the selective layer's parts alone, B=1
     hidden = torch.randn(1, a.tokens, a.width, generator=gen).to(device, dtype)
     rows = hidden[:, :k]

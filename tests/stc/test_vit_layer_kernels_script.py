@@ -17,6 +17,7 @@ def test_vit_layer_kernels_script_cpu_smoke(tmp_path):
     rows = {(r["row"], r["B"], r["mode"]) for r in report["rows"]}
     for batch in (1, 8):
         assert {("dense", batch, "eager"), ("reference", batch, "eager"), ("selective", batch, "eager")} <= rows
+    assert ("mixed (2 ref)", 8, "eager") in rows and ("mixed (2 ref)", 1, "eager") not in rows
     assert ("topk", 1, "eager") in rows and ("gemm fc2 (k rows)", 1, "eager") in rows
     assert all(r["us_per_layer"] > 0 and r["us_per_frame_layer"] <= r["us_per_layer"] for r in report["rows"])
     assert "| selective | 8 | eager |" in (tmp_path / "kernels.md").read_text()
