@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywher
 
 from speed_benchmark.profile import device_kernels, graph_replay_us  # noqa: E402
 from stc.cacher.fused import FUNCTIONS, stacked_weights  # noqa: E402
+from stc.cacher.layer import write_references  # noqa: E402
 from stc.cacher.selection import prepare_reference, select_dynamic_tokens, token_similarity  # noqa: E402
 
 
@@ -101,8 +102,8 @@ def kernel_table(graph, layers: int, path: Path) -> list[dict]:
 def mixed_call(mixed, hidden, pool, refs: int, selective_w, reference_w, k: int, consts):
     """One staggered multi-stream call as the cacher runs it (fused.py `FusedSelectiveLayer.run`): B streams,
     `refs` of them refresh (rows spread over the batch), the others read their stored references from
-    the slot pool (one index_select, non-consecutive slots), and the refreshed references are written
-    back (one index_copy)."""
+    the slot pool at non-consecutive slots (gathered inside the compiled function), and the refreshed
+    references are written back (`write_references`)."""
     batch, device = hidden.shape[0], hidden.device
     ref = sorted({i * batch // refs for i in range(refs)})
     sel = [i for i in range(batch) if i not in ref]
@@ -111,11 +112,12 @@ def mixed_call(mixed, hidden, pool, refs: int, selective_w, reference_w, k: int,
     tensor = lambda values: torch.tensor(values, device=device)  # noqa: E731
     ref_rows, sel_rows, inverse, call_pos = tensor(ref), tensor(sel), tensor(inverse), tensor([0] * len(sel))
 
+    index = types.SimpleNamespace(store_slice=None, store_slot_list=tuple(ref), store_slots=ref_rows)
+
     def step():
-        stored = pool.index_select(1, sel_rows)
-        out, stores = mixed(hidden, stored[0], stored[1], stored[2], ref_rows, sel_rows, None, call_pos, None, inverse,
+        out, stores = mixed(hidden, pool, sel_rows, ref_rows, sel_rows, None, call_pos, None, inverse,
                             selective_w, reference_w, k, *consts, 0)
-        pool.index_copy_(1, ref_rows, stores)
+        write_references(pool, index, stores)
         return out
     return step
 

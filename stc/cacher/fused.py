@@ -160,17 +160,25 @@ def _reference_layer(
 
 
 def _mixed_layer(
-    hidden, stored_selection, stored_value, stored_branch_sum,
+    hidden, stored, stored_slots,
     ref_rows, sel_rows, from_call, call_pos, store_pos, inverse, selective_weights: tuple, reference_weights: tuple,
     k: int, heads: int, scale: float, eps1: float, eps2: float, act: str, metric: str, use_keys: bool, prefix: int,
 ):
     """A call with R reference rows and S selective rows (several frames of one stream, or streams at
     different phases): ONE dense pass over the R rows, ONE selective pass over the S rows, each
-    selective row reading its in-call reference row (`from_call`, at `call_pos`) or its stored one
-    (`stored_*` [S or 1, T, D]; None when every row reads an in-call one). `from_call` None: no row
+    selective row reading its in-call reference row (`from_call`, at `call_pos`) or its stored one:
+    `stored` [3, S or 1, T, D] (selection, value, branch sum; None when every row reads an in-call one),
+    or, with `stored_slots` [S], the whole slot pool [3, slots, T, D] read at those slots HERE, so
+    Inductor folds the gather into the kernels that consume the references (the slots of staggered
+    streams are not consecutive; ATen's index_select of the three [S, T, D] references outside the
+    compiled function took 65 µs per layer at S = 6 on an H200, more than a 6-row selective GEMM).
+    `from_call` None: no row
     reads an in-call one (streams at different phases, one frame each: the staggered multi-stream call),
     so the stored references are used as they are, without three [S, T, D] selects. -> (output [B, T, D],
     references to store [3, W, T, D])."""
+    if stored is not None and stored_slots is not None:
+        stored = stored.index_select(1, stored_slots)
+    stored_selection, stored_value, stored_branch_sum = (None,) * 3 if stored is None else stored.unbind(0)
     out_r, selection, values, branch_sum = _reference_rows(
         hidden.index_select(0, ref_rows), *reference_weights, heads, scale, eps1, eps2, act, metric, use_keys)
     if from_call is None:
@@ -229,18 +237,23 @@ class FusedSelectiveLayer:
             selective_w, reference_w = self._weights(anatomy, parts)
             constants = (plan.tokens_to_update, *_constants(parts, act, config, prefix))
             index, pool = plan.index, plan.bank.layer(layer_idx)
-            stored = (None,) * 3 if index.all_from_call else slot_references(plan, layer_idx).unbind(0)
+            if not plan.selective_rows or index.all_from_call:
+                stored, slots = None, None
+            elif index.stored_slice is not None or not plan.reference_rows:  # a view (or the selective call's gather)
+                stored, slots = slot_references(plan, layer_idx), None
+            else:  # a mixed call over scattered slots: gathered inside the compiled function
+                stored, slots = pool, index.sel_slots
             pattern = (tuple(hidden.shape), hidden.dtype, hidden.device, len(plan.reference_rows), len(plan.store_rows),
-                       None if stored[0] is None else stored[0].shape[0], index.any_from_call,
+                       None if stored is None else tuple(stored.shape), slots is None, index.any_from_call,
                        tuple(selective_w[6].shape), constants)
             if not plan.reference_rows:
-                return self.compiled("selective", pattern)(hidden, *stored, *selective_w, *constants)
+                return self.compiled("selective", pattern)(hidden, *stored.unbind(0), *selective_w, *constants)
             if not plan.selective_rows:
                 out, stores = self.compiled("reference", pattern)(hidden, index.store_pos, *reference_w, *constants)
             else:
                 from_call = index.from_call if index.any_from_call else None  # None: stored references only
                 out, stores = self.compiled("mixed", pattern)(
-                    hidden, *stored, index.ref_rows, index.sel_rows, from_call, index.call_pos, index.store_pos,
+                    hidden, stored, slots, index.ref_rows, index.sel_rows, from_call, index.call_pos, index.store_pos,
                     index.inverse, selective_w, reference_w, *constants)
             write_references(pool, index, stores)
             return out

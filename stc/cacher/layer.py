@@ -200,11 +200,20 @@ def stored_references(plan, layer_idx) -> References:
     return References(*slot_references(plan, layer_idx).unbind(0))
 
 
+SLOT_COPIES = 4  # up to this many scattered slots are written with one plain copy each
+
+
 def write_references(pool, index, stores) -> None:
     """Write [3, W, T, D] references (selection, value, branch_sum of the stored rows) into their
-    slots of `pool` [3, slots, T, D]: one copy for all kinds (a slice when the slots are consecutive)."""
+    slots of `pool` [3, slots, T, D]: one copy for all kinds when the slots are consecutive; a few
+    scattered slots (the refreshing streams of a staggered call) one plain copy each, since ATen's
+    `index_copy_` moves them element by element (19 µs per layer for 2 SigLIP-so400m slots on an H200);
+    else one `index_copy_`."""
     if index.store_slice is not None:
         pool[:, index.store_slice].copy_(stores)
+    elif len(index.store_slot_list) <= SLOT_COPIES:
+        for position, slot in enumerate(index.store_slot_list):
+            pool[:, slot].copy_(stores[:, position])
     else:
         pool.index_copy_(1, index.store_slots, stores)
 

@@ -40,7 +40,7 @@ class CallIndex:
       (broadcast [1]) or consecutive ascending ([S], no copy); None = `index_select` by `sel_slots`.
       `all_from_call` / `any_from_call`: no / some row reads a reference row of this call.
     - Stores: the reference rows at positions `store_pos` [W] (None = all R, in order) are written to
-      slots `store_slots` [W] (`store_slice` when consecutive ascending).
+      slots `store_slots` [W] (`store_slice` when consecutive ascending; `store_slot_list` on the host).
     """
 
     ref_rows: torch.Tensor
@@ -57,6 +57,7 @@ class CallIndex:
     store_pos_slice: Optional[slice]  # store_pos as a slice of the reference rows when consecutive (a view)
     store_slots: torch.Tensor
     store_slice: Optional[slice]
+    store_slot_list: tuple[int, ...] = ()
 
 
 def _as_slice(slots: Sequence[int]) -> Optional[slice]:
@@ -95,6 +96,7 @@ def build_call_index(plan: "CallPlan", device) -> CallIndex:
         store_pos=None if store_pos == list(range(len(reference))) else tensor(store_pos),
         store_pos_slice=_as_slice(store_pos) if len(store_pos) == len(set(store_pos)) else None,
         store_slots=tensor(store_slots), store_slice=_as_slice(store_slots) if len(store_slots) == len(set(store_slots)) else None,
+        store_slot_list=tuple(store_slots),
     )
 
 
