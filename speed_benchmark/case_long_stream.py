@@ -48,7 +48,10 @@ def run(ctx: RunContext, host, label: str, ingest_row: Row) -> list[Row]:
         after = host.timings.to_dict()
         stages.append({"retrieval_ms": _delta(before, middle, "retrieval_ms"),
                        "answer_prefill_ms": _delta(before, middle, "answer_prefill_ms"),
-                       "generated_tokens": _delta(middle, after, "generated_tokens")})
+                       "generated_tokens": _delta(middle, after, "generated_tokens"),
+                       # the decode stage of the full answer minus that of the 1-token one: the decoding
+                       # steps alone, paired within one repeat (retrieval's variance does not enter)
+                       "decode_steps_ms": _delta(middle, after, "decode_ms") - _delta(before, middle, "decode_ms")})
     first, whole = timer.finish("first_token"), timer.finish("full_answer")
     tokens = int(statistics.median(s["generated_tokens"] for s in stages))
     extra = after.get("extra", {})
@@ -56,7 +59,7 @@ def run(ctx: RunContext, host, label: str, ingest_row: Row) -> list[Row]:
     params.update(frames=cfg.long_frames, encoded_frames=encoded)
     return [Row("long", f"{label} {cfg.host}", ingest_row.method, ingest_row.mode, params, "ms", first, extra={
         "full_answer_ms": whole, "generated_tokens": tokens,
-        "decode_ms_per_token": (statistics.median(whole) - statistics.median(first)) / max(1, tokens - 1),
+        "decode_ms_per_token": statistics.median(s["decode_steps_ms"] for s in stages) / max(1, tokens - 1),
         "retrieval_ms": statistics.median(s["retrieval_ms"] for s in stages),
         "answer_prefill_ms": statistics.median(s["answer_prefill_ms"] for s in stages),
         "blocks": extra.get("blocks"), "block_tokens": extra.get("block_tokens"), "peak_memory_mb": after.get("peak_memory_mb"),
