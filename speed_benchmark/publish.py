@@ -63,9 +63,24 @@ def _prefill_breakdown(rows: list[dict]) -> list[str]:
     return out
 
 
+def _table(result: dict, run_dir: Path) -> str:
+    """The run's tables re-rendered from results.json with today's `report.render` (so a fix to the report
+    applies to a page published from an older run); the run's own table.md if its rows do not load."""
+    from speed_benchmark.records import Row
+    from speed_benchmark.report import render as render_report
+
+    try:
+        rows = [Row(**row) for row in result["rows"]]
+        text = render_report(result, rows)
+    except (TypeError, KeyError) as error:
+        print(f"publish: rows of {run_dir / 'results.json'} do not load ({error!r}); using table.md")
+        text = (run_dir / "table.md").read_text()
+    return text.split("\n", 1)[1]
+
+
 def render(run_dir: Path, image: str) -> str:
     result = json.loads((run_dir / "results.json").read_text())
-    table = (run_dir / "table.md").read_text().split("\n", 1)[1]
+    table = _table(result, run_dir)
     env, rows = result["environment"], result["rows"]
     lines = [f"# STC speed on {env['device_name']} (preset `{result['config']['preset']['name']}`)", "",
              "Exact command (from the repository root):", "", "```bash", result["command"], "```", "",

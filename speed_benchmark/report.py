@@ -60,16 +60,22 @@ def _vit_table(rows: list[Row]) -> list[str]:
 
 
 def _stream_table(rows: list[Row]) -> list[str]:
-    out = ["| S | mode | baseline frames/s | STC frames/s | speed-up | theory speed-up | eff. |", "|---|---|---|---|---|---|---|"]
-    stc = {(r.params["S"], r.mode): r for r in rows if r.method == "stc"}
-    for b in rows:
-        if b.method != "baseline":
+    """One line per STC variant (plain, fused, staggered) against the baseline of its S and mode, with the
+    per-call latency: median, p90, and p90 after each pass's first call (where every stream refreshes,
+    whatever its phase), which is what "flat" refers to."""
+    out = ["| S | STC variant | baseline frames/s | STC frames/s | speed-up | theory speed-up | eff. | "
+           "call ms median | p90 | p90 after the first call |", "|---|---|---|---|---|---|---|---|---|---|"]
+    base = {(r.params["S"], r.mode): r for r in rows if r.method == "baseline"}
+    for r in rows:
+        if r.method != "stc":
             continue
-        r = stc.get((b.params["S"], b.mode))
-        up = (1 / r.measured_fraction) if r and r.measured_fraction else None
-        th = (1 / r.theory_fraction) if r and r.theory_fraction else None
-        out.append(f"| {b.params['S']} | {b.mode} | {b.stats['median']:.1f} | {_f(r and r.stats['median'], '{:.1f}')} | "
-                   f"{_f(up)}x | {_f(th)}x | {_f(r and r.efficiency)} |")
+        b = base.get((r.params["S"], r.mode.split("+")[0]))  # a fused row is compared with its base mode's
+        up = (1 / r.measured_fraction) if r.measured_fraction else None
+        th = (1 / r.theory_fraction) if r.theory_fraction else None
+        e = r.extra
+        out.append(f"| {r.params['S']} | {r.name} | {_f(b and b.stats['median'], '{:.1f}')} | {r.stats['median']:.1f} | "
+                   f"{_f(up)}x | {_f(th)}x | {_f(r.efficiency)} | {_f(e.get('call_ms_median'))} | "
+                   f"{_f(e.get('call_ms_p90'))} | {_f(e.get('call_ms_p90_steady'))} |")
     return out
 
 

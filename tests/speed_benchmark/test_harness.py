@@ -94,6 +94,14 @@ def test_multistream_stc_batches_streams(tiny_run):
         assert row["extra"]["cacher"] == {"reference_frames": refs, "selective_frames": s * frames - refs}
         assert row["unit"] == "frames/s" and row["higher_is_better"]
         assert row["extra"]["call_ms_p90"] >= row["extra"]["call_ms_median"] > 0
+        assert row["extra"]["call_ms_p90_steady"] > 0  # without each pass's first (all-reference) call
+    table = paths_table(tiny_run)
+    for row in rows:  # one line per STC variant, with its per-call latency columns
+        assert f"| {row['params']['S']} | {row['name']} |" in table
+
+
+def paths_table(tiny_run) -> str:
+    return tiny_run[2]["table"].read_text()
 
 
 def test_prefill_rows_prune_to_k(tiny_run):
@@ -175,6 +183,19 @@ def test_publish_writes_the_docs_page(tiny_run, tmp_path):
     assert "pytest" in text and "## Breakdown" in text and "stc eager N=4" in text
     assert (tmp_path / page.name.replace(".md", ".png")).is_file()
     assert slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
+
+
+def test_publish_renders_the_tables_from_results_json_not_the_runs_table(tiny_run, tmp_path):
+    """A report fix applies to a page published from an older run: the tables come from results.json."""
+    import shutil
+
+    from speed_benchmark.publish import publish
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[2]["json"].parent, run_dir)
+    (run_dir / "table.md").write_text("# stale\nSTALE TABLE\n")
+    text = publish(run_dir, tmp_path / "docs").read_text()
+    assert "STALE TABLE" not in text and "## Paper-style summary" in text and "p90 after the first call" in text
 
 
 def test_vit_modes_on_cpu_keep_eager_and_say_why_the_rest_is_skipped(tmp_path):
