@@ -141,6 +141,8 @@ def _summary(rows: list[Row], frames: int, interval: int) -> list[str]:
     pb = max(pre, key=lambda r: r.params["frames_per_chunk"]) if pre else None
     c = pb.params["frames_per_chunk"] if pb else None
     ps = get("prefill", f"stc+pruner c={c}") or get("prefill", f"stc c={c}")
+    if vb is None and pb is None:
+        return ["(no ViT or pre-fill rows in this run)"]
     fmt = lambda r, n: "–" if r is None else f"{r.stats['median'] * n:.1f}"  # noqa: E731
     out.append(f"| Baseline{' (' + vb.mode + ')' if vb else ''} | {fmt(vb, frames)} | {fmt(pb, 1)} |")
     label = f"+ STC ({vs.name if vs else '–'}; k={ps.params['k'] if ps else '–'}, chunk {c})"
