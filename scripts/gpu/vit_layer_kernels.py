@@ -13,8 +13,10 @@ microseconds are the replay time / layers. Rows:
 - `dense` / `reference` / `selective`: stc/cacher/fused.py's functions (`reference` also returns the
   references a refresh stores, and the timed step writes them into a slot pool, as the cacher does);
   per compile mode: `eager` (uncompiled), `default` (what `fused=True` runs), `max-autotune`
-  (Inductor's Triton GEMM templates with fused epilogues, autotuned per shape);
-- `gemm ...`, `sdpa ...`, `topk`, `similarity`: the selective layer's parts alone, at B=1.
+  (Inductor's Triton GEMM templates with fused epilogues, autotuned per shape), `nopad` (default without
+  Inductor's padded GEMM output strides; a candidate, not what the cacher runs);
+- `gemm ...`, `sdpa ...`, `topk`, `topk via sort` (a candidate), `similarity`: the selective layer's
+  parts alone, at B=1.
 Also a torch.profiler kernel table (name, calls per layer, µs per layer) of one replay of the main
 rows. Writes kernels.json, kernels.md and profile_<row>.txt to --out.
 """
@@ -76,6 +78,8 @@ def compiled(name, mode):
     code = function.__code__.replace(co_name=f"{function.__name__}_{mode.replace('-', '_')}")
     fresh = types.FunctionType(code, function.__globals__, code.co_name, function.__defaults__, function.__closure__)
     options = {"mode": "max-autotune-no-cudagraphs"} if mode == "max-autotune" else {}
+    if mode == "nopad":  # Inductor without padded GEMM output strides (the B=8 add+GELU ran at ~1.8 TB/s)
+        options = {"options": {"comprehensive_padding": False}}
     return torch.compile(fresh, fullgraph=True, dynamic=False, **options)
 
 
@@ -228,6 +232,8 @@ def main(argv=None) -> int:
     scores = token_similarity(hidden, reference, "cosine")
     parts["similarity"] = lambda: token_similarity(hidden, reference, "cosine")
     parts["topk"] = lambda: select_dynamic_tokens(scores, k)
+    # candidate replacement for the 8 µs radix-select top-k: one bitonic sort of the T scores, first k
+    parts["topk via sort"] = lambda: torch.sort(scores, dim=-1).indices[..., :k]
     parts["layer_norm (T rows)"] = lambda: F.layer_norm(hidden, (a.width,), ln1_w, ln1_b, 1e-6)
     with torch.no_grad():
         for name, step in parts.items():
