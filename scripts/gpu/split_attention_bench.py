@@ -51,7 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def capacity_plan(attention: SplitAttention, total: int, splits: int, used: torch.Tensor, device):
     """The scheme before 2026-11-30, for comparison: the capacity cut into P chunks, each chunk's valid
-    length (`seqused_k`) computed from `used`. Only the flash kernel honours it (`seqused` attribute)."""
+    length (`seqused_k`) computed from `used`; returns (plan, seqused) for `flash_capacity_context`."""
     size = -(-total // splits)
     bounds = attention._edges(total, size, device)
     plan = ChunkPlan(total, size, bounds.numel() - 1, bounds, True)
