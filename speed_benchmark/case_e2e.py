@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import statistics
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Optional
@@ -111,18 +112,23 @@ def frames_uint8(ctx: RunContext) -> torch.Tensor:
 
 
 def _pass(ctx: RunContext, host, frames: torch.Tensor, chunk: int, timer: EventTimer) -> tuple[float, Optional[float], dict]:
-    """reset + ingest `chunk` frames per call (+ one answer): ms per frame, answer ms, stage timings."""
+    """reset + ingest `chunk` frames per call (+ one answer): ms per frame, answer ms, stage timings (with
+    `host_ms_per_frame`: the host's wall time inside the ingest calls, which do not synchronise; close to
+    the ms per frame means the row is host-bound, far below it means the GPU is the bottleneck)."""
     host.reset()
+    host_s = 0.0
     for f in range(0, frames.shape[0], chunk):
         part = frames[f:f + chunk]
+        started = time.perf_counter()
         timer.call(lambda: host.ingest(part, [float(t) for t in range(f, f + part.shape[0])]))
+        host_s += time.perf_counter() - started
     answer = None
     if ctx.cfg.e2e.answer:
         question = Query(**{**QUESTION.__dict__, "max_new_tokens": ctx.cfg.e2e.max_new_tokens})
         timer.call(lambda: host.answer(question), "answer")
         answer = timer.finish("answer")[0]
     ms = timer.finish()
-    return sum(ms) / frames.shape[0], answer, host.timings.to_dict()
+    return sum(ms) / frames.shape[0], answer, {**host.timings.to_dict(), "host_ms_per_frame": host_s * 1e3 / frames.shape[0]}
 
 
 def _measure(ctx: RunContext, host, v: Variant, chunk: int, frames: torch.Tensor) -> Row:

@@ -98,13 +98,14 @@ def _prefill_table(rows: list[Row]) -> list[str]:
 
 
 def _e2e_table(rows: list[Row]) -> list[str]:
-    out = ["| Variant | ms/frame median | min | p90 | x base | red. | x graph base | theory | eff. | x floor | ViT ms | "
-           "projector ms | pruner ms | pre-fill ms | retrieval ms | answer ms | refs/sel | tokens kept/in |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| Variant | ms/frame median | min | p90 | host ms/frame | x base | red. | x graph base | theory | eff. | x floor | "
+           "ViT ms | projector ms | pruner ms | pre-fill ms | retrieval ms | answer ms | refs/sel | tokens kept/in |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         last = (r.extra.get("host_timings") or [{}])[-1]
         answer = r.extra.get("answer_ms")
         out.append(f"| {r.name} | {r.stats['median']:.2f} | {r.stats['min']:.2f} | {r.stats['p90']:.2f} | "
+                   f"{_f(stage_ms(r, 'host_ms_per_frame', per_frame=False))} | "
                    f"{_f(r.measured_fraction)} | {_red(r)} | {_f(r.extra.get('fraction_vs_graph_baseline'))} | "
                    f"{_f(r.theory_fraction, '{:.3f}')} | {_f(r.efficiency)} | {_x_floor(r)} | {_f(stage_ms(r, 'vit_ms'))} | {_f(stage_ms(r, 'projector_ms'))} | {_f(stage_ms(r, 'pruner_ms'))} | "
                    f"{_f(stage_ms(r, 'prefill_ms'))} | {_f(stage_ms(r, 'retrieval_ms', per_frame=False))} | "

@@ -48,6 +48,11 @@ def test_every_variant_and_chunk_has_a_row_with_its_params(rekv_run):
     assert {"case": "e2e", "variant": "graph+fused",
             "reason": "CUDA graphs and fused layers need a CUDA device (this is a CPU run)"} in result["skipped"]
     assert result["failed_cases"] == []
+    for row in rows.values():  # the host's own time inside the ingest calls, per frame, every pass
+        host = [t["host_ms_per_frame"] for t in row["extra"]["host_timings"]]
+        assert len(host) == 2 and all(ms > 0 for ms in host)
+        # on CPU nothing runs asynchronously: the host time is the whole ingest time (within timer overhead)
+        assert min(host) <= max(row["samples"]) * 1.05
 
 
 def test_rows_ran_the_compression_they_name(rekv_run):
@@ -89,7 +94,8 @@ def test_long_stream_answers(rekv_run):
 def test_table_has_the_ingest_and_long_stream_sections(rekv_run):
     _, _, paths = rekv_run
     text = paths["table"].read_text()
-    assert "| Variant | ms/frame median | min | p90 | x base | red. | x graph base | theory | eff. | x floor | ViT ms |" in text
+    assert ("| Variant | ms/frame median | min | p90 | host ms/frame | x base | red. | x graph base | theory | eff. | "
+            "x floor | ViT ms |") in text
     assert "## (5) Answer latency after a long stream" in text
     assert "| stc eager N=2 rekv | 12 (" in text
 
