@@ -237,12 +237,7 @@ class FusedSelectiveLayer:
             selective_w, reference_w = self._weights(anatomy, parts)
             constants = (plan.tokens_to_update, *_constants(parts, act, config, prefix))
             index, pool = plan.index, plan.bank.layer(layer_idx)
-            if not plan.selective_rows or index.all_from_call:
-                stored, slots = None, None
-            elif index.stored_slice is not None or not plan.reference_rows:  # a view (or the selective call's gather)
-                stored, slots = slot_references(plan, layer_idx), None
-            else:  # a mixed call over scattered slots: gathered inside the compiled function
-                stored, slots = pool, index.sel_slots
+            stored, slots = _stored_inputs(plan, layer_idx, pool)
             pattern = (tuple(hidden.shape), hidden.dtype, hidden.device, len(plan.reference_rows), len(plan.store_rows),
                        None if stored is None else tuple(stored.shape), slots is None, index.any_from_call,
                        tuple(selective_w[6].shape), constants)
@@ -261,6 +256,19 @@ class FusedSelectiveLayer:
             self.failed = True
             warnings.warn(f"STC-Cacher: fused layers disabled ({type(error).__name__}: {error}); using eager layers")
             return None
+
+
+def _stored_inputs(plan, layer_idx: int, pool):
+    """What a call passes for the stored references its selective rows read: (None, None) when there are
+    none (an all-reference call, or every row reads an in-call reference); (a [3, S or 1, T, D] view or
+    gather, None) for an all-selective call or consecutive slots; (the whole pool, slot indices) for a
+    mixed call over scattered slots (staggered streams), gathered inside the compiled function."""
+    index = plan.index
+    if not plan.selective_rows or index.all_from_call:
+        return None, None
+    if index.stored_slice is not None or not plan.reference_rows:
+        return slot_references(plan, layer_idx), None
+    return pool, index.sel_slots
 
 
 FUNCTIONS = {"selective": _selective_layer, "reference": _reference_layer, "mixed": _mixed_layer}
