@@ -89,7 +89,7 @@ class BlockStore:
         if len(keep) == self.num_blocks:
             return
         self.free.extend(self.slots[i] for i in range(self.num_blocks) if self.ids[i] in drop)
-        index = torch.tensor(keep, dtype=torch.long, device=self.rep_keys.device)
+        index = upload(keep, self.rep_keys.device)  # no stream sync (uploads.py)
         self.rep_keys[:, :len(keep)] = self.rep_keys[:, :self.num_blocks].index_select(1, index)
         self.slots = [self.slots[i] for i in keep]
         self.ids = [self.ids[i] for i in keep]
