@@ -233,3 +233,41 @@ def test_pool_grows_keeps_references_and_bumps_versions(towers):
         model(pixel_values=frames[:1])
     assert late.slot == 2 and bank.capacity == 4  # the freed slot is reused, no growth
     handle.detach()
+
+
+@pytest.mark.parametrize("tower,path", [c for c in cases() if c.values[0] in ("siglip", "clip")])
+@pytest.mark.parametrize("interval,count", [(4, 7), (2, 11)], ids=["N4-7streams", "N2-11streams"])
+def test_staggered_streams_equal_each_alone(tower, path, interval, count):
+    """stagger_streams: one frame of each stream per call, refresh phases spread over the streams, so
+    every call after the first mixes reference rows and selective rows at scattered slots. The
+    selective rows read stored references only (no in-call reference: the fused mixed function's
+    `from_call=None` branch, gathering the scattered slots inside the function), and at N=2 with 11
+    streams 5-6 streams refresh per call at scattered slots (more than SLOT_COPIES: the index_copy_
+    write-back). Each stream equals it alone, one frame per call, at its phase."""
+    from stc.cacher.layer import SLOT_COPIES
+
+    torch.manual_seed(0)
+    family = TOWERS[tower]
+    model = family.build()
+    config = CacherConfig(update_ratio=0.25, cache_interval=interval, stagger_streams=True)
+    clips = [family.frames(6, drift=0.2, seed=40 + s) for s in range(count)]
+    handle = attach(model, config, path)
+    handle.new_stream()  # the default stream took phase 0: the first stream below starts at phase 1
+    streams = [handle.new_stream() for _ in clips]
+    outs, scattered_mixed, many_writes = [], 0, 0
+    for i in range(6):
+        with torch.no_grad(), handle.use(streams):
+            outs.append(family.encode(model, torch.cat([c[i : i + 1] for c in clips])))
+        plan, index = handle._plan, handle._plan.index
+        if plan.reference_rows and plan.selective_rows:
+            scattered_mixed += not index.any_from_call and index.stored_slice is None
+            many_writes += index.store_slice is None and len(index.store_slot_list) > SLOT_COPIES
+    assert scattered_mixed == 5, scattered_mixed  # every call after the first
+    assert (many_writes > 0) == (interval == 2), many_writes
+    if path == "fused":
+        assert not handle.fused.failed and handle.fused.calls["mixed"] > 0
+    handle.detach()
+    for s, (clip, stream) in enumerate(zip(clips, streams)):
+        expected = alone(family, model, clip, config, stream.phase)
+        torch.testing.assert_close(torch.stack([o[s] for o in outs]), expected, **EXACT,
+                                   msg=lambda m: f"{tower}/{path} N={interval} stream {s}: {m}")
