@@ -28,7 +28,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from stc.cacher.layer import slot_references, write_references
+from stc.cacher.layer import pick_references, slot_references, write_references
 from stc.cacher.selection import expand_index, prepare_reference, select_dynamic_tokens, token_similarity
 
 _ACTIVATIONS = {
@@ -176,18 +176,11 @@ def _mixed_layer(
     reads an in-call one (streams at different phases, one frame each: the staggered multi-stream call),
     so the stored references are used as they are, without three [S, T, D] selects. -> (output [B, T, D],
     references to store [3, W, T, D])."""
-    if stored is not None and stored_slots is not None:
-        stored = stored.index_select(1, stored_slots)
-    stored_selection, stored_value, stored_branch_sum = (None,) * 3 if stored is None else stored.unbind(0)
+    if stored is not None:
+        stored = (stored if stored_slots is None else stored.index_select(1, stored_slots)).unbind(0)
     out_r, selection, values, branch_sum = _reference_rows(
         hidden.index_select(0, ref_rows), *reference_weights, heads, scale, eps1, eps2, act, metric, use_keys)
-    if from_call is None:
-        refs = [stored_selection, stored_value, stored_branch_sum]
-    else:
-        refs = [t.index_select(0, call_pos) for t in (selection, values, branch_sum)]
-    if stored_selection is not None and from_call is not None:
-        chosen = from_call[:, None, None]
-        refs = [torch.where(chosen, mine, old) for mine, old in zip(refs, (stored_selection, stored_value, stored_branch_sum))]
+    refs = pick_references((selection, values, branch_sum), stored, call_pos, from_call)
     out_s = _selective_layer(hidden.index_select(0, sel_rows), *refs, *selective_weights,
                              k, heads, scale, eps1, eps2, act, metric, use_keys, prefix)
     return torch.cat([out_r, out_s]).index_select(0, inverse), _stores(selection, values, branch_sum, store_pos)

@@ -175,10 +175,7 @@ def _store(pool, index, selection, values, branch_sum, config, prepared: bool = 
     if not prepared:
         selection = prepare_reference(selection, config.metric)
     for kind, tensor in enumerate((selection, values, branch_sum)):
-        if index.store_slice is not None:
-            pool[kind, index.store_slice].copy_(tensor)
-        else:
-            pool[kind].index_copy_(0, index.store_slots, tensor)
+        _write_slots(pool[kind], 0, index, tensor)
 
 
 def slot_references(plan, layer_idx) -> torch.Tensor:
@@ -205,17 +202,22 @@ SLOT_COPIES = 4  # up to this many scattered slots are written with one plain co
 
 def write_references(pool, index, stores) -> None:
     """Write [3, W, T, D] references (selection, value, branch_sum of the stored rows) into their
-    slots of `pool` [3, slots, T, D]: one copy for all kinds when the slots are consecutive; a few
-    scattered slots (the refreshing streams of a staggered call) one plain copy each, since ATen's
-    `index_copy_` moves them element by element (19 µs per layer for 2 SigLIP-so400m slots on an H200);
-    else one `index_copy_`."""
+    slots of `pool` [3, slots, T, D], all kinds at once (`_write_slots`)."""
+    _write_slots(pool, 1, index, stores)
+
+
+def _write_slots(target, dim: int, index, source) -> None:
+    """Write `source` into the call's store slots along `dim` of `target`: one copy when the slots are
+    consecutive; a few scattered slots (the refreshing streams of a staggered call) one plain copy
+    each, since ATen's `index_copy_` moves them element by element (19 µs per layer for 2
+    SigLIP-so400m slots on an H200, `docs/stc/layer-kernels.md`); else one `index_copy_`."""
     if index.store_slice is not None:
-        pool[:, index.store_slice].copy_(stores)
+        target[(slice(None),) * dim + (index.store_slice,)].copy_(source)
     elif len(index.store_slot_list) <= SLOT_COPIES:
         for position, slot in enumerate(index.store_slot_list):
-            pool[:, slot].copy_(stores[:, position])
+            target.select(dim, slot).copy_(source.select(dim, position))
     else:
-        pool.index_copy_(1, index.store_slots, stores)
+        target.index_copy_(dim, index.store_slots, source)
 
 
 def _mixed_references(pool, index, selection, values, branch_sum) -> References:
@@ -226,11 +228,20 @@ def _mixed_references(pool, index, selection, values, branch_sum) -> References:
     if index.shared_call_pos is not None:
         p = index.shared_call_pos
         return References(*(t[p : p + 1] for t in in_call))
-    stored = _stored(pool, index)
-    if not index.any_from_call:
-        return References(*stored.unbind(0))
-    picked = [t.index_select(0, index.call_pos) for t in in_call]
-    if index.all_from_call:
-        return References(*picked)
-    chosen = index.from_call[:, None, None]
-    return References(*(torch.where(chosen, mine, old) for mine, old in zip(picked, stored.unbind(0))))
+    stored = None if index.all_from_call else _stored(pool, index).unbind(0)
+    from_call = index.from_call if index.any_from_call else None
+    return References(*pick_references(in_call, stored, index.call_pos, from_call))
+
+
+def pick_references(in_call, stored, call_pos, from_call) -> list:
+    """Per selective row of a mixed call, its reference (selection, value, branch sum): the in-call
+    reference row at `call_pos` or the stream's stored one (`stored`: three [S or 1, T, D]). `stored`
+    None: every row reads an in-call row; `from_call` None: every row reads its stored one (no select).
+    Shared by the eager layer and the fused mixed function (pure tensor code)."""
+    if from_call is None:
+        return list(stored)
+    picked = [t.index_select(0, call_pos) for t in in_call]
+    if stored is None:
+        return picked
+    chosen = from_call[:, None, None]
+    return [torch.where(chosen, mine, old) for mine, old in zip(picked, stored)]

@@ -57,7 +57,7 @@ class CallIndex:
     store_pos_slice: Optional[slice]  # store_pos as a slice of the reference rows when consecutive (a view)
     store_slots: torch.Tensor
     store_slice: Optional[slice]
-    store_slot_list: tuple[int, ...] = ()
+    store_slot_list: tuple[int, ...]
 
 
 def _as_slice(slots: Sequence[int]) -> Optional[slice]:
