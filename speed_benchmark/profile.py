@@ -9,10 +9,7 @@ were launched per frame: at B=1 a low busy share means launch-bound.
 
 from __future__ import annotations
 
-import statistics
-import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -36,31 +33,6 @@ def device_kernels(events) -> list[dict]:
     rows = [{"kernel": e.key, "calls": e.count, "us": _self_device_us(e)}
             for e in events if getattr(e, "device_type", None) == DeviceType.CUDA]
     return sorted((r for r in rows if r["us"] > 0), key=lambda r: -r["us"])
-
-
-def graph_replay_us(step: Callable[[], object], repeats: int, replays: int, device: torch.device):
-    """µs per repeat of `step` run `repeats` times back to back inside ONE CUDA graph (median of `replays`
-    replays; a model's layers in one graph, so launch gaps are a graph's) -> (µs, graph). On CPU: wall time
-    of one eager pass, and no graph. Shared by the GPU kernel scripts (vit_layer_kernels.py,
-    split_attention_bench.py)."""
-    from frameworks.common.timing import EventTimer
-
-    for _ in range(3):
-        step()
-    if device.type != "cuda":
-        start = time.perf_counter()
-        for _ in range(repeats):
-            step()
-        return (time.perf_counter() - start) * 1e6 / repeats, None
-    torch.cuda.synchronize(device)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(repeats):
-            step()
-    timer = EventTimer(device)
-    for _ in range(replays):
-        timer.call(graph.replay)
-    return statistics.median(timer.finish()) * 1e3 / repeats, graph
 
 
 def _kernels(events) -> tuple[int, float]:

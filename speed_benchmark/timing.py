@@ -10,8 +10,9 @@ import math
 import platform
 import statistics
 import subprocess
+import time
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -89,3 +90,26 @@ def environment(device: torch.device, dtype: torch.dtype, attn_implementation: s
         info["gpu_memory_gb"] = round(props.total_memory / 2**30, 1)
         info["sdpa_flash"] = torch.backends.cuda.flash_sdp_enabled()
     return info
+
+
+def graph_replay_us(step: Callable[[], object], repeats: int, replays: int, device: torch.device):
+    """µs per repeat of `step` run `repeats` times back to back inside ONE CUDA graph (median of `replays`
+    replays; a model's layers in one graph, so launch gaps are a graph's) -> (µs, graph). Captured with
+    the hosts' protocol (`frameworks.common.cuda_graphs.capture`: warm-ups on a side stream). On CPU:
+    wall time of one eager pass after 3 warm-ups, and no graph. Used by the GPU kernel scripts
+    (vit_layer_kernels.py, split_attention_bench.py)."""
+    from frameworks.common.cuda_graphs import capture
+    from frameworks.common.timing import EventTimer
+
+    if device.type != "cuda":
+        for _ in range(3):
+            step()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            step()
+        return (time.perf_counter() - start) * 1e6 / repeats, None
+    graph, _ = capture(lambda: [step() for _ in range(repeats)], lambda: None, device, warmups=3)
+    timer = EventTimer(device)
+    for _ in range(replays):
+        timer.call(graph.replay)
+    return summarize(timer.finish()).median * 1e3 / repeats, graph

@@ -86,6 +86,16 @@ def _merge_folded(out: torch.Tensor, lse: torch.Tensor, part_outs: list, part_ls
     return _merge_stacked(outs, lses, dtype)
 
 
+def fold_queries(queries: torch.Tensor, kv_heads: int, count: int) -> torch.Tensor:
+    """[S, Hq, D] -> [count·G·S, Hkv, D]: the G = Hq / Hkv query heads of a KV head folded into its rows
+    (rows ordered (chunk, group, query)), repeated for each of `count` key chunks of one variable-length
+    FlashAttention call (exact: no mask depends on the query)."""
+    length, q_heads, dim = queries.shape
+    groups = q_heads // kv_heads
+    folded = queries.view(length, kv_heads, groups, dim).permute(2, 0, 1, 3)[None]
+    return folded.expand(count, groups, length, kv_heads, dim).reshape(count * groups * length, kv_heads, dim)
+
+
 def context_splits(queries: int, q_heads: int, kv_heads: int, keys: int, device: torch.device, block: int = 128,
                    blocks_per_sm: int = 2, min_chunk: int = 128) -> int:
     """Key chunks P for `SplitAttention.context` (which folds the q_heads/kv_heads query heads of a KV head
@@ -199,12 +209,9 @@ class SplitAttention:
             return torch.stack(outs), torch.stack(lses)
         # GQA folded into the query axis (exact: no mask depends on the query): the G query heads of a KV
         # head are G·S rows of ONE head, so K/V are read once per KV head and thread blocks are full.
-        length, q_heads, dim = queries.shape
-        kv_heads = keys.shape[1]
-        groups = q_heads // kv_heads
-        rows = groups * length
-        folded = queries.view(length, kv_heads, groups, dim).permute(2, 0, 1, 3)[None]
-        folded = folded.expand(plan.count, groups, length, kv_heads, dim).reshape(plan.count * rows, kv_heads, dim)
+        groups = queries.shape[1] // keys.shape[1]
+        rows = groups * queries.shape[0]
+        folded = fold_queries(queries, keys.shape[1], plan.count)
         out, lse, *_ = torch.ops.aten._flash_attention_forward(
             folded, keys, values, self._edges(plan.count * rows, rows, queries.device),
             plan.bounds, rows, plan.size, 0.0, False, False, scale=scale)

@@ -28,8 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere in the repo
 
-from frameworks.common.split_attention import ChunkPlan, SplitAttention, context_splits  # noqa: E402
-from speed_benchmark.profile import graph_replay_us  # noqa: E402
+from frameworks.common.split_attention import ChunkPlan, SplitAttention, context_splits, fold_queries  # noqa: E402
+from speed_benchmark.timing import graph_replay_us  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -62,11 +62,8 @@ def capacity_plan(attention: SplitAttention, total: int, splits: int, used: torc
 
 def flash_capacity_context(attention, q, keys, values, scale, plan, seqused):
     """`SplitAttention.context`'s flash call with per-chunk `seqused_k` (the old scheme)."""
-    length, q_heads, dim = q.shape
-    kv_heads = keys.shape[1]
-    groups, rows = q_heads // kv_heads, q_heads // kv_heads * length
-    folded = q.view(length, kv_heads, groups, dim).permute(2, 0, 1, 3)[None]
-    folded = folded.expand(plan.count, groups, length, kv_heads, dim).reshape(plan.count * rows, kv_heads, dim)
+    rows = q.shape[1] // keys.shape[1] * q.shape[0]
+    folded = fold_queries(q, keys.shape[1], plan.count)
     return torch.ops.aten._flash_attention_forward(
         folded, keys[:plan.total], values[:plan.total], attention._edges(plan.count * rows, rows, q.device),
         plan.bounds, rows, plan.size, 0.0, False, False, scale=scale, seqused_k=seqused)

@@ -35,8 +35,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere in the repo
 
-from speed_benchmark.profile import device_kernels, graph_replay_us  # noqa: E402
-from stc.cacher.fused import FUNCTIONS, stacked_weights  # noqa: E402
+from speed_benchmark.profile import device_kernels  # noqa: E402
+from speed_benchmark.timing import graph_replay_us  # noqa: E402
+from stc.cacher.fused import FUNCTIONS, _reference_rows, compile_fresh, stacked_weights  # noqa: E402
 from stc.cacher.layer import write_references  # noqa: E402
 from stc.cacher.selection import prepare_reference, select_dynamic_tokens, token_similarity  # noqa: E402
 
@@ -71,21 +72,24 @@ def weights(a, device, dtype, generator):
             w(m, d), w(m), w(d, m), w(d), None, None)
 
 
+MODE_OPTIONS = {  # compile mode -> torch.compile options (`eager`: uncompiled)
+    "default": {},
+    "max-autotune": {"mode": "max-autotune-no-cudagraphs"},
+    # Inductor without padded GEMM output strides (the B=8 add+GELU ran at ~1.8 TB/s)
+    "nopad": {"options": {"comprehensive_padding": False}},
+}
+
+
 def compiled(name, mode):
     function = FUNCTIONS[name] if name in FUNCTIONS else name
     if mode == "eager":
         return function
-    code = function.__code__.replace(co_name=f"{function.__name__}_{mode.replace('-', '_')}")
-    fresh = types.FunctionType(code, function.__globals__, code.co_name, function.__defaults__, function.__closure__)
-    options = {"mode": "max-autotune-no-cudagraphs"} if mode == "max-autotune" else {}
-    if mode == "nopad":  # Inductor without padded GEMM output strides (the B=8 add+GELU ran at ~1.8 TB/s)
-        options = {"options": {"comprehensive_padding": False}}
-    return torch.compile(fresh, fullgraph=True, dynamic=False, **options)
+    return compile_fresh(function, mode.replace("-", "_"), **MODE_OPTIONS[mode])
 
 
 def dense_layer(hidden, *args):
     """Our dense layer without the stores: `_reference_rows`' output only."""
-    return FUNCTIONS["reference"].__globals__["_reference_rows"](hidden, *args)[0]
+    return _reference_rows(hidden, *args)[0]
 
 
 def kernel_table(graph, layers: int, path: Path) -> list[dict]:

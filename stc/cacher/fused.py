@@ -276,10 +276,16 @@ def compiled_variant(name: str, pattern: tuple):
     through one function. Each copy gets its own code object, so each pattern compiles once and never
     counts against another. The functions are pure (weights and buffers are arguments), so sharing the
     compiled copies between handles only shares compile work, like torch's own cache."""
-    function = FUNCTIONS[name]
-    code = function.__code__.replace(co_name=f"{function.__name__}__{abs(hash(pattern)) % 10**8:08d}")
+    return compile_fresh(FUNCTIONS[name], f"{abs(hash(pattern)) % 10**8:08d}")
+
+
+def compile_fresh(function, tag: str, **compile_options):
+    """`torch.compile(fullgraph=True, dynamic=False)` of a copy of `function` with its own code object
+    (named `<function>__<tag>`): its own dynamo cache and recompile budget (see `compiled_variant`).
+    `compile_options` go to torch.compile (the kernel script compares Inductor modes with it)."""
+    code = function.__code__.replace(co_name=f"{function.__name__}__{tag}")
     fresh = types.FunctionType(code, function.__globals__, code.co_name, function.__defaults__, function.__closure__)
-    return torch.compile(fresh, fullgraph=True, dynamic=False)
+    return torch.compile(fresh, fullgraph=True, dynamic=False, **compile_options)
 
 
 def _constants(parts, act, config, prefix: int):

@@ -468,3 +468,19 @@ class _RecomputingGraph:
 
     def pool(self):
         return None
+
+
+def test_fold_queries_orders_rows_by_chunk_group_query():
+    """The flash context call's query layout (what `_merge_folded` un-folds): row c·G·S + g·S + i of KV
+    head j is query i of head j·G + g, for every chunk c."""
+    from frameworks.common.split_attention import fold_queries
+
+    q = torch.randn(5, HQ, D, dtype=torch.float64)
+    groups = HQ // HKV
+    folded = fold_queries(q, HKV, 3)
+    assert folded.shape == (3 * groups * 5, HKV, D)
+    for c in range(3):
+        for g in range(groups):
+            for i in range(5):
+                for j in range(HKV):
+                    assert torch.equal(folded[c * groups * 5 + g * 5 + i, j], q[i, j * groups + g])
