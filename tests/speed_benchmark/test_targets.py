@@ -110,3 +110,12 @@ def test_multistream_16_needs_r_025_like_multistream_8():
             _row("multistream", "s16", "stc", "graph", 950.0, {"S": 16, "N": 4, "r": 0.5}, True)]
     v = _verdicts(rows)
     assert v["multistream_16"]["status"] == "n/a" and "r=0.25" in v["multistream_16"]["detail"]
+
+
+def test_prefill_stage_target_is_na_when_the_run_did_not_prune_196_to_64():
+    """The label says 196->64: a run with other token counts gets n/a with the counts, not a verdict."""
+    rows = [_e2e("baseline host=graph rekv c=8", "baseline", 7.5, 8, "graph", prefill_ms=5.0),
+            _e2e("stc graph+fused N=4 host=graph rekv c=8", "stc", 3.9, 8, "graph", prefill_ms=2.0)]
+    cfg = compose("llava_ov_7b", ["stc.tokens_per_frame=32"], out_dir="unused")
+    verdict = {t["id"]: t for t in evaluate(rows, cfg)}["prefill_stage_c8"]
+    assert verdict["status"] == "n/a" and verdict["detail"] == "run pruned 196->32"
