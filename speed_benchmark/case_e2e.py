@@ -113,8 +113,10 @@ def frames_uint8(ctx: RunContext) -> torch.Tensor:
 
 def _pass(ctx: RunContext, host, frames: torch.Tensor, chunk: int, timer: EventTimer) -> tuple[float, Optional[float], dict]:
     """reset + ingest `chunk` frames per call (+ one answer): ms per frame, answer ms, stage timings (with
-    `host_ms_per_frame`: the host's wall time inside the ingest calls, which do not synchronise; close to
-    the ms per frame means the row is host-bound, far below it means the GPU is the bottleneck)."""
+    `host_ms_per_frame`: the host's wall time inside the ingest calls. Far below the ms per frame: the GPU
+    is the bottleneck. Close to it: host-bound, OR a call synchronises and the host time includes the
+    wait; only the graphed ReKV+STC host is checked sync-free, by
+    tests/frameworks/test_rekv_graph_cuda.py::test_steady_state_ingest_never_makes_the_host_wait_for_the_gpu)."""
     host.reset()
     host_s = 0.0
     for f in range(0, frames.shape[0], chunk):
