@@ -1,11 +1,6 @@
-"""The one capture protocol of the hosts' CUDA graphs (ReKV pre-fill and decoding steps, token stage).
-
-A stateful step (it advances counters, writes caches) is captured by really running it: warm-ups on a
-side stream (PyTorch's rule: lazy inits, cuBLAS workspaces and compiled kernels happen outside the
-capture), with the caller's `restore` putting the state back after each, then the recording, then
-`restore` once more (a recording changes no state; restoring again is harmless). On any failure the
-current stream is set back (a failed `capture_end` skips the capture stream's exit), the device is
-synchronised, the state restored, and the error re-raised for the caller to fall back to eager.
+"""The hosts' CUDA graphs (ReKV pre-fill and decoding steps, token stage): the one capture protocol,
+which lives in `stc/cuda_capture.py` so that STC-Cacher's graph runner uses it too (stc never imports
+frameworks), re-exported here, and the bookkeeping around it.
 
 `GraphTable` is the bookkeeping around it that the ReKV runners share: which key to capture when, how
 many graphs to keep, one memory pool, and what a failure does.
@@ -15,50 +10,9 @@ from __future__ import annotations
 
 import warnings
 from collections import OrderedDict
-from typing import Any, Callable, Hashable, Optional, TypeVar
+from typing import Any, Callable, Hashable, Optional
 
-import torch
-
-T = TypeVar("T")
-
-
-def capture(step: Callable[[], T], restore: Callable[[], None], device: torch.device, pool=None,
-            warmups: int = 2) -> tuple[torch.cuda.CUDAGraph, T]:
-    """-> (graph, the outputs of the recorded `step`: static tensors a replay overwrites). `pool`: a
-    graph memory pool to share (`graph.pool()` of an earlier graph, or `torch.cuda.graph_pool_handle()`)."""
-    current = torch.cuda.current_stream(device)
-    try:
-        side = torch.cuda.Stream(device=device)
-        side.wait_stream(current)
-        with torch.cuda.stream(side):
-            for _ in range(warmups):
-                step()
-                restore()
-        current.wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=pool):
-            outputs = step()
-        restore()
-        return graph, outputs
-    except Exception:
-        torch.cuda.set_stream(current)
-        torch.cuda.synchronize(device)
-        restore()
-        raise
-
-
-def failure_text(error: BaseException) -> str:
-    """A capture failure in words, root cause first. A CUDA call that is illegal while a stream captures
-    (a sync, a pinned allocation) fails, and `torch.cuda.graph`'s exit then raises "operation failed due
-    to a previous error during capture", which hides it: name the earliest error of the chain too."""
-    chain = [error]
-    while chain[-1].__context__ is not None and len(chain) < 8:
-        chain.append(chain[-1].__context__)
-    text = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-    if len(chain) > 1:
-        root = chain[-1]
-        text += f"; first error: {type(root).__name__}: {str(root).splitlines()[0] if str(root) else ''}"
-    return text
+from stc.cuda_capture import capture, failure_text  # noqa: F401  (the hosts' import point)
 
 
 class GraphTable:

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from stc.cacher.plan import CallPlan, commit_frames, expected_modes
+from stc.cuda_capture import capture, failure_text
 
 
 @dataclass
@@ -141,34 +142,25 @@ class CudaGraphRunner:
             for state, checkpoint in before:
                 state.restore(checkpoint)
 
-        current = torch.cuda.current_stream(pixel_values.device)
+        def step():  # the call, and what the capture must keep of it (read before `rewind` runs)
+            output = self._eager(static_input, **kwargs)
+            plan = self.handle._plan
+            return output, plan, plan.states[0].reference_signature
+
         try:
             static_input = pixel_values.clone()
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(2):
-                    rewind()
-                    self._eager(static_input, **kwargs)
-            torch.cuda.current_stream().wait_stream(side)
-            rewind()
             if self._pool is None:
                 self._pool = torch.cuda.graph_pool_handle()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool):
-                static_output = self._eager(static_input, **kwargs)
-            plan = self.handle._plan
+            rewind()
+            graph, (static_output, plan, signature) = capture(step, rewind, pixel_values.device, pool=self._pool)
             if plan.modes != key[1]:  # the graph would replay other frame kinds than its key says
                 raise RuntimeError(f"captured frame kinds {plan.modes} differ from the call's {key[1]}")
-            signature = plan.states[0].reference_signature
         except Exception as error:  # any capture problem: fall back to eager for good, say so once
-            # a failed capture_end skips the capture stream's exit: set the caller's stream back, and let
-            # the device finish whatever the failed capture left queued before eager calls go on
-            torch.cuda.set_stream(current)
-            torch.cuda.synchronize(pixel_values.device)
+            # (`capture` has set the caller's stream back and synchronised the device)
             self.enabled = False
             self._graphs.clear()
-            warnings.warn(f"STC-Cacher: CUDA graph capture failed ({error!r}); tower calls run eager from now on")
+            warnings.warn(f"STC-Cacher: CUDA graph capture failed ({failure_text(error)}); tower calls run eager "
+                          "from now on")
             return
         finally:
             for state, checkpoint in after:
