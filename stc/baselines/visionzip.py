@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from stc.baselines.batched import complement_indices, gather_rows, top_indices
+from stc.baselines.batched import complement_indices, gather_rows, split_indices
 from stc.baselines.budget import TokenCounts, check_budget, check_positive
 from stc.compression.base import TokenMethod, TokenSide
 
@@ -65,10 +65,9 @@ def visionzip_frames(tokens: torch.Tensor, attention: torch.Tensor, keys: torch.
     may differ from a per-frame matmul in the last bit (identical whenever the sums are exact). Targets
     with exactly equal keys tie only up to that rounding, as before."""
     frames, count, _ = tokens.shape
-    top = top_indices(attention.float(), dominant)
+    top, rest = split_indices(attention.float(), dominant)  # rest: [F, R], raster order
     if contextual == 0:
         return gather_rows(tokens, top), top
-    rest = complement_indices(top, count)  # [F, R]
     remaining = count - dominant
     metric = F.normalize(gather_rows(keys, rest).float(), dim=-1)  # [F, R, C]
     step = max(1, remaining // contextual)

@@ -264,3 +264,14 @@ def test_packed_positions_and_ranked_mask_by_hand():
     assert batched.packed_positions(mask, 5).tolist() == [1, 3, 4, 5, 6]
     assert batched.complement_indices(torch.tensor([[3, 0], [1, 2]]), 5).tolist() == [[1, 2, 4], [0, 3, 4]]
     assert batched.top_indices(torch.tensor([[1.0, 5.0, 5.0, 5.0]]), 2).tolist() == [[1, 2]]
+
+
+@pytest.mark.parametrize("count", [1, 7, 20, 37])
+def test_split_indices_is_top_indices_and_its_complement(count):
+    """One ranking sort gives both halves: the top `count` (ties: lowest index) and every other index in
+    raster order, equal to `complement_indices` of the top; integer scores make ties at the cut."""
+    scores = torch.randint(0, 4, (5, 37), generator=torch.Generator().manual_seed(count)).float()
+    for largest in (True, False):
+        top, rest = batched.split_indices(scores, count, largest)
+        assert torch.equal(top, batched.top_indices(scores, count, largest))
+        assert torch.equal(rest, batched.complement_indices(top, 37))
