@@ -8,7 +8,8 @@ Released algorithm (xuyang-liu16/VidCom2 `vidcom2.py`), on the F frames x N toke
      scale_f = R (1 + p_f - mean p) clamped <= 1; k_f ~ scale_f N  (R = k / N);
   4. in frame f keep the k_f tokens with the SMALLEST v_i + f_i, in raster order (equal scores at the
      cut: the lowest index, where the release's torch.topk leaves it unspecified). All frames of a call
-     are selected at once: one stable sort, a rank mask against the per-frame budgets, one gather.
+     are selected at once: a ranking sort, a rank mask against the per-frame budgets, a packing sort
+     of the mask, one gather.
 
 Stream differences (docs/baselines/README.md):
   - "video" = the frames of one host call (a pre-fill chunk); with 1-frame chunks step 3 is a no-op
