@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from frameworks.common.compression import HostCompression
 from frameworks.common.greedy import greedy_from_embeds
 from frameworks.common.host_checks import check_ingest, peak_memory_mb, reset_peak_memory
-from frameworks.common.llava_video import preprocess_frames, tower_features
+from frameworks.common.llava_video import pixel_normalization, preprocess_frames, tower_features
 from frameworks.common.timing import EventTimer
 from frameworks.dispider import compressor as passes
 from frameworks.dispider.config import DispiderSettings
@@ -64,6 +64,7 @@ class DispiderHost:
         self.ans_id, self.todo_id, self.pixel_spec = loaded.ans_id, loaded.todo_id, loaded.pixels
         self.arch = self.model.arch
         self.device, self.dtype = self.model.device, self.model.dtype
+        self.normalization = pixel_normalization(self.pixel_spec.mean, self.pixel_spec.std, self.device)
         self.grid = (self.arch.grid // 2,) * 2
         self.compression = HostCompression(compression, self.arch.tokens_per_frame, host="dispider",
                                            supported_stages=(Stage.VISION, Stage.TOKENS))
@@ -152,7 +153,7 @@ class DispiderHost:
     def frame_tokens(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 [F, S, S, 3] -> concatenated CLIP tokens [F, 64, 4096] (timed as "vit"; the frames pass
         through the VISION methods in order, `vit_frames_per_call` frames per tower call)."""
-        pixels = preprocess_frames(frames, self.pixel_spec, self.device, self.dtype)
+        pixels = preprocess_frames(frames, self.pixel_spec, self.device, self.dtype, self.normalization)
         step = self.settings.vit_frames_per_call
         with self.timer.stage("vit"):
             features = [tower_features(self.model.vision_tower, pixels[i:i + step], self.arch.select_layer, "default")

@@ -33,6 +33,7 @@ from transformers import DynamicCache, LogitsProcessorList, RepetitionPenaltyLog
 from frameworks.common.compression import HostCompression
 from frameworks.common.frame_sampling import uniform_indices
 from frameworks.common.host_checks import check_ingest, peak_memory_mb, reset_peak_memory
+from frameworks.common.llava_video import pixel_normalization
 from frameworks.common.timing import EventTimer
 from frameworks.livecc.answers import StreamingEOSThreshold, choice_token_ids, restricted_choice
 from frameworks.livecc.config import LiveCCConfig
@@ -65,6 +66,7 @@ class LiveCCHost:
         inner = self.model.model
         self.visual, self.language_model, self.lm_head = inner.visual, inner.language_model, self.model.lm_head
         self.device, self.dtype = self.model.device, self.model.dtype
+        self.normalization = pixel_normalization(self.patch_spec.mean, self.patch_spec.std, self.device)
         model_config = self.model.config
         self.video_token_id = model_config.video_token_id
         self.vision_start_id, self.vision_end_id = model_config.vision_start_token_id, model_config.vision_end_token_id
@@ -181,7 +183,7 @@ class LiveCCHost:
         spec = self.patch_spec
         size = smart_resize(frames.shape[1], frames.shape[2], spec.factor, min_pixels, max_pixels)
         with self.timer.stage("preprocess"):
-            pixels = resize_frames(frames, size, spec, self.device, self.visual.dtype)
+            pixels = resize_frames(frames, size, spec, self.device, self.visual.dtype, self.normalization)
             values, (groups, grid_h, grid_w) = patchify(pixels, spec)
         rows, cols = grid_h // spec.merge_size, grid_w // spec.merge_size
         with self.timer.stage("vit"):
