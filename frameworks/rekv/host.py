@@ -322,10 +322,10 @@ class ReKVHost:
             if keys is not None:
                 cache.load(layer, keys, values)
 
-        uniform = not layered and all(len(layer) == chosen for layer in selected)
         if lazy:  # the answer pre-fill loads layer l right before layer l attends (`_forward_answer`)
             cache.pending_load = load
-        elif chosen and uniform:  # every layer in one pass: one unstage, one rotation, two copies
+        elif chosen and not layered:  # every layer in one pass: one unstage, one rotation, two copies
+            # (`_select_blocks` gives every layer the same number of blocks, so one context length fits all)
             keys, values = pending.all_layers()
             if self.window.n_init:
                 keys = torch.cat([self.window.init_keys, keys], dim=2)
