@@ -152,10 +152,11 @@ class AnswerCache:
         self.rope, self.device, self.length = rope, device, 0
         self.pending_load = None  # load_during_prefill: loads layer l right before layer l attends (host.py)
 
-    def load(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+    def load(self, layer: int | slice, keys: torch.Tensor, values: torch.Tensor) -> None:
         """Place pre-RoPE context keys/values [Hkv, n, D] of one layer at positions 0..n-1 (all layers
-        must load the same n; `length` is set by `loaded`)."""
-        count = keys.shape[1]
+        must load the same n; `length` is set by `loaded`). `layer` may be any index of the layer axis
+        (`load_all` passes every layer)."""
+        count = keys.shape[-2]
         cos, sin = self.rope.cos_sin(torch.arange(count, device=self.device))
         self.keys[layer, :, :count] = apply_rotary(keys, cos, sin)
         self.values[layer, :, :count] = values
@@ -163,10 +164,7 @@ class AnswerCache:
     def load_all(self, keys: torch.Tensor, values: torch.Tensor) -> None:
         """`load` for every layer at once: pre-RoPE keys/values [L, Hkv, n, D] (one rotation and two copies
         for the whole context instead of a handful of kernels per layer)."""
-        count = keys.shape[2]
-        cos, sin = self.rope.cos_sin(torch.arange(count, device=self.device))
-        self.keys[:, :, :count] = apply_rotary(keys, cos, sin)
-        self.values[:, :, :count] = values
+        self.load(slice(None), keys, values)
 
     def loaded(self, count: int) -> None:
         self.length = count
