@@ -22,19 +22,17 @@ from frameworks.rekv.rope import RotaryTable, apply_rotary
 class SinkEncoding:
     def __init__(self, rope: RotaryTable, length: int, device: torch.device):
         self.cos, self.sin = rope.cos_sin(torch.arange(length, device=device))
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
+        self.kept = RawKV(keep=True)
         self.masks: dict = {}
 
     def __call__(self, layer, queries, keys, values, scale):
-        self.keys.append(keys)
-        self.values.append(values)
+        self.kept.add(keys, values)
         q, k = apply_rotary(queries, self.cos, self.sin), apply_rotary(keys, self.cos, self.sin)
         return prefix_causal_attention(q, k, values, scale, self.masks)
 
     def sink(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-RoPE keys and values of every layer: [L, Hkv, n_init, D] each."""
-        return torch.stack(self.keys), torch.stack(self.values)
+        return self.kept.stacked()
 
 
 class RawKV:
