@@ -35,6 +35,7 @@ from frameworks.common.frame_sampling import uniform_indices
 from frameworks.common.host_checks import check_ingest, peak_memory_mb, reset_peak_memory
 from frameworks.common.llava_video import pixel_normalization
 from frameworks.common.timing import EventTimer
+from frameworks.common.uploads import upload
 from frameworks.livecc.answers import StreamingEOSThreshold, choice_token_ids, restricted_choice
 from frameworks.livecc.config import LiveCCConfig
 from frameworks.livecc.loading import LoadedLiveCC
@@ -221,7 +222,7 @@ class LiveCCHost:
         if self.config.mrope == "released" and self.first_turn_delta is not None:
             positions = released_positions(len(inputs.ids), cache_length, self.first_turn_delta, self.device)
         with self.timer.stage(stage):
-            ids = torch.tensor(inputs.ids, device=self.device)
+            ids = upload(inputs.ids, self.device)  # no stream sync (uploads.py)
             embeds = self.language_model.embed_tokens(ids)
             if inputs.visual is not None:
                 embeds = embeds.masked_scatter(inputs.visual_mask[:, None], inputs.visual.to(embeds.dtype))

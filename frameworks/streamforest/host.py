@@ -30,6 +30,7 @@ from frameworks.common.frame_sampling import uniform_indices
 from frameworks.common.host_checks import check_ingest, peak_memory_mb, reset_peak_memory
 from frameworks.common.llava_video import pixel_normalization, preprocess_frames, tower_features
 from frameworks.common.timing import EventTimer
+from frameworks.common.uploads import upload_tensor
 from frameworks.protocol import Query, StageTimings
 from frameworks.streamforest.config import StreamForestConfig
 from frameworks.streamforest.loading import LoadedStreamForest
@@ -155,7 +156,7 @@ class StreamForestHost:
     def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames [F, H, W, 3] or tower input [F, 3, S, S] -> tower tokens [F, grid*grid, C]
         (output of the last of the tower's layers, before the post-layernorm)."""
-        pixels = self.pixels(frames) if frames.dtype == torch.uint8 else frames.to(self.device)
+        pixels = self.pixels(frames) if frames.dtype == torch.uint8 else upload_tensor(frames, self.device)
         with self.timer.stage("vit"):
             return tower_features(self.tower, pixels, -1, "full")
 
