@@ -47,18 +47,34 @@ class PixelSpec:
         return cls(size=image_size)
 
 
-def preprocess_frames(frames: torch.Tensor, spec: PixelSpec, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """uint8 RGB frames [F, H, W, 3] -> normalised pixels [F, 3, size, size] in `dtype` on `device`."""
+def pixel_normalization(mean, std, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (mean, std) as float32 [1, 3, 1, 1] tensors on `device`, for `preprocess_frames`.
+
+    Why a separate step: the constants are the same for every frame of a checkpoint, so a host builds them
+    once at init and passes them to every ingest instead of uploading six floats per call (hot path)."""
+    return (upload(mean, device, torch.float32).view(1, 3, 1, 1),
+            upload(std, device, torch.float32).view(1, 3, 1, 1))
+
+
+def preprocess_frames(frames: torch.Tensor, spec, device: torch.device, dtype: torch.dtype,
+                      normalization: tuple[torch.Tensor, torch.Tensor] | None = None,
+                      size: int | tuple[int, int] | None = None) -> torch.Tensor:
+    """uint8 RGB frames [F, H, W, 3] -> normalised pixels [F, 3, h, w] in `dtype` on `device`.
+
+    `spec` carries `mean`/`std` (a `PixelSpec`, or LiveCC's `PatchSpec`); `size` is a square side or
+    (h, w), default `spec.size`. `normalization` is `pixel_normalization(spec.mean, spec.std, device)`
+    built once by the caller; without it the constants are uploaded on this call."""
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be uint8 [F, H, W, 3] RGB, got shape {tuple(frames.shape)}")
     if frames.dtype != torch.uint8:
         raise ValueError(f"frames must be uint8 (0..255), got dtype {frames.dtype}")
+    size = spec.size if size is None else size
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
     pixels = upload_tensor(frames, device).permute(0, 3, 1, 2).float()  # no stream sync (uploads.py)
-    if pixels.shape[-2:] != (spec.size, spec.size):
-        pixels = F.interpolate(pixels, size=(spec.size, spec.size), mode="bicubic", antialias=True, align_corners=False)
+    if tuple(pixels.shape[-2:]) != (height, width):
+        pixels = F.interpolate(pixels, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
         pixels = pixels.clamp_(0.0, 255.0)
-    mean = upload(spec.mean, device, torch.float32).view(1, 3, 1, 1)
-    std = upload(spec.std, device, torch.float32).view(1, 3, 1, 1)
+    mean, std = normalization if normalization is not None else pixel_normalization(spec.mean, spec.std, device)
     return ((pixels / 255.0 - mean) / std).to(dtype)
 
 

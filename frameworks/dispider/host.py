@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from frameworks.common.compression import HostCompression
 from frameworks.common.greedy import greedy_from_embeds
 from frameworks.common.host_checks import check_ingest, peak_memory_mb, reset_peak_memory
-from frameworks.common.llava_video import preprocess_frames, tower_features
+from frameworks.common.llava_video import pixel_normalization, preprocess_frames, tower_features
 from frameworks.common.timing import EventTimer
+from frameworks.common.uploads import upload, upload_tensor
 from frameworks.dispider import compressor as passes
 from frameworks.dispider.config import DispiderSettings
 from frameworks.dispider.loading import LoadedDispider
@@ -64,6 +65,7 @@ class DispiderHost:
         self.ans_id, self.todo_id, self.pixel_spec = loaded.ans_id, loaded.todo_id, loaded.pixels
         self.arch = self.model.arch
         self.device, self.dtype = self.model.device, self.model.dtype
+        self.normalization = pixel_normalization(self.pixel_spec.mean, self.pixel_spec.std, self.device)
         self.grid = (self.arch.grid // 2,) * 2
         self.compression = HostCompression(compression, self.arch.tokens_per_frame, host="dispider",
                                            supported_stages=(Stage.VISION, Stage.TOKENS))
@@ -141,7 +143,7 @@ class DispiderHost:
     def resize(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 [F, H, W, 3] -> uint8 [F, S, S, 3] at the CLIP size (released square squash, then a
         bicubic resize rounded to uint8 like the CLIP processor's PIL resize), on the host device."""
-        square = squash_to_square(frames).to(self.device)
+        square = upload_tensor(squash_to_square(frames), self.device)  # no stream sync (uploads.py)
         size = self.pixel_spec.size
         if square.shape[1] == size:
             return square
@@ -152,7 +154,7 @@ class DispiderHost:
     def frame_tokens(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 [F, S, S, 3] -> concatenated CLIP tokens [F, 64, 4096] (timed as "vit"; the frames pass
         through the VISION methods in order, `vit_frames_per_call` frames per tower call)."""
-        pixels = preprocess_frames(frames, self.pixel_spec, self.device, self.dtype)
+        pixels = preprocess_frames(frames, self.pixel_spec, self.device, self.dtype, self.normalization)
         step = self.settings.vit_frames_per_call
         with self.timer.stage("vit"):
             features = [tower_features(self.model.vision_tower, pixels[i:i + step], self.arch.select_layer, "default")
@@ -188,7 +190,7 @@ class DispiderHost:
             with self.timer.stage("prefill"):
                 visuals.append(self.model.pool_projector(kept, full=tokens))
                 ids = self.compressor_codec.encode(passes.clip_text(stamps[0], stamps[-1]))
-                texts.append(embed(torch.tensor(ids, device=self.device, dtype=torch.long)))
+                texts.append(embed(upload(ids, self.device)))
             # clone: a view would keep the whole clip's [16, 64, 4096] tokens alive for the video's lifetime
             kept_tokens.append(tokens[:1].clone() if self.settings.reaction_frames == "first" else tokens)
         with self.timer.stage("prefill"):

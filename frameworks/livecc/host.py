@@ -33,7 +33,9 @@ from transformers import DynamicCache, LogitsProcessorList, RepetitionPenaltyLog
 from frameworks.common.compression import HostCompression
 from frameworks.common.frame_sampling import uniform_indices
 from frameworks.common.host_checks import check_ingest, peak_memory_mb, reset_peak_memory
+from frameworks.common.llava_video import pixel_normalization
 from frameworks.common.timing import EventTimer
+from frameworks.common.uploads import upload
 from frameworks.livecc.answers import StreamingEOSThreshold, choice_token_ids, restricted_choice
 from frameworks.livecc.config import LiveCCConfig
 from frameworks.livecc.loading import LoadedLiveCC
@@ -65,6 +67,7 @@ class LiveCCHost:
         inner = self.model.model
         self.visual, self.language_model, self.lm_head = inner.visual, inner.language_model, self.model.lm_head
         self.device, self.dtype = self.model.device, self.model.dtype
+        self.normalization = pixel_normalization(self.patch_spec.mean, self.patch_spec.std, self.device)
         model_config = self.model.config
         self.video_token_id = model_config.video_token_id
         self.vision_start_id, self.vision_end_id = model_config.vision_start_token_id, model_config.vision_end_token_id
@@ -181,7 +184,7 @@ class LiveCCHost:
         spec = self.patch_spec
         size = smart_resize(frames.shape[1], frames.shape[2], spec.factor, min_pixels, max_pixels)
         with self.timer.stage("preprocess"):
-            pixels = resize_frames(frames, size, spec, self.device, self.visual.dtype)
+            pixels = resize_frames(frames, size, spec, self.device, self.visual.dtype, self.normalization)
             values, (groups, grid_h, grid_w) = patchify(pixels, spec)
         rows, cols = grid_h // spec.merge_size, grid_w // spec.merge_size
         with self.timer.stage("vit"):
@@ -219,7 +222,7 @@ class LiveCCHost:
         if self.config.mrope == "released" and self.first_turn_delta is not None:
             positions = released_positions(len(inputs.ids), cache_length, self.first_turn_delta, self.device)
         with self.timer.stage(stage):
-            ids = torch.tensor(inputs.ids, device=self.device)
+            ids = upload(inputs.ids, self.device)  # no stream sync (uploads.py)
             embeds = self.language_model.embed_tokens(ids)
             if inputs.visual is not None:
                 embeds = embeds.masked_scatter(inputs.visual_mask[:, None], inputs.visual.to(embeds.dtype))

@@ -37,8 +37,10 @@ class VideoBlock:
         """All tokens of a merged grid of `groups` temporal groups x rows x cols (row-major per group)."""
         if features.shape[0] != groups * rows * cols:
             raise ValueError(f"{features.shape[0]} visual tokens do not fill a {groups}x{rows}x{cols} grid")
-        t, h, w = torch.meshgrid(torch.arange(groups), torch.arange(rows), torch.arange(cols), indexing="ij")
-        offsets = torch.stack([t, h, w]).reshape(3, -1).to(features.device)
+        device = features.device  # built there: no host->device copy per turn
+        t, h, w = torch.meshgrid(torch.arange(groups, device=device), torch.arange(rows, device=device),
+                                 torch.arange(cols, device=device), indexing="ij")
+        offsets = torch.stack([t, h, w]).reshape(3, -1)
         return cls(features, offsets, max(groups, rows, cols))
 
     def select(self, flat_indices: torch.Tensor) -> "VideoBlock":

@@ -21,9 +21,8 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from frameworks.common.uploads import upload, upload_tensor
+from frameworks.common.llava_video import preprocess_frames
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -75,18 +74,10 @@ def clip_max_pixels(num_frames: int, min_pixels: int, max_pixels: int, total_pix
 
 
 def resize_frames(frames: torch.Tensor, size: tuple[int, int], spec: PatchSpec, device: torch.device,
-                  dtype: torch.dtype) -> torch.Tensor:
-    """uint8 RGB [F, H, W, 3] -> normalised [F, 3, h, w] (bicubic + antialias to `size`)."""
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be uint8 [F, H, W, 3] RGB, got shape {tuple(frames.shape)}")
-    if frames.dtype != torch.uint8:
-        raise ValueError(f"frames must be uint8 (0..255), got dtype {frames.dtype}")
-    pixels = upload_tensor(frames, device).permute(0, 3, 1, 2).float()  # no stream sync (uploads.py)
-    if tuple(pixels.shape[-2:]) != tuple(size):
-        pixels = F.interpolate(pixels, size=size, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 255)
-    mean = upload(spec.mean, device, torch.float32).view(1, 3, 1, 1)
-    std = upload(spec.std, device, torch.float32).view(1, 3, 1, 1)
-    return ((pixels / 255.0 - mean) / std).to(dtype)
+                  dtype: torch.dtype, normalization: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """uint8 RGB [F, H, W, 3] -> normalised [F, 3, h, w] (bicubic + antialias to `size`); the shared LLaVA
+    pre-processing (`frameworks/common/llava_video.preprocess_frames`) with LiveCC's per-clip size."""
+    return preprocess_frames(frames, spec, device, dtype, normalization=normalization, size=size)
 
 
 def patchify(pixels: torch.Tensor, spec: PatchSpec) -> tuple[torch.Tensor, tuple[int, int, int]]:

@@ -22,19 +22,17 @@ from frameworks.rekv.rope import RotaryTable, apply_rotary
 class SinkEncoding:
     def __init__(self, rope: RotaryTable, length: int, device: torch.device):
         self.cos, self.sin = rope.cos_sin(torch.arange(length, device=device))
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
+        self.kept = RawKV(keep=True)
         self.masks: dict = {}
 
     def __call__(self, layer, queries, keys, values, scale):
-        self.keys.append(keys)
-        self.values.append(values)
+        self.kept.add(keys, values)
         q, k = apply_rotary(queries, self.cos, self.sin), apply_rotary(keys, self.cos, self.sin)
         return prefix_causal_attention(q, k, values, scale, self.masks)
 
     def sink(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-RoPE keys and values of every layer: [L, Hkv, n_init, D] each."""
-        return torch.stack(self.keys), torch.stack(self.values)
+        return self.kept.stacked()
 
 
 class RawKV:
@@ -152,10 +150,11 @@ class AnswerCache:
         self.rope, self.device, self.length = rope, device, 0
         self.pending_load = None  # load_during_prefill: loads layer l right before layer l attends (host.py)
 
-    def load(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+    def load(self, layer: int | slice, keys: torch.Tensor, values: torch.Tensor) -> None:
         """Place pre-RoPE context keys/values [Hkv, n, D] of one layer at positions 0..n-1 (all layers
-        must load the same n; `length` is set by `loaded`)."""
-        count = keys.shape[1]
+        must load the same n; `length` is set by `loaded`). `layer` may be any index of the layer axis
+        (`load_all` passes every layer)."""
+        count = keys.shape[-2]
         cos, sin = self.rope.cos_sin(torch.arange(count, device=self.device))
         self.keys[layer, :, :count] = apply_rotary(keys, cos, sin)
         self.values[layer, :, :count] = values
@@ -163,10 +162,7 @@ class AnswerCache:
     def load_all(self, keys: torch.Tensor, values: torch.Tensor) -> None:
         """`load` for every layer at once: pre-RoPE keys/values [L, Hkv, n, D] (one rotation and two copies
         for the whole context instead of a handful of kernels per layer)."""
-        count = keys.shape[2]
-        cos, sin = self.rope.cos_sin(torch.arange(count, device=self.device))
-        self.keys[:, :, :count] = apply_rotary(keys, cos, sin)
-        self.values[:, :, :count] = values
+        self.load(slice(None), keys, values)
 
     def loaded(self, count: int) -> None:
         self.length = count

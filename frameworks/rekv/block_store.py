@@ -100,8 +100,9 @@ class BlockStore:
     def write(self, keys: torch.Tensor, values: torch.Tensor, lengths: list[int] | None = None) -> None:
         """Store n new blocks for every layer: pre-RoPE keys/values [L, Hkv, n·block_tokens, D] (one
         pre-fill call). They become visible after `commit(n)`. All layers are handled by a few batched
-        ops plus one contiguous device->host copy per layer and page segment. With `lengths` (tokens per
-        frame, each <= block_tokens) the keys/values hold sum(lengths) tokens, frame after frame."""
+        ops plus one contiguous device->host copy per layer and page segment, all issued by one
+        `torch._foreach_copy_` call. With `lengths` (tokens per frame, each <= block_tokens) the
+        keys/values hold sum(lengths) tokens, frame after frame."""
         if lengths is not None:
             keys, values = self._padded(keys, lengths), self._padded(values, lengths)
         count = self._count(keys)
@@ -111,9 +112,13 @@ class BlockStore:
             raise ValueError(f"expected keys for {layers} layers, got {keys.shape[0]}")
         blocks = torch.stack([keys, values], dim=1).view(layers, 2, heads, count, self.block_tokens, dim)
         blocks = blocks.permute(0, 3, 1, 2, 4, 5).contiguous()  # [L, n, 2, Hkv, B, D]
+        targets, sources = [], []
         for page, slot, first, size in self._paired_runs(self._allocate(count)):  # grows pages and rep_keys
             for layer in range(layers):
-                self.pages[page][layer, slot:slot + size].copy_(blocks[layer, first:first + size], non_blocking=True)
+                targets.append(self.pages[page][layer, slot:slot + size])
+                sources.append(blocks[layer, first:first + size])
+        if targets:  # one call: no Python dispatch per copy
+            torch._foreach_copy_(targets, sources, non_blocking=True)
         sums = keys.float().view(layers, heads, count, self.block_tokens, dim).sum(3)  # [L, Hkv, n, D] (pads are 0)
         if all(n == self.block_tokens for n in lengths):  # the usual call: no per-block divisor to upload
             means = sums / self.block_tokens

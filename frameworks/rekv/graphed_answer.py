@@ -67,7 +67,7 @@ class GraphedAnswerPrefill:
     max_graphs = 8
 
     def __init__(self, stack, attention: SplitAttention, cuda_graph: bool = True, warmups: int = 2):
-        self.stack, self.attention, self.cuda_graph, self.warmups = stack, attention, cuda_graph, warmups
+        self.stack, self.attention, self.warmups = stack, attention, warmups
         self.graphs = GraphTable("ReKV answer pre-fill", self.max_graphs, cuda_graph)
         self.replays = 0
 

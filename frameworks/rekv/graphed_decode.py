@@ -96,7 +96,7 @@ class GraphedDecoder:
         position.fill_(cache.length)
         if run is None and self._graphable(device) and steps >= self.min_graph_steps:
             run = self._graph(cache, token, position, splits)
-        if run is not None or self._graphable(device):  # keep the static inputs (and graph) of this cache
+        if self._graphable(device):  # keep the static inputs (and graph) of this cache
             self.graphs[key] = (token, position, splits, run)
             self.graphs.move_to_end(key)
             while len(self.graphs) > self.max_graphs:

@@ -31,7 +31,8 @@ from frameworks.common.compression import HostCompression
 from frameworks.common.graphed_tokens import GraphedTokenStage
 from frameworks.common.host_checks import check_ingest, peak_memory_mb, reset_peak_memory
 from frameworks.common.llava_loading import LoadedLlava
-from frameworks.common.llava_video import pool_2x, pooled_grid_tokens, preprocess_frames, tower_features
+from frameworks.common.llava_video import (pixel_normalization, pool_2x, pooled_grid_tokens, preprocess_frames,
+                                           tower_features)
 from frameworks.common.split_attention import SplitAttention, pick_kernel
 from frameworks.common.timing import EventTimer
 from frameworks.common.vision_side import SIDE_FIELDS, tower_side
@@ -67,6 +68,7 @@ class ReKVHost:
         self.model, self.codec, self.pixel_spec = loaded.model, loaded.codec, loaded.pixels
         inner = self.model.model
         self.device, self.dtype = self.model.device, self.model.dtype
+        self.normalization = pixel_normalization(self.pixel_spec.mean, self.pixel_spec.std, self.device)
         self.vision_tower, self.projector = inner.vision_tower, inner.multi_modal_projector
         self.stack = DecoderStack(inner.language_model, self.model.lm_head)
         self.rope = RotaryTable(inner.language_model.rotary_emb, self.dtype)
@@ -221,7 +223,8 @@ class ReKVHost:
         config = self.model.config
         wants_side = bool(self.compression.requires & set(SIDE_FIELDS))
         with self.timer.stage("preprocess"):
-            pixels = preprocess_frames(frames, self.pixel_spec, self.device, self.vision_tower.dtype)
+            pixels = preprocess_frames(frames, self.pixel_spec, self.device, self.vision_tower.dtype,
+                                       self.normalization)
         with self.timer.stage("vit"):
             selected = tower_features(self.vision_tower, pixels, config.vision_feature_layer,
                                       config.vision_feature_select_strategy, return_hidden_states=wants_side)
@@ -319,10 +322,10 @@ class ReKVHost:
             if keys is not None:
                 cache.load(layer, keys, values)
 
-        uniform = not layered and all(len(layer) == chosen for layer in selected)
         if lazy:  # the answer pre-fill loads layer l right before layer l attends (`_forward_answer`)
             cache.pending_load = load
-        elif chosen and uniform:  # every layer in one pass: one unstage, one rotation, two copies
+        elif chosen and not layered:  # every layer in one pass: one unstage, one rotation, two copies
+            # (`_select_blocks` gives every layer the same number of blocks, so one context length fits all)
             keys, values = pending.all_layers()
             if self.window.n_init:
                 keys = torch.cat([self.window.init_keys, keys], dim=2)

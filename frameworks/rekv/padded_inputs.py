@@ -14,9 +14,10 @@ def padded_length(count: int, bucket: int) -> int:
 
 
 def static_inputs(hidden: torch.Tensor, padded: int, scalars: int) -> tuple[torch.Tensor, ...]:
-    """(rows [padded, hidden] holding `hidden` then zeros, `scalars` int64 device scalars [1] set to 0)."""
-    rows = hidden.new_zeros(padded, hidden.shape[1])
-    fill_rows(rows, hidden)
+    """Allocate only: (rows [padded, hidden] like `hidden`, uninitialised, `scalars` int64 device scalars
+    [1] set to 0). The caller writes every row with `fill_rows` (and its scalars) before a run, as it does
+    before every replay, so the rows are copied once per call."""
+    rows = hidden.new_empty(padded, hidden.shape[1])
     return (rows, *(torch.zeros(1, dtype=torch.long, device=hidden.device) for _ in range(scalars)))
 
 

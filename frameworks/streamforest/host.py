@@ -28,8 +28,9 @@ from transformers import DynamicCache
 from frameworks.common.compression import HostCompression
 from frameworks.common.frame_sampling import uniform_indices
 from frameworks.common.host_checks import check_ingest, peak_memory_mb, reset_peak_memory
-from frameworks.common.llava_video import preprocess_frames, tower_features
+from frameworks.common.llava_video import pixel_normalization, preprocess_frames, tower_features
 from frameworks.common.timing import EventTimer
+from frameworks.common.uploads import upload_tensor
 from frameworks.protocol import Query, StageTimings
 from frameworks.streamforest.config import StreamForestConfig
 from frameworks.streamforest.loading import LoadedStreamForest
@@ -60,6 +61,7 @@ class StreamForestHost:
         self.memory_settings = memory or MemorySettings.from_mapping(
             {**vars(sizes.memory), **dict(self.config.memory or {})})
         self.device, self.dtype = self.model.device, self.model.dtype
+        self.normalization = pixel_normalization(self.pixel_spec.mean, self.pixel_spec.std, self.device)
         self.tower, self.lm = self.model.vision_tower, self.model.language_model
         self.grid = sizes.grid
         self.heads = sizes.vision.num_attention_heads
@@ -149,12 +151,12 @@ class StreamForestHost:
     def pixels(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 [F, H, W, 3] -> normalised tower input [F, 3, S, S] on the host device (timed)."""
         with self.timer.stage("preprocess"):
-            return preprocess_frames(frames, self.pixel_spec, self.device, self.dtype)
+            return preprocess_frames(frames, self.pixel_spec, self.device, self.dtype, self.normalization)
 
     def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames [F, H, W, 3] or tower input [F, 3, S, S] -> tower tokens [F, grid*grid, C]
         (output of the last of the tower's layers, before the post-layernorm)."""
-        pixels = self.pixels(frames) if frames.dtype == torch.uint8 else frames.to(self.device)
+        pixels = self.pixels(frames) if frames.dtype == torch.uint8 else upload_tensor(frames, self.device)
         with self.timer.stage("vit"):
             return tower_features(self.tower, pixels, -1, "full")
 

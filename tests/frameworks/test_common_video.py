@@ -51,3 +51,30 @@ def test_grouped_attention_equals_expanded_eager_attention():
     expected = (scores.softmax(-1) @ v_full).transpose(0, 1).reshape(4, 48)
     torch.testing.assert_close(out, expected)
     assert tail_causal_mask(2, 4, q.device).tolist() == [[True, True, True, False], [True, True, True, True]]
+
+
+def test_prebuilt_normalization_and_rectangular_size_match_the_plain_formula():
+    """Hosts pass constants built once at init; the result must equal the per-call upload, bit for bit,
+    and a (h, w) size (LiveCC's resize_frames) must resize to that rectangle."""
+    from frameworks.common.llava_video import pixel_normalization
+    from frameworks.livecc.video import PatchSpec, resize_frames
+
+    frames = torch.randint(0, 256, (3, 17, 23, 3), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    spec = PixelSpec(size=11, mean=(0.1, 0.2, 0.3), std=(0.7, 0.9, 1.3))
+    cpu = torch.device("cpu")
+    normalization = pixel_normalization(spec.mean, spec.std, cpu)
+    assert normalization[0].shape == normalization[1].shape == (1, 3, 1, 1)
+    plain = preprocess_frames(frames, spec, cpu, torch.float32)
+    assert torch.equal(preprocess_frames(frames, spec, cpu, torch.float32, normalization), plain)
+    unnormalised = torch.nn.functional.interpolate(frames.permute(0, 3, 1, 2).float(), size=(11, 11), mode="bicubic",
+                                                   antialias=True, align_corners=False).clamp(0, 255)
+    mean, std = torch.tensor(spec.mean).view(1, 3, 1, 1), torch.tensor(spec.std).view(1, 3, 1, 1)
+    assert torch.equal(plain, (unnormalised / 255.0 - mean) / std)
+    patches = PatchSpec()
+    wide = resize_frames(frames, (7, 13), patches, cpu, torch.float32)
+    assert wide.shape == (3, 3, 7, 13)
+    clip = pixel_normalization(patches.mean, patches.std, cpu)
+    assert torch.equal(resize_frames(frames, (7, 13), patches, cpu, torch.float32, clip), wide)
+    same_size = resize_frames(frames, (17, 23), patches, cpu, torch.float32, clip)  # no resize: exact rescale
+    mean, std = torch.tensor(patches.mean).view(1, 3, 1, 1), torch.tensor(patches.std).view(1, 3, 1, 1)
+    assert torch.equal(same_size, (frames.permute(0, 3, 1, 2).float() / 255.0 - mean) / std)
