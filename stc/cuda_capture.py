@@ -3,13 +3,18 @@ and the hosts' LLM steps and token stage (frameworks/common/cuda_graphs.py re-ex
 
 A stateful step is captured by really running it: warm-ups on a side stream (PyTorch's rule: lazy
 inits, cuBLAS workspaces and compiled kernels happen outside the capture), with the caller's `restore`
-putting the state back after each, then the recording, then `restore` once more. On any failure the
+putting the state back after each, then the recording (with Python's cyclic garbage collector paused:
+`torch.cuda.graph` collects once before it starts, but a collection that a step's allocations trigger
+mid-recording can finalise CUDA objects of earlier work, a graph or an event, whose CUDA calls are
+illegal while a stream captures and invalidate the recording), then `restore` once more. On any failure the
 current stream is set back (a failed `capture_end` skips the capture stream's exit), the device is
 synchronised, the state restored, and the error re-raised for the caller to fall back to eager.
 """
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from typing import Callable, TypeVar
 
 import torch
@@ -31,7 +36,7 @@ def capture(step: Callable[[], T], restore: Callable[[], None], device: torch.de
                 restore()
         current.wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=pool):
+        with _collector_paused(), torch.cuda.graph(graph, pool=pool):
             outputs = step()
         restore()
         return graph, outputs
@@ -40,6 +45,18 @@ def capture(step: Callable[[], T], restore: Callable[[], None], device: torch.de
         torch.cuda.synchronize(device)
         restore()
         raise
+
+
+@contextmanager
+def _collector_paused():
+    """Cyclic garbage collection off inside the block, back to its previous setting after it."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def failure_text(error: BaseException) -> str:

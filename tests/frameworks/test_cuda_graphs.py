@@ -129,3 +129,23 @@ def test_failure_text_names_the_error_a_failed_capture_exit_hides():
     assert text == ("RuntimeError: operation failed due to a previous error during capture; "
                     "first error: RuntimeError: operation not permitted when stream is capturing")
     assert cuda_graphs.failure_text(ValueError("plain")) == "ValueError: plain"
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_garbage_collector_is_paused_only_while_recording(fake_cuda, fails):
+    """A collection mid-recording could finalise CUDA objects of earlier work (illegal CUDA calls while a
+    stream captures): the recorded step runs with gc off; warm-ups run with it on; gc is back on after,
+    whether the recording succeeded or raised."""
+    import gc
+
+    seen = []
+
+    def step():
+        seen.append(gc.isenabled())
+        if fails and len(seen) == 3:
+            raise RuntimeError("recording failed")
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError) if fails else contextlib.nullcontext():
+        cuda_graphs.capture(step, lambda: None, torch.device("cpu"))
+    assert seen == [True, True, False] and gc.isenabled()
