@@ -179,7 +179,10 @@ def render(result: dict, rows: list[Row]) -> str:
                   "question; medians)", ""] + _e2e_table(e2e)
     long = [r for r in rows if r.case == "long"]
     if long:
-        lines += ["", "## (5) Answer latency after a long stream", ""] + _long_table(long)
+        lines += ["", "## (5) Answer latency after a long stream", "",
+                  "The same question asked again after untimed warm-ups (graphs captured, the device LRU of "
+                  "retrieved blocks warm); a new question's cold-LRU first token: scripts/gpu/rekv_answer_latency.py.",
+                  ""] + _long_table(long)
     if rows:
         lines += ["", "## Roofline floors", "", "Floor of each call = max(FLOPs / peak, weight bytes / bandwidth), summed "
                   "over a pass, in the row's unit; x floor = measured / floor (>= 1). GFLOP and weight MB are per timed "
