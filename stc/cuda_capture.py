@@ -4,9 +4,11 @@ and the hosts' LLM steps and token stage (frameworks/common/cuda_graphs.py re-ex
 A stateful step is captured by really running it: warm-ups on a side stream (PyTorch's rule: lazy
 inits, cuBLAS workspaces and compiled kernels happen outside the capture), with the caller's `restore`
 putting the state back after each, then the recording (with Python's cyclic garbage collector paused:
-`torch.cuda.graph` collects once before it starts, but a collection that a step's allocations trigger
-mid-recording can finalise CUDA objects of earlier work, a graph or an event, whose CUDA calls are
-illegal while a stream captures and invalidate the recording), then `restore` once more. On any failure the
+`torch.cuda.graph` no longer collects before it starts unless `torch.compiler.config.force_cudagraph_gc`,
+so cyclic garbage of earlier work, e.g. a finished host's graphs, events and pinned blocks, can still be
+alive, and a collection that a step's allocations trigger mid-recording would run their finalisers,
+whose CUDA calls are illegal while a stream captures and invalidate the recording), then `restore` once
+more. On any failure the
 current stream is set back (a failed `capture_end` skips the capture stream's exit), the device is
 synchronised, the state restored, and the error re-raised for the caller to fall back to eager.
 """
