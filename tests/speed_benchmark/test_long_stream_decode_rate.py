@@ -26,13 +26,16 @@ class _Host:
         return 2
 
     def answer(self, query):
+        self.stall(query)
+        self.decode += 1.0 + 2.0 * (query.max_new_tokens - 1)
+        self.tokens += query.max_new_tokens
+        return "x"
+
+    def stall(self, query):
         if query.max_new_tokens == 1:
             self.singles += 1
             if self.singles - WARMUP_ANSWERS in (1, 3):  # after the untimed warm-ups: timed repeats 1 and 3
                 time.sleep(0.04)
-        self.decode += 1.0 + 2.0 * (query.max_new_tokens - 1)
-        self.tokens += query.max_new_tokens
-        return "x"
 
     @property
     def timings(self):
@@ -58,13 +61,10 @@ class _CapturingHost(_Host):
         super().__init__()
         self.seen: dict[int, int] = {}
 
-    def answer(self, query):
+    def stall(self, query):
         self.seen[query.max_new_tokens] = self.seen.get(query.max_new_tokens, 0) + 1
         if self.seen[query.max_new_tokens] <= 2:
             time.sleep(0.05)
-        self.decode += 1.0 + 2.0 * (query.max_new_tokens - 1)
-        self.tokens += query.max_new_tokens
-        return "x"
 
 
 def test_no_timed_answer_carries_a_capture():
