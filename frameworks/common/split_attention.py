@@ -149,6 +149,12 @@ class SplitAttention:
         self._bounds: dict[tuple, torch.Tensor] = {}
         self._merge_folded = torch.compile(_merge_folded, dynamic=False) if compile_glue else _merge_folded
 
+    def splits(self, queries: int, q_heads: int, kv_heads: int, keys: int, device: torch.device) -> int:
+        """Key chunks P for `context` with this object's kernel: `context_splits` for flash; 1 for the
+        reference kernel, whose chunks on device bounds each read the whole buffer (masking the rows
+        outside the chunk), so P chunks would be P times the work for no occupancy gain."""
+        return context_splits(queries, q_heads, kv_heads, keys, device) if self.kernel == "flash" else 1
+
     def bounds(self, count: int, device: torch.device) -> torch.Tensor:
         """int32 [0, count] (one sequence of `count` rows)."""
         return self._edges(count, max(count, 1), device)

@@ -28,7 +28,7 @@ from typing import Optional
 import torch
 
 from frameworks.common.cuda_graphs import GraphTable, capture
-from frameworks.common.split_attention import SplitAttention, context_splits
+from frameworks.common.split_attention import SplitAttention
 from frameworks.rekv.backends import AnswerCache
 from frameworks.rekv.padded_inputs import fill_rows, padded_length, static_inputs
 from frameworks.rekv.rope import rotate, rotation_tables
@@ -115,8 +115,8 @@ class GraphedAnswerPrefill:
 
     def _run(self, cache: AnswerCache, inputs) -> torch.Tensor:
         rows, start, last = inputs
-        splits = context_splits(rows.shape[0], self.stack.q_heads, self.stack.kv_heads, cache.keys.shape[2],
-                                rows.device)
+        splits = self.attention.splits(rows.shape[0], self.stack.q_heads, self.stack.kv_heads, cache.keys.shape[2],
+                                       rows.device)
         backend = StaticAnswerPrefill(cache, start, rows.shape[0], self.attention, splits)
         out = self.stack.run(rows, backend, fused=True)
         return self.stack.logits(out.index_select(0, last))[0]

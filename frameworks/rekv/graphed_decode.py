@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 
 from frameworks.common.cuda_graphs import capture, failure_text
-from frameworks.common.split_attention import SplitAttention, context_splits
+from frameworks.common.split_attention import SplitAttention
 from frameworks.rekv.backends import AnswerCache
 from frameworks.rekv.rope import rotate, rotation_tables
 
@@ -88,7 +88,7 @@ class GraphedDecoder:
         key = (cache.keys.data_ptr(), tuple(cache.keys.shape), cache.keys.dtype, device)
         entry = self.graphs.get(key)
         if entry is None:
-            splits = context_splits(1, self.stack.q_heads, self.stack.kv_heads, cache.keys.shape[2], device)
+            splits = self.attention.splits(1, self.stack.q_heads, self.stack.kv_heads, cache.keys.shape[2], device)
             entry = (torch.zeros(1, dtype=torch.long, device=device), torch.zeros(1, dtype=torch.long, device=device),
                      splits, None)
         token, position, splits, run = entry

@@ -33,7 +33,7 @@ from typing import Optional
 
 import torch
 
-from frameworks.common.split_attention import SplitAttention, context_splits
+from frameworks.common.split_attention import SplitAttention
 from frameworks.common.uploads import upload
 from frameworks.rekv.backends import RawKV
 from frameworks.rekv.rope import RotaryTable, rope_pair, rotate, rotation_tables
@@ -93,7 +93,7 @@ class StaticWindow:
         """Key chunks of the context attention for a step of `num_new` queries (`splits` if set)."""
         if self.splits is not None:
             return self.splits
-        return context_splits(num_new, self.q_heads, self.shape[1], self.n_init + self.n_local, self.device)
+        return self.attention.splits(num_new, self.q_heads, self.shape[1], self.n_init + self.n_local, self.device)
 
     def slots(self, num_new: int) -> list[int]:
         """Buffer rows the next `num_new` tokens will be written to (host view of the device rule)."""

@@ -146,6 +146,20 @@ def test_device_length_chunks_share_the_valid_rows_and_merge_to_one_softmax(used
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-12)
 
 
+def test_only_the_flash_kernel_splits_the_context_into_chunks(monkeypatch):
+    """P key chunks buy thread-block occupancy for FlashAttention; the reference kernel's chunks on device
+    bounds each read the whole buffer, so on a GPU it must take ONE chunk (it took the flash P, up to 66
+    full-buffer passes per layer for a decoding step), and on CPU both take one."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(multi_processor_count=132))
+    gpu = torch.device("cuda")
+    assert SplitAttention("flash").splits(64, 28, 4, 15004, gpu) == 16  # one wave of 264 FA2 blocks
+    assert SplitAttention("flash").splits(1, 28, 4, 15004, gpu) == 66
+    assert SplitAttention("reference").splits(64, 28, 4, 15004, gpu) == 1
+    assert SplitAttention("flash").splits(64, 28, 4, 15004, torch.device("cpu")) == 1
+
+
 def test_split_attention_rejects_bad_shapes():
     attention = SplitAttention("reference")
     with pytest.raises(ValueError, match="causal attention needs"):
