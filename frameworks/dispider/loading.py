@@ -69,11 +69,6 @@ class LoadedDispider:
     pixels: PixelSpec
 
 
-def released_to_ours(name: str) -> str | None:
-    """Our parameter name for a released one; None = ignored; KeyError when no rule matches."""
-    return NAMES.ours(name)
-
-
 # ------------------------------------------------------------------------------------------- random
 def build_random_dispider(arch: DispiderArchitecture, dtype="bfloat16", device="auto", seed: int = 0) -> LoadedDispider:
     """Random weights at `arch`'s sizes; byte-level text codecs (no tokenizer offline), <ANS>/<TODO>

@@ -6,7 +6,7 @@ import torch
 from omegaconf import OmegaConf
 
 from frameworks.dispider import DispiderSettings
-from frameworks.dispider.loading import load_dispider, released_to_ours, save_dispider
+from frameworks.dispider.loading import NAMES, load_dispider, save_dispider
 from frameworks.protocol import Query, StreamingVideoLLM
 from frameworks.registry import build_host
 from tests.tokenizers_offline import byte_level_tokenizer
@@ -35,9 +35,9 @@ def test_released_names_map_onto_ours():
         "model.compressor.lm_head.weight": None,  # the compressor's LM head is never used at inference
     }
     for released, ours in cases.items():
-        assert released_to_ours(released) == ours, released
+        assert NAMES.ours(released) == ours, released
     with pytest.raises(KeyError):
-        released_to_ours("vision.encoder.weight")
+        NAMES.ours("vision.encoder.weight")
 
 
 def test_save_then_load_through_the_host_factory(dsp, tmp_path):
