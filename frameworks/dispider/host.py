@@ -254,7 +254,7 @@ class DispiderHost:
         memories = torch.cat([clip.memory for clip in clips])
         indicators = torch.stack([clip.indicator for clip in clips])
         global_memory = passes.global_memory(compressor, memories, indicators)
-        ids = lambda values: torch.tensor(values, device=self.device, dtype=torch.long)  # noqa: E731
+        ids = lambda values: upload(values, self.device)  # noqa: E731  (no stream sync: uploads.py)
         question_ids = self.compressor_codec.encode(question) + [self.todo_id]
         state = passes.question_state(compressor, embed(ids([self.ans_id])), embed(ids(question_ids)),
                                       embed(ids([self.todo_id])), memories, settings.grounding)
@@ -283,5 +283,5 @@ class DispiderHost:
         video.append(model.compress_projector(global_memory))
         embed = model.reaction.get_input_embeddings()
         prefix, suffix = self.reaction_prompt(query)
-        text = [embed(torch.tensor(self.codec.encode(part), device=self.device, dtype=torch.long)) for part in (prefix, suffix)]
+        text = [embed(upload(self.codec.encode(part), self.device)) for part in (prefix, suffix)]
         return torch.cat([text[0], *video, text[1]])

@@ -34,7 +34,6 @@ from typing import Optional
 import torch
 
 from frameworks.common.split_attention import SplitAttention
-from frameworks.common.uploads import upload
 from frameworks.rekv.backends import RawKV
 from frameworks.rekv.rope import RotaryTable, rope_pair, rotate, rotation_tables
 
@@ -78,7 +77,8 @@ class StaticWindow:
         """Empty the window (new video). The sink stays."""
         self.fill = self.write = self.evicted = 0
         self.next_position = self.n_init
-        self.meta.copy_(upload([self.next_position, 0, 0], self.device))  # no stream sync (uploads.py)
+        self.meta.zero_()  # fills on the device: no host->device copy, no stream sync
+        self.meta[NEXT].fill_(self.next_position)
 
     @property
     def length(self) -> int:
