@@ -57,6 +57,24 @@ def test_representative_key_is_block_mean_and_compact_score_equals_gqa_expanded_
     torch.testing.assert_close(store.scores(1, query), reference)
 
 
+def test_representative_key_of_a_partial_block_is_the_mean_of_its_real_tokens():
+    """Variable-count frames (lengths below BLOCK, padded with zeros inside the store): each block's
+    representative key averages only its real tokens, whatever the mix of full and partial blocks."""
+    generator = torch.Generator().manual_seed(4)
+    store = _store(page_blocks=2)
+    lengths = [3, 1, BLOCK, 2, 4]  # one full block among partial ones, across page borders
+    keys = torch.randn(LAYERS, KV_HEADS, sum(lengths), DIM, generator=generator)
+    values = torch.randn(LAYERS, KV_HEADS, sum(lengths), DIM, generator=generator)
+    store.write(keys, values, lengths=lengths)
+    store.commit(len(lengths))
+    start = 0
+    for block, length in enumerate(lengths):
+        expected = keys[:, :, start:start + length].mean(2)  # [L, Hkv, D]
+        torch.testing.assert_close(store.rep_keys[:, block], expected.reshape(LAYERS, -1))
+        start += length
+    assert store.lengths[:len(lengths)] == lengths
+
+
 def test_topk_picks_planted_block_and_returns_temporal_order():
     generator = torch.Generator().manual_seed(2)
     store = _store()
