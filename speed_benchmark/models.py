@@ -17,6 +17,7 @@ from torch import nn
 
 from frameworks.common import model_sizes
 from speed_benchmark.config import PresetConfig, SpeedConfig, SpeedConfigError
+from stc.cuda_capture import capture
 
 
 @dataclass
@@ -151,15 +152,10 @@ class PlainGraph:
 
     def __init__(self, fn: Callable[[torch.Tensor], Any], example: torch.Tensor, warmup: int = 3):
         self.static_input = example.clone()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(warmup):
-                fn(self.static_input)
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.static_output = fn(self.static_input)
+        # the project's one capture protocol (side-stream warm-ups, GC paused while recording, stream set
+        # back on failure); the unpatched tower keeps no state, so there is nothing to restore
+        self.graph, self.static_output = capture(lambda: fn(self.static_input), lambda: None, example.device,
+                                                 warmups=warmup)
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         self.static_input.copy_(pixels)
