@@ -14,14 +14,19 @@ import torch
 def top_indices(scores: torch.Tensor, count: int, largest: bool = True) -> torch.Tensor:
     """Indices [F, count] of the `count` largest (or smallest) scores of every row of scores [F, T],
     in raster order; among equal scores at the cut the LOWEST index is kept."""
-    return split_indices(scores, count, largest)[0]
+    return _ranking(scores, largest)[:, :count].sort(dim=1).values
 
 
 def split_indices(scores: torch.Tensor, count: int, largest: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(`top_indices`, the other indices [F, T - count] in raster order) from ONE ranking sort: a method
     that needs both (VisionZip's dominant and remaining tokens) does not rank twice."""
-    order = torch.sort(scores, dim=1, descending=largest, stable=True).indices
+    order = _ranking(scores, largest)
     return order[:, :count].sort(dim=1).values, order[:, count:].sort(dim=1).values
+
+
+def _ranking(scores: torch.Tensor, largest: bool) -> torch.Tensor:
+    """Per row, all indices from best to worst score; a stable sort, so equal scores keep raster order."""
+    return torch.sort(scores, dim=1, descending=largest, stable=True).indices
 
 
 def complement_indices(picked: torch.Tensor, count: int) -> torch.Tensor:
