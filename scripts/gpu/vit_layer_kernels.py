@@ -199,7 +199,7 @@ def main(argv=None) -> int:
                     if wanted("selective", batch):
                         selective = compiled("selective", mode)
                         us, graph = graph_replay_us(
-                            lambda: selective(hidden, pool[0], pool[1], pool[2], *selective_w, k, *consts, 0),
+                            lambda: selective(hidden, pool, None, *selective_w, k, *consts, 0),
                             a.layers, a.replays, device)
                         record("selective", batch, mode, us, graph, profile=mode != "eager")
                     if wanted("mixed", batch) and batch > a.mixed_refs:

@@ -28,7 +28,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from stc.cacher.layer import pick_references, slot_references, write_references
+from stc.cacher.layer import pick_references, write_references
 from stc.cacher.selection import expand_index, prepare_reference, select_dynamic_tokens, token_similarity
 
 _ACTIVATIONS = {
@@ -125,6 +125,22 @@ def _selective_layer(
     return (hidden + ref_branch_sum).scatter(1, index, mid_dynamic + mlp)
 
 
+def _selective_call(hidden, stored, stored_slots, *weights_and_constants):
+    """All-selective call: `_selective_layer` on the stored references `stored` [3, S or 1, T, D], or,
+    with `stored_slots` [S], on the slot pool [3, slots, T, D] read at those slots here (see
+    `_read_stored`)."""
+    return _selective_layer(hidden, *_read_stored(stored, stored_slots), *weights_and_constants)
+
+
+def _read_stored(stored, stored_slots):
+    """(selection, value, branch sum) of the selective rows: `stored` as it is, or the slot pool read at
+    `stored_slots` INSIDE the compiled function, so Inductor folds the gather into the kernels that
+    consume the references (the slots of streams that joined/left or refresh at different phases are
+    not consecutive; ATen's index_select of the three [S, T, D] references outside the compiled function
+    took 65 µs per layer at S = 6 on an H200, more than a 6-row selective GEMM)."""
+    return (stored if stored_slots is None else stored.index_select(1, stored_slots)).unbind(0)
+
+
 def _reference_rows(
     hidden, ln1_w, ln1_b, qkv_w, qkv_b, o_w, o_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b, scale1, scale2,
     heads: int, scale: float, eps1: float, eps2: float, act: str, metric: str, use_keys: bool,
@@ -168,16 +184,13 @@ def _mixed_layer(
     different phases): ONE dense pass over the R rows, ONE selective pass over the S rows, each
     selective row reading its in-call reference row (`from_call`, at `call_pos`) or its stored one:
     `stored` [3, S or 1, T, D] (selection, value, branch sum; None when every row reads an in-call one),
-    or, with `stored_slots` [S], the whole slot pool [3, slots, T, D] read at those slots HERE, so
-    Inductor folds the gather into the kernels that consume the references (the slots of staggered
-    streams are not consecutive; ATen's index_select of the three [S, T, D] references outside the
-    compiled function took 65 µs per layer at S = 6 on an H200, more than a 6-row selective GEMM).
+    or, with `stored_slots` [S], the whole slot pool [3, slots, T, D] read at those slots (`_read_stored`).
     `from_call` None: no row
     reads an in-call one (streams at different phases, one frame each: the staggered multi-stream call),
     so the stored references are used as they are, without three [S, T, D] selects. -> (output [B, T, D],
     references to store [3, W, T, D])."""
     if stored is not None:
-        stored = (stored if stored_slots is None else stored.index_select(1, stored_slots)).unbind(0)
+        stored = _read_stored(stored, stored_slots)
     out_r, selection, values, branch_sum = _reference_rows(
         hidden.index_select(0, ref_rows), *reference_weights, heads, scale, eps1, eps2, act, metric, use_keys)
     refs = pick_references((selection, values, branch_sum), stored, call_pos, from_call)
@@ -230,12 +243,12 @@ class FusedSelectiveLayer:
             selective_w, reference_w = self._weights(anatomy, parts)
             constants = (plan.tokens_to_update, *_constants(parts, act, config, prefix))
             index, pool = plan.index, plan.bank.layer(layer_idx)
-            stored, slots = _stored_inputs(plan, layer_idx, pool)
+            stored, slots = _stored_inputs(plan, pool)
             pattern = (tuple(hidden.shape), hidden.dtype, hidden.device, len(plan.reference_rows), len(plan.store_rows),
                        None if stored is None else tuple(stored.shape), slots is None, index.any_from_call,
                        tuple(selective_w[6].shape), constants)
             if not plan.reference_rows:
-                return self.compiled("selective", pattern)(hidden, *stored.unbind(0), *selective_w, *constants)
+                return self.compiled("selective", pattern)(hidden, stored, slots, *selective_w, *constants)
             if not plan.selective_rows:
                 out, stores = self.compiled("reference", pattern)(hidden, index.store_pos, *reference_w, *constants)
             else:
@@ -251,20 +264,20 @@ class FusedSelectiveLayer:
             return None
 
 
-def _stored_inputs(plan, layer_idx: int, pool):
+def _stored_inputs(plan, pool):
     """What a call passes for the stored references its selective rows read: (None, None) when there are
-    none (an all-reference call, or every row reads an in-call reference); (a [3, S or 1, T, D] view or
-    gather, None) for an all-selective call or consecutive slots; (the whole pool, slot indices) for a
-    mixed call over scattered slots (staggered streams), gathered inside the compiled function."""
+    none (an all-reference call, or every row reads an in-call reference); (a [3, S or 1, T, D] view of
+    the pool, None) when their slots are one slot or consecutive; else (the whole pool, slot indices),
+    gathered inside the compiled function (`_read_stored`)."""
     index = plan.index
     if not plan.selective_rows or index.all_from_call:
         return None, None
-    if index.stored_slice is not None or not plan.reference_rows:
-        return slot_references(plan, layer_idx), None
+    if index.stored_slice is not None:
+        return pool[:, index.stored_slice], None
     return pool, index.sel_slots
 
 
-FUNCTIONS = {"selective": _selective_layer, "reference": _reference_layer, "mixed": _mixed_layer}
+FUNCTIONS = {"selective": _selective_call, "reference": _reference_layer, "mixed": _mixed_layer}
 
 
 @functools.lru_cache(maxsize=64)
